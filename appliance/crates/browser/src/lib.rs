@@ -1,0 +1,1 @@
+//! zigral-browser: see Cargo.toml description; filled in by its issue.

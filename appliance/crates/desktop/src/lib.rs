@@ -1,0 +1,1 @@
+//! zigral-desktop: see Cargo.toml description; filled in by its issue.

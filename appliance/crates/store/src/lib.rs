@@ -1,0 +1,1 @@
+//! zigral-store: see Cargo.toml description; filled in by its issue.

@@ -1,0 +1,39 @@
+//! `zigral`: the appliance binary. Thin: parses the subcommand, sets up logging and the tokio
+//! runtime, and hands over to the library crate that owns that service.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "zigral", version, about = "Zigral appliance services")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// WebSocket→VNC proxy (replaces websockify): `zigral proxy [OPTIONS] LISTEN TARGET`.
+    Proxy(zigral_proxy::cli::Args),
+    /// The control plane: REST API, events, MCP, UI.
+    Control(zigral_control::cli::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZIGRAL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Proxy(args) => zigral_proxy::cli::run(args).await,
+            Cmd::Control(args) => zigral_control::cli::run(args).await,
+        }
+    })
+}

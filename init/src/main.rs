@@ -1,0 +1,2 @@
+//! zigral-init entry point (filled in by the foundation issue).
+fn main() {}
