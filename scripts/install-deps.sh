@@ -61,7 +61,10 @@ if [[ $need_qemu -eq 1 ]]; then
   K=/usr/share/keyrings/debian-archive-keyring.gpg
   D=$(mktemp -d /tmp/zigral-apt-bpo.XXXXXX)
   mkdir -p "$D/lists/partial" "$D/archives/partial"
-  mirror=$(grep -hoE 'https?://[^ ]*debian(/)?' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -n1)
+  # The first non-security Debian mirror the machine's own (uncommented) sources use.
+  mirror=$( { grep -hE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}';
+              grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list 2>/dev/null | awk '{for(i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; break}}'; } \
+            | grep -v security | awk 'NR==1' || true)
   mirror=${mirror:-http://deb.debian.org/debian}
   printf 'deb [signed-by=%s] %s bookworm main\ndeb [signed-by=%s] %s bookworm-updates main\ndeb [signed-by=%s] %s bookworm-backports main\n' \
     "$K" "$mirror" "$K" "$mirror" "$K" "$mirror" > "$D/sources.list"

@@ -1,0 +1,67 @@
+# Zigral: the two commands are `make run` and `make test` (see README.md).
+# One cargo profile (release) serves run, test, bench and image: the workspace builds once.
+
+CARGO ?= cargo
+PROFILE_DIR := target/release
+export ZIGRAL_BIN_DIR := $(CURDIR)/$(PROFILE_DIR)
+
+.PHONY: run test test-rust test-image build deps deps-test ui python lint fmt clippy bench image boot clean-state help
+
+help:
+	@echo "make run    - bring the appliance stack up in host mode (foreground; Ctrl-C stops it)"
+	@echo "make test   - install what the tests need, build once, run every test (incl. the VM image boot)"
+	@echo "make bench  - run the benchmarks against their peers (prints name: value lines)"
+	@echo "make image  - build the VM image (image/build/zigral.qcow2); make boot - boot it under QEMU"
+	@echo "make lint   - cargo fmt --check and clippy -D warnings"
+
+run:
+	scripts/run-host.sh
+
+deps:
+	scripts/install-deps.sh run
+
+deps-test:
+	scripts/install-deps.sh all
+
+ui:
+	ui/build.sh
+
+python:
+	scripts/setup-python.sh
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+# Everything the suite needs, then the Rust tests (unit, crate integration and whole-stack),
+# then the VM image tests. ZIGRAL_REQUIRE_ALL makes tests fail instead of skipping when a
+# tool they need is missing.
+test: deps-test ui python build
+	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release --workspace --exclude zigral-tests
+	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release -p zigral-tests --test stack
+	$(MAKE) test-image
+
+test-image: image
+	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release -p zigral-tests --test image -- --test-threads=1
+
+image: build ui
+	image/build.sh
+
+boot:
+	image/boot.sh
+
+bench: deps-test ui build
+	$(CARGO) bench -p zigral-init --bench supervisor
+	$(CARGO) bench -p zigral-proxy --bench proxy
+	$(CARGO) bench -p zigral-desktop --bench desktop
+	$(CARGO) bench -p zigral-control --bench control
+	$(CARGO) bench -p zigral-actions --bench actions
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+clean-state:
+	rm -rf .state
