@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Boots the Zigral appliance image with QEMU, forwarding the control plane, the viewer proxy
+# and SSH to 127.0.0.1 on the host, and prints how to reach it.
+#
+#   image/boot.sh [options]
+#
+# Options (ports also from env ZIGRAL_VM_HTTP_PORT / ZIGRAL_VM_PROXY_PORT / ZIGRAL_VM_SSH_PORT):
+#   --image FILE        disk image (default image/build/zigral.qcow2)
+#   --http-port N       host port -> guest 8000 (control plane, UI)     (default 8000)
+#   --proxy-port N      host port -> guest 6081 (noVNC WebSocket proxy) (default 6081)
+#   --ssh-port N        host port -> guest 22   (SSH, the dev-mode door) (default 2222)
+#   --profile dev|network  force the listeners' bind address for this boot (kernel argument
+#                       ZIGRAL_BIND; implies --kernel-boot). Default: what the image was built with.
+#   --kernel-boot       boot vmlinuz/initrd.img next to the image directly (skips GRUB, ~5-10 s
+#                       faster under TCG); default is to boot the disk itself (GRUB in the MBR)
+#   --append "ARGS"     extra kernel arguments (implies --kernel-boot)
+#   --ssh-key FILE      authorize this public key at boot (QEMU fw_cfg opt/zigral/authorized_keys)
+#   --admin-password-file FILE  first-boot admin password (fw_cfg opt/zigral/admin_password)
+#   --overlay FILE      write disk changes to a qcow2 overlay FILE backed by the image (created
+#                       if missing); the image itself stays pristine
+#   --snapshot          discard all disk changes when QEMU exits
+#   --mem MiB           guest memory (default 2048)      --smp N   vCPUs (default 2)
+#   --accel auto|tcg|kvm  auto (default): KVM only when the host CPU has vmx/svm (a nested
+#                       software KVM such as PVM starts but crawls), else TCG
+#   --serial-log FILE   serial console to FILE instead of this terminal (no interactive console)
+#   --monitor SOCK      QEMU monitor on a Unix socket (e.g. for `system_powerdown`)
+#   --dry-run           print the QEMU command and exit
+# Interactive console: Ctrl-a x quits QEMU (a power cut); Ctrl-a c then `system_powerdown`
+# presses the ACPI power button (clean shutdown: services stopped in order, disk synced).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+die() { echo "image/boot.sh: error: $*" >&2; exit 1; }
+
+image="$here/build/zigral.qcow2"
+http_port=${ZIGRAL_VM_HTTP_PORT:-8000} proxy_port=${ZIGRAL_VM_PROXY_PORT:-6081} ssh_port=${ZIGRAL_VM_SSH_PORT:-2222}
+profile="" kernel_boot=0 append="" ssh_key="" pw_file="" overlay="" snapshot=0 mem=2048 smp=2
+accel=auto serial_log="" monitor="" dry=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --image) image=$2; shift 2 ;;
+    --http-port) http_port=$2; shift 2 ;;
+    --proxy-port) proxy_port=$2; shift 2 ;;
+    --ssh-port) ssh_port=$2; shift 2 ;;
+    --profile) profile=$2; kernel_boot=1; shift 2 ;;
+    --kernel-boot) kernel_boot=1; shift ;;
+    --append) append=$2; kernel_boot=1; shift 2 ;;
+    --ssh-key) ssh_key=$2; shift 2 ;;
+    --admin-password-file) pw_file=$2; shift 2 ;;
+    --overlay) overlay=$2; shift 2 ;;
+    --snapshot) snapshot=1; shift ;;
+    --mem) mem=$2; shift 2 ;;
+    --smp) smp=$2; shift 2 ;;
+    --accel) accel=$2; shift 2 ;;
+    --serial-log) serial_log=$2; shift 2 ;;
+    --monitor) monitor=$2; shift 2 ;;
+    --dry-run) dry=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+done
+[[ -f "$image" ]] || die "no image at $image: build it with image/build.sh"
+for p in "$http_port" "$proxy_port" "$ssh_port" "$mem" "$smp"; do
+  [[ "$p" =~ ^[0-9]+$ ]] || die "ports, --mem and --smp must be numbers (got '$p')"
+done
+bind=""
+case "$profile" in
+  "") ;; dev) bind=127.0.0.1 ;; network) bind=0.0.0.0 ;;
+  *) die "--profile must be dev or network, not '$profile'" ;;
+esac
+[[ -z "$ssh_key" || -r "$ssh_key" ]] || die "--ssh-key $ssh_key: not readable"
+[[ -z "$pw_file" || -r "$pw_file" ]] || die "--admin-password-file $pw_file: not readable"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/install-deps.sh image"
+
+case "$accel" in
+  auto)
+    if [[ -r /dev/kvm && -w /dev/kvm ]] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; else accel=tcg; fi ;;
+  tcg|kvm) ;;
+  *) die "--accel must be auto, tcg or kvm" ;;
+esac
+if [[ $accel == kvm ]]; then cpu=(-accel kvm -cpu host); else cpu=(-accel tcg,thread=multi -cpu max); fi
+
+disk="$image"
+if [[ -n "$overlay" ]]; then
+  if [[ ! -f "$overlay" ]]; then
+    qemu-img create -q -f qcow2 -b "$(realpath "$image")" -F qcow2 "$overlay"
+  fi
+  disk="$overlay"
+fi
+args=(qemu-system-x86_64 -name zigral "${cpu[@]}" -smp "$smp" -m "$mem" -machine pc
+  -drive "file=$disk,if=virtio,format=qcow2,cache=writeback,discard=unmap"
+  -nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$http_port-:8000,hostfwd=tcp:127.0.0.1:$proxy_port-:6081,hostfwd=tcp:127.0.0.1:$ssh_port-:22"
+  -device virtio-rng-pci -no-reboot)
+((snapshot)) && args+=(-snapshot)
+if ((kernel_boot)); then
+  dir=$(dirname "$image")
+  [[ -f "$dir/vmlinuz" && -f "$dir/initrd.img" ]] || die "--kernel-boot needs vmlinuz and initrd.img next to $image"
+  # Same kernel command line as the disk's GRUB menu (image/grub.cfg, first entry).
+  cmdline=$(grep -m1 -E '^\s*linux /vmlinuz' "$here/grub.cfg" | sed -E 's/^\s*linux \/vmlinuz //')
+  [[ -n "$bind" ]] && cmdline+=" ZIGRAL_BIND=$bind"
+  [[ -n "$append" ]] && cmdline+=" $append"
+  args+=(-kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$cmdline")
+fi
+[[ -n "$ssh_key" ]] && args+=(-fw_cfg "name=opt/zigral/authorized_keys,file=$ssh_key")
+[[ -n "$pw_file" ]] && args+=(-fw_cfg "name=opt/zigral/admin_password,file=$pw_file")
+[[ -n "$monitor" ]] && args+=(-monitor "unix:$monitor,server=on,wait=off")
+args+=(-display none)
+if [[ -n "$serial_log" ]]; then
+  args+=(-serial "file:$serial_log")
+  [[ -n "$monitor" ]] || args+=(-monitor none)
+elif [[ -n "$monitor" ]]; then
+  args+=(-serial stdio)
+else
+  args+=(-serial mon:stdio)   # Ctrl-a c toggles between the serial console and the monitor
+fi
+
+if ((dry)); then printf '%q ' "${args[@]}"; echo; exit 0; fi
+
+profile_note=${profile:-"as built ($(sed -n 's/^profile=//p' "$image.release" 2>/dev/null || echo network))"}
+cat >&2 <<EOF
+Zigral appliance: booting $(basename "$disk") with QEMU ($accel, $smp vCPU, $mem MiB), profile $profile_note.
+Under TCG expect ~30 s to the control plane and ~60-90 s until Chromium is up.
+  UI and API   http://127.0.0.1:$http_port/        (network profile)
+  viewer proxy ws://127.0.0.1:$proxy_port/
+  login        user 'admin'; the password is printed ONCE on this console at first boot
+               (or the one given at build time / with --admin-password-file)
+  SSH          ssh -p $ssh_port zigral@127.0.0.1   (key-only: build with --ssh-key or boot with --ssh-key)
+  dev profile  ssh -p $ssh_port -N -L 8000:127.0.0.1:8000 -L 6081:127.0.0.1:6081 zigral@127.0.0.1
+               then open http://127.0.0.1:8000/
+  stop         clean: Ctrl-a c, then 'system_powerdown' (ACPI power button); hard: Ctrl-a x
+EOF
+exec "${args[@]}"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Zigral layer (our binaries, UI, overlay files, init config, keys) into a root
+# file-system tree. Used by image/build.sh on the build tree and by the Packer provisioner
+# inside a running VM (TREE=/). Replaces files by unlink+create (never writes through an
+# existing inode: the build tree shares inodes with the cached base layer).
+# Usage: image/lib/layer.sh TREE PAYLOAD_DIR
+# PAYLOAD_DIR: bin/zigral, bin/zigral-init, [ui/], overlay/, init.toml, [authorized_keys],
+#              [admin-password], release
+set -euo pipefail
+T=${1%/} P=$2
+[[ -d "$T/usr/sbin" && -d "$T/etc" ]] || { echo "layer: $T is not a root file system" >&2; exit 1; }
+for f in bin/zigral bin/zigral-init overlay init.toml release; do
+  [[ -e "$P/$f" ]] || { echo "layer: payload $P lacks $f" >&2; exit 1; }
+done
+put() { # put MODE SRC DST
+  rm -f "$T$3"; install -D -m "$1" "$2" "$T$3"
+}
+put 0755 "$P/bin/zigral" /usr/bin/zigral
+put 0755 "$P/bin/zigral-init" /usr/sbin/zigral-init
+# The kernel runs /sbin/init (= /usr/sbin/init on merged-/usr Debian): that is zigral-init.
+rm -f "$T/usr/sbin/init"; ln -s zigral-init "$T/usr/sbin/init"
+rm -rf "$T/usr/share/zigral/ui"
+if [[ -d "$P/ui" ]]; then
+  mkdir -p "$T/usr/share/zigral"; cp -a "$P/ui" "$T/usr/share/zigral/ui"
+fi
+cp -a --remove-destination "$P/overlay/." "$T/"
+put 0644 "$P/init.toml" /etc/zigral/init.toml
+put 0644 "$P/release" /etc/zigral/release
+if [[ -s "$P/authorized_keys" ]]; then put 0644 "$P/authorized_keys" /etc/zigral/authorized_keys; fi
+if [[ -s "$P/admin-password" ]]; then put 0600 "$P/admin-password" /etc/zigral/admin-password; fi
+mkdir -p "$T/var/lib/zigral" && chmod 0750 "$T/var/lib/zigral"
