@@ -1,2 +1,4 @@
-//! zigral-init entry point (filled in by the foundation issue).
-fn main() {}
+//! zigral-init binary: see the library for everything it does.
+fn main() {
+    std::process::exit(zigral_init::cli::main());
+}

@@ -1,0 +1,375 @@
+//! Command line: `run` (default as PID 1), `check`, and `ctl` (the control-socket client).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{self, Config, Overrides};
+use crate::control;
+use crate::supervisor::{Options, Supervisor, block_signals};
+
+/// Config used when started as PID 1 without arguments.
+pub const PID1_CONFIG: &str = "/etc/zigral/init.toml";
+/// State directory used as PID 1.
+pub const PID1_STATE: &str = "/var/lib/zigral";
+
+#[derive(Debug, Parser)]
+#[command(name = "zigral-init", version, about = "Zigral's PID 1 and service supervisor")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Start the services and supervise them until SIGTERM/SIGINT or `ctl shutdown`.
+    Run(RunArgs),
+    /// Validate a config file; report every problem; start nothing.
+    Check(RunArgs),
+    /// Talk to a running supervisor over its control socket.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Services file (TOML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// State directory (logs, control socket, desktops).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Override a variable: --set display_base=10 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// Control socket (default: <state-dir>/init.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// State directory whose init.sock to use.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Print the raw JSON reply.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: CtlCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCmd {
+    /// Table of services.
+    Status,
+    /// Start a service.
+    Start { service: String },
+    /// Stop a service (it stays stopped).
+    Stop { service: String },
+    /// Restart a service.
+    Restart { service: String },
+    /// Create a template instance, e.g. `spawn desktop 1`.
+    Spawn {
+        template: String,
+        instance: u32,
+        /// Wait until every service of the instance is ready (seconds).
+        #[arg(long)]
+        wait: Option<u64>,
+    },
+    /// Stop and remove a template instance (replies once its processes are gone).
+    Destroy { template: String, instance: u32 },
+    /// Ordered stop of everything; then power off / reboot / halt (PID 1) or exit (host).
+    Shutdown {
+        #[arg(default_value = "poweroff", value_parser = ["poweroff", "reboot", "halt"])]
+        action: String,
+    },
+}
+
+fn overrides(a: &RunArgs, default_state: &Path) -> Result<Overrides, String> {
+    let mut set = Vec::new();
+    for kv in &a.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        set.push((k.trim().to_string(), v.to_string()));
+    }
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(Overrides {
+        state_dir: a.state_dir.clone(),
+        set,
+        env: std::env::vars().filter(|(k, _)| k.starts_with("ZIGRAL_")).collect(),
+        bin_dir,
+        default_state_dir: default_state.to_path_buf(),
+    })
+}
+
+/// Loads the config, making the state directory absolute (creating it for `run`).
+fn load(a: &RunArgs, default_state: &Path, create: bool) -> Result<Config, String> {
+    let mut ov = overrides(a, default_state)?;
+    let cfg = config::load(&a.config, &ov).map_err(|e| e.to_string())?;
+    if cfg.state_dir.is_absolute() && !create {
+        return Ok(cfg);
+    }
+    if create {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| format!("creating state dir {}: {e}", cfg.state_dir.display()))?;
+    }
+    let abs = if create {
+        cfg.state_dir
+            .canonicalize()
+            .map_err(|e| format!("state dir {}: {e}", cfg.state_dir.display()))?
+    } else {
+        std::path::absolute(&cfg.state_dir).unwrap_or(cfg.state_dir.clone())
+    };
+    if abs == cfg.state_dir {
+        return Ok(cfg);
+    }
+    ov.state_dir = Some(abs);
+    config::load(&a.config, &ov).map_err(|e| e.to_string())
+}
+
+fn init_tracing() {
+    let level = std::env::var("ZIGRAL_INIT_LOG")
+        .or_else(|_| std::env::var("ZIGRAL_LOG"))
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+/// Entry point; returns the process exit code.
+pub fn main() -> i32 {
+    let pid1 = std::process::id() == 1;
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if pid1 => {
+            // The kernel may pass extra words; as PID 1 we must not exit.
+            eprintln!("zigral-init: ignoring arguments: {e}");
+            Cli { cmd: None }
+        }
+        Err(e) => e.exit(),
+    };
+    match cli.cmd {
+        Some(Cmd::Check(a)) => check(&a),
+        Some(Cmd::Ctl(a)) => ctl(&a),
+        Some(Cmd::Run(a)) => run(&a, pid1),
+        None if pid1 => run(
+            &RunArgs {
+                config: PID1_CONFIG.into(),
+                state_dir: Some(PID1_STATE.into()),
+                set: Vec::new(),
+            },
+            true,
+        ),
+        None => {
+            eprintln!("zigral-init: missing command (run, check or ctl); see --help");
+            2
+        }
+    }
+}
+
+fn check(a: &RunArgs) -> i32 {
+    match load(a, Path::new(".state"), false) {
+        Ok(cfg) => {
+            println!(
+                "{}: OK: {} service(s): {}",
+                a.config.display(),
+                cfg.services.len(),
+                cfg.services
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for t in &cfg.templates {
+                println!(
+                    "  template {}@N: {} (instances at start: {:?})",
+                    t.name,
+                    t.services
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.instances
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", a.config.display());
+            1
+        }
+    }
+}
+
+fn run(a: &RunArgs, pid1: bool) -> i32 {
+    init_tracing();
+    if pid1 {
+        crate::pid1::mount_early();
+    }
+    // Signals are blocked before any thread exists so every thread inherits the mask.
+    let sigset = match block_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zigral-init: blocking signals: {e}");
+            return 1;
+        }
+    };
+    let default_state = if pid1 { PID1_STATE } else { ".state" };
+    let cfg = match load(a, Path::new(default_state), true) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("zigral-init: {}: {e}", a.config.display());
+            eprintln!("zigral-init: nothing started");
+            None
+        }
+    };
+    let cfg = match cfg {
+        Some(c) => c,
+        None if pid1 => {
+            // PID 1 cannot exit: supervise nothing, still reap and honour shutdown.
+            let mut ov = Overrides {
+                state_dir: Some(PID1_STATE.into()),
+                ..Default::default()
+            };
+            ov.default_state_dir = PID1_STATE.into();
+            match config::parse("", &ov) {
+                Ok(c) => c,
+                Err(_) => crate::pid1::finish(control::Action::Halt),
+            }
+        }
+        None => return 1,
+    };
+    if pid1 {
+        if let Some(h) = &cfg.settings.hostname {
+            crate::pid1::set_hostname(h);
+        }
+        crate::pid1::loopback_up();
+        if std::env::var_os("PATH").is_none() {
+            // SAFETY: still single-threaded (no probe thread started yet).
+            unsafe {
+                std::env::set_var("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            };
+        }
+        if std::env::var_os("HOME").is_none() {
+            // SAFETY: still single-threaded (no probe thread started yet).
+            unsafe { std::env::set_var("HOME", "/root") };
+        }
+    }
+    let sup = match Supervisor::new(cfg, Options { pid1 }, sigset) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            if pid1 {
+                crate::pid1::finish(control::Action::Halt);
+            }
+            return 1;
+        }
+    };
+    match sup.run() {
+        Ok(action) if pid1 => crate::pid1::finish(action),
+        Ok(_) => 0,
+        Err(e) => {
+            tracing::error!("supervisor: {e}");
+            if pid1 {
+                crate::pid1::finish(control::Action::Halt);
+            }
+            1
+        }
+    }
+}
+
+fn default_socket(a: &CtlArgs) -> PathBuf {
+    if let Some(s) = &a.socket {
+        return s.clone();
+    }
+    if let Some(d) = &a.state_dir {
+        return d.join("init.sock");
+    }
+    if let Ok(d) = std::env::var("ZIGRAL_STATE_DIR") {
+        return Path::new(&d).join("init.sock");
+    }
+    let local = Path::new(".state/init.sock");
+    if local.exists() {
+        return local.to_path_buf();
+    }
+    Path::new(PID1_STATE).join("init.sock")
+}
+
+fn ctl(a: &CtlArgs) -> i32 {
+    let sock = default_socket(a);
+    let req = match &a.action {
+        CtlCmd::Status => json!({"cmd": "status"}),
+        CtlCmd::Start { service } => json!({"cmd": "start", "service": service}),
+        CtlCmd::Stop { service } => json!({"cmd": "stop", "service": service}),
+        CtlCmd::Restart { service } => json!({"cmd": "restart", "service": service}),
+        CtlCmd::Spawn {
+            template, instance, ..
+        } => json!({"cmd": "spawn", "template": template, "instance": instance.to_string()}),
+        CtlCmd::Destroy { template, instance } => {
+            json!({"cmd": "destroy", "template": template, "instance": instance.to_string()})
+        }
+        CtlCmd::Shutdown { action } => json!({"cmd": "shutdown", "action": action}),
+    };
+    let timeout = Duration::from_secs(120);
+    let result = match control::call(&sock, &req, timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zigral-init ctl: {e}");
+            return 1;
+        }
+    };
+    if let CtlCmd::Spawn {
+        template,
+        instance,
+        wait: Some(secs),
+    } = &a.action
+    {
+        let group = format!("{template}@{instance}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(*secs);
+        loop {
+            let st = match control::call(&sock, &json!({"cmd":"status"}), timeout) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("zigral-init ctl: {e}");
+                    return 1;
+                }
+            };
+            let members: Vec<&serde_json::Value> = st["services"]
+                .as_array()
+                .map(|l| l.iter().filter(|s| s["group"] == group.as_str()).collect())
+                .unwrap_or_default();
+            if !members.is_empty()
+                && members
+                    .iter()
+                    .all(|s| s["state"] == "ready" || s["state"] == "running")
+            {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                eprintln!("zigral-init ctl: {group} not ready within {secs}s");
+                eprint!("{}", control::status_table(&st));
+                return 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    if a.json {
+        println!("{result}");
+    } else if matches!(a.action, CtlCmd::Status) {
+        print!("{}", control::status_table(&result));
+    } else {
+        println!("ok: {result}");
+    }
+    0
+}

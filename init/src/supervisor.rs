@@ -1,0 +1,1284 @@
+//! The supervisor: one poll()-driven event loop over a signalfd, the control socket, service
+//! log pipes, probe results and timers. It starts services in dependency order, reaps every
+//! child (one waitpid(-1) loop), restarts with backoff, and stops in reverse order.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, PipeReader, PipeWriter, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::cgroup::Cgroups;
+use crate::config::{Config, Policy, ServiceSpec, instantiate};
+use crate::control::{self, Action, Request};
+use crate::logs::LogSink;
+use crate::probe::{self, ProbeResult};
+use crate::vars::expand;
+
+/// Errors that stop the supervisor from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("{0}")]
+    Sys(#[from] nix::Error),
+    #[error("{what}: {err}")]
+    Io {
+        what: String,
+        err: std::io::Error,
+    },
+    #[error(
+        "another zigral-init is already running with control socket {0} (stop it, or use another --state-dir)"
+    )]
+    AlreadyRunning(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
+    let what = what.into();
+    move |err| SupervisorError::Io { what, err }
+}
+
+/// Life-cycle state of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not running and not wanted.
+    Stopped,
+    /// Wanted, waiting for its dependencies (reported as `starting`).
+    Waiting,
+    /// Process started, readiness probe pending.
+    Starting,
+    /// Readiness probe passed.
+    Ready,
+    /// Running; it has no readiness probe.
+    Running,
+    /// Exited; restart scheduled.
+    Backoff,
+    /// Stop signal sent.
+    Stopping,
+    /// Gave up (crash-loop limit, or `never` policy and a failure).
+    Failed,
+}
+
+impl State {
+    /// Protocol name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Waiting | State::Starting => "starting",
+            State::Ready => "ready",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Stopping => "stopping",
+            State::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Svc {
+    spec: ServiceSpec,
+    state: State,
+    want_up: bool,
+    restart_pending: bool,
+    pid: Option<Pid>,
+    started_at: Option<Instant>,
+    ready_after: Option<Duration>,
+    restarts: u32,
+    consecutive: u32,
+    last_exit: Option<String>,
+    next_start: Option<Instant>,
+    backoff: Option<Duration>,
+    stop_deadline: Option<Instant>,
+    killed: bool,
+    probe_cancel: Option<Arc<AtomicBool>>,
+    generation: u64,
+    probe_failed: Option<String>,
+}
+
+impl Svc {
+    fn new(spec: ServiceSpec) -> Svc {
+        let want = spec.autostart;
+        Svc {
+            spec,
+            state: if want { State::Waiting } else { State::Stopped },
+            want_up: want,
+            restart_pending: false,
+            pid: None,
+            started_at: None,
+            ready_after: None,
+            restarts: 0,
+            consecutive: 0,
+            last_exit: None,
+            next_start: None,
+            backoff: None,
+            stop_deadline: None,
+            killed: false,
+            probe_cancel: None,
+            generation: 0,
+            probe_failed: None,
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        matches!(self.state, State::Ready | State::Running)
+    }
+
+    fn cancel_probe(&mut self) {
+        if let Some(c) = self.probe_cancel.take() {
+            c.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LogPipe {
+    reader: PipeReader,
+    service: String,
+}
+
+#[derive(Debug)]
+struct Client {
+    id: u64,
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    closed: bool,
+}
+
+/// Options that do not come from the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Running as PID 1 (enables the power button and reboot(2) semantics).
+    pub pid1: bool,
+}
+
+/// The supervisor and everything its event loop owns.
+#[derive(Debug)]
+pub struct Supervisor {
+    cfg: Config,
+    opts: Options,
+    services: Vec<Svc>,
+    sinks: HashMap<String, LogSink>,
+    pipes: Vec<LogPipe>,
+    listener: UnixListener,
+    clients: Vec<Client>,
+    next_client: u64,
+    sigfd: SignalFd,
+    wake_r: PipeReader,
+    wake_w: PipeWriter,
+    probe_tx: Sender<ProbeResult>,
+    probe_rx: Receiver<ProbeResult>,
+    cgroups: Option<Cgroups>,
+    shutdown: Option<Action>,
+    pending_destroy: Vec<(u64, String)>,
+    power_button: Option<std::fs::File>,
+    started: Instant,
+    announced: bool,
+    logs_dir: PathBuf,
+}
+
+/// Signals the supervisor takes through its signalfd.
+pub const SIGNALS: &[Signal] = &[
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+extern "C" fn noop_handler(_: libc::c_int) {}
+
+/// Blocks the supervisor's signals (so they queue for the signalfd) and installs no-op
+/// handlers (a PID-namespace init only receives signals it handles). Call before any thread
+/// is started.
+pub fn block_signals() -> Result<SigSet, nix::Error> {
+    let mut set = SigSet::empty();
+    for s in SIGNALS {
+        set.add(*s);
+    }
+    set.thread_block()?;
+    for s in SIGNALS {
+        let act = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::Handler(noop_handler),
+            nix::sys::signal::SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        // SAFETY: the handler does nothing (the signals are blocked and read from a
+        // signalfd); installing it cannot violate any invariant.
+        unsafe { nix::sys::signal::sigaction(*s, &act) }?;
+    }
+    Ok(set)
+}
+
+fn bind_socket(path: &std::path::Path) -> Result<UnixListener, SupervisorError> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(SupervisorError::AlreadyRunning(path.display().to_string()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let l = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = l.map_err(io_err(format!("binding control socket {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("chmod control socket"))?;
+    l.set_nonblocking(true)
+        .map_err(io_err("control socket nonblocking"))?;
+    Ok(l)
+}
+
+fn describe(status: WaitStatus) -> (String, bool) {
+    match status {
+        WaitStatus::Exited(_, code) => (format!("exit {code}"), code == 0),
+        WaitStatus::Signaled(_, sig, core) => (
+            format!(
+                "signal {} ({}){}",
+                sig as i32,
+                sig.as_str(),
+                if core { ", core dumped" } else { "" }
+            ),
+            false,
+        ),
+        other => (format!("{other:?}"), false),
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+impl Supervisor {
+    /// Builds the supervisor: signals, control socket, log directory, cgroups. `sigset` is the
+    /// set returned by [`block_signals`].
+    pub fn new(cfg: Config, opts: Options, sigset: SigSet) -> Result<Supervisor, SupervisorError> {
+        let sigfd = SignalFd::with_flags(&sigset, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        if !opts.pid1 {
+            nix::sys::prctl::set_child_subreaper(true)?;
+        }
+        let logs_dir = cfg.state_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir)
+            .map_err(io_err(format!("creating {}", logs_dir.display())))?;
+        let listener = bind_socket(&cfg.socket)?;
+        let (wake_r, wake_w) = std::io::pipe().map_err(io_err("pipe"))?;
+        set_nonblocking(wake_r.as_raw_fd())?;
+        let (probe_tx, probe_rx) = std::sync::mpsc::channel();
+        let cgroups = if cfg
+            .services
+            .iter()
+            .any(|s| s.limits.cpus.is_some() || s.limits.memory.is_some())
+            || cfg.templates.iter().any(|t| {
+                t.services
+                    .iter()
+                    .any(|s| s.limits.cpus.is_some() || s.limits.memory.is_some())
+            }) {
+            Cgroups::detect()
+        } else {
+            None
+        };
+        let power_button = if opts.pid1 {
+            crate::pid1::open_power_button()
+        } else {
+            None
+        };
+        let mut sup = Supervisor {
+            services: Vec::new(),
+            sinks: HashMap::new(),
+            pipes: Vec::new(),
+            listener,
+            clients: Vec::new(),
+            next_client: 1,
+            sigfd,
+            wake_r,
+            wake_w,
+            probe_tx,
+            probe_rx,
+            cgroups,
+            shutdown: None,
+            pending_destroy: Vec::new(),
+            power_button,
+            started: Instant::now(),
+            announced: false,
+            logs_dir,
+            opts,
+            cfg,
+        };
+        let specs = sup.cfg.services.clone();
+        for s in specs {
+            sup.add_service(s);
+        }
+        tracing::info!(
+            "zigral-init {} supervising {} services; state {}; control socket {}",
+            env!("CARGO_PKG_VERSION"),
+            sup.services.len(),
+            sup.cfg.state_dir.display(),
+            sup.cfg.socket.display()
+        );
+        Ok(sup)
+    }
+
+    fn add_service(&mut self, spec: ServiceSpec) {
+        self.sinks.insert(
+            spec.name.clone(),
+            LogSink::new(&spec.name, &self.logs_dir, &spec.log),
+        );
+        self.services.push(Svc::new(spec));
+    }
+
+    fn idx(&self, name: &str) -> Option<usize> {
+        self.services.iter().position(|s| s.spec.name == name)
+    }
+
+    /// Runs until a shutdown completes; returns the requested action.
+    pub fn run(mut self) -> Result<Action, SupervisorError> {
+        loop {
+            for _ in 0..32 {
+                if !self.reconcile() {
+                    break;
+                }
+            }
+            self.flush_destroys();
+            if let Some(action) = self.shutdown
+                && self.services.iter().all(|s| s.pid.is_none())
+            {
+                self.finish_shutdown();
+                return Ok(action);
+            }
+            let timeout = self.next_timeout();
+            self.poll_once(timeout)?;
+        }
+    }
+
+    /// One pass over timers, stop requests and startable services. Returns true when
+    /// something changed that may allow more progress.
+    fn reconcile(&mut self) -> bool {
+        let now = Instant::now();
+        let mut changed = false;
+        for s in &mut self.services {
+            if s.state == State::Stopping
+                && !s.killed
+                && s.stop_deadline.is_some_and(|d| d <= now)
+                && let Some(pid) = s.pid
+            {
+                tracing::warn!(
+                    "{} did not stop within {:?} of {}: SIGKILL to its process group",
+                    s.spec.name,
+                    s.spec.stop_timeout,
+                    s.spec.stop_signal.as_str()
+                );
+                let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                let _ = kill(pid, Signal::SIGKILL);
+                s.killed = true;
+            }
+            if s.state == State::Backoff && s.next_start.is_some_and(|t| t <= now) {
+                s.next_start = None;
+                if s.want_up {
+                    s.state = State::Waiting;
+                    changed = true;
+                }
+            }
+        }
+        // Stops, in reverse dependency order: a service goes down only once no service that
+        // depends on it and is also going down still has a process.
+        let n = self.services.len();
+        for i in 0..n {
+            let s = &self.services[i];
+            if s.want_up || s.pid.is_none() || s.state == State::Stopping {
+                continue;
+            }
+            let name = s.spec.name.clone();
+            let blocked = self.services.iter().any(|o| {
+                !o.want_up && o.pid.is_some() && o.spec.after.iter().any(|a| *a == name)
+            });
+            if !blocked {
+                self.send_stop(i);
+                changed = true;
+            }
+        }
+        for s in &mut self.services {
+            if !s.want_up
+                && s.pid.is_none()
+                && matches!(s.state, State::Waiting | State::Backoff | State::Starting)
+            {
+                s.state = State::Stopped;
+                s.next_start = None;
+                changed = true;
+            }
+            if s.restart_pending && s.pid.is_none() && self.shutdown.is_none() {
+                s.restart_pending = false;
+                s.want_up = true;
+                s.consecutive = 0;
+                s.state = State::Waiting;
+                changed = true;
+            }
+        }
+        if self.shutdown.is_none() {
+            for i in 0..n {
+                if self.services[i].want_up
+                    && self.services[i].state == State::Waiting
+                    && self.deps_up(i)
+                {
+                    self.start(i);
+                    changed = true;
+                }
+            }
+            self.maybe_announce();
+        }
+        changed
+    }
+
+    fn deps_up(&self, i: usize) -> bool {
+        self.services[i].spec.after.iter().all(|d| {
+            self.idx(d)
+                .map(|j| self.services[j].is_up())
+                .unwrap_or(false)
+        })
+    }
+
+    fn maybe_announce(&mut self) {
+        if self.announced {
+            return;
+        }
+        let wanted: Vec<&Svc> = self.services.iter().filter(|s| s.want_up).collect();
+        if wanted.is_empty() || !wanted.iter().all(|s| s.is_up()) {
+            return;
+        }
+        self.announced = true;
+        tracing::info!(
+            "all {} services ready in {} ms",
+            wanted.len(),
+            ms(self.started.elapsed())
+        );
+        if let Some(m) = &self.cfg.settings.ready_message
+            && let Ok(text) = expand(m, &self.cfg.vars)
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", text.trim_end());
+            let _ = out.flush();
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let cg_fd = {
+            let spec = &self.services[i].spec;
+            match (&self.cgroups, spec.limits.cpus.is_some() || spec.limits.memory.is_some()) {
+                (Some(cg), true) => match cg.prepare(&spec.name, spec.limits.cpus, spec.limits.memory)
+                {
+                    Ok(fd) => Some(fd),
+                    Err(e) => {
+                        tracing::warn!("{}: cgroup limits not applied: {e}", spec.name);
+                        None
+                    }
+                },
+                _ => None,
+            }
+        };
+        let res = crate::spawn::spawn(&self.services[i].spec, cg_fd.as_ref());
+        drop(cg_fd);
+        let now = Instant::now();
+        match res {
+            Ok(sp) => {
+                let tx = self.probe_tx.clone();
+                let wake = self.wake_w.try_clone();
+                let s = &mut self.services[i];
+                s.pid = Some(sp.pid);
+                s.started_at = Some(now);
+                s.ready_after = None;
+                s.killed = false;
+                s.stop_deadline = None;
+                s.generation += 1;
+                s.probe_failed = None;
+                self.pipes.push(LogPipe {
+                    reader: sp.output,
+                    service: s.spec.name.clone(),
+                });
+                match (&s.spec.ready, wake) {
+                    (Some(p), Ok(wake)) => {
+                        tracing::info!("started {} (pid {})", s.spec.name, sp.pid);
+                        s.state = State::Starting;
+                        let cancel = Arc::new(AtomicBool::new(false));
+                        s.probe_cancel = Some(cancel.clone());
+                        probe::spawn(
+                            s.spec.name.clone(),
+                            s.generation,
+                            p.clone(),
+                            cancel,
+                            tx,
+                            wake,
+                        );
+                    }
+                    (Some(_), Err(e)) => {
+                        tracing::error!("{}: cannot start its probe: {e}", s.spec.name);
+                        s.state = State::Running;
+                    }
+                    (None, _) => {
+                        tracing::info!("started {} (pid {}), no readiness probe", s.spec.name, sp.pid);
+                        s.state = State::Running;
+                    }
+                }
+            }
+            Err(e) => {
+                let s = &mut self.services[i];
+                tracing::error!("{}: {e}", s.spec.name);
+                s.last_exit = Some(format!("start failed: {e}"));
+                s.started_at = None;
+                self.after_failure(i);
+            }
+        }
+    }
+
+    fn after_failure(&mut self, i: usize) {
+        let s = &mut self.services[i];
+        s.consecutive += 1;
+        let r = &s.spec.restart;
+        if s.consecutive > r.limit {
+            s.state = State::Failed;
+            s.backoff = None;
+            s.next_start = None;
+            tracing::error!(
+                "{} failed {} times in a row: giving up (crash-loop limit {}); `zigral-init ctl start {}` retries",
+                s.spec.name,
+                s.consecutive,
+                r.limit,
+                s.spec.name
+            );
+            return;
+        }
+        let factor = 1u32.checked_shl(s.consecutive - 1).unwrap_or(u32::MAX);
+        let delay = r
+            .backoff_initial
+            .checked_mul(factor)
+            .unwrap_or(r.backoff_max)
+            .min(r.backoff_max);
+        s.state = State::Backoff;
+        s.backoff = Some(delay);
+        s.next_start = Some(Instant::now() + delay);
+        s.restarts += 1;
+        tracing::info!(
+            "restarting {} in {} ms (failure {} of at most {})",
+            s.spec.name,
+            ms(delay),
+            s.consecutive,
+            r.limit
+        );
+    }
+
+    fn send_stop(&mut self, i: usize) {
+        let s = &mut self.services[i];
+        let Some(pid) = s.pid else {
+            return;
+        };
+        s.cancel_probe();
+        tracing::info!(
+            "stopping {} (pid {}, {}, timeout {:?})",
+            s.spec.name,
+            pid,
+            s.spec.stop_signal.as_str(),
+            s.spec.stop_timeout
+        );
+        let _ = kill(Pid::from_raw(-pid.as_raw()), s.spec.stop_signal);
+        let _ = kill(pid, s.spec.stop_signal);
+        s.state = State::Stopping;
+        s.stop_deadline = Some(Instant::now() + s.spec.stop_timeout);
+    }
+
+    fn on_exit(&mut self, pid: Pid, status: WaitStatus) {
+        let Some(i) = self.services.iter().position(|s| s.pid == Some(pid)) else {
+            tracing::debug!("reaped orphan {pid}: {status:?}");
+            return;
+        };
+        let (desc, success) = describe(status);
+        // Whatever the service left in its process group goes with it.
+        let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+        let s = &mut self.services[i];
+        s.pid = None;
+        s.cancel_probe();
+        let uptime = s.started_at.map(|t| t.elapsed()).unwrap_or_default();
+        if s.state == State::Stopping || !s.want_up {
+            tracing::info!("{} stopped ({desc})", s.spec.name);
+            s.state = State::Stopped;
+            s.last_exit = Some(desc);
+            s.stop_deadline = None;
+            return;
+        }
+        let reason = s.probe_failed.take().unwrap_or_else(|| desc.clone());
+        tracing::warn!(
+            "{} exited: {reason} after {} ms",
+            s.spec.name,
+            ms(uptime)
+        );
+        s.last_exit = Some(reason);
+        if uptime >= s.spec.restart.stable {
+            s.consecutive = 0;
+        }
+        match (s.spec.restart.policy, success) {
+            (Policy::Never, true) | (Policy::OnFailure, true) => {
+                s.state = State::Stopped;
+                s.want_up = false;
+            }
+            (Policy::Never, false) => {
+                s.state = State::Failed;
+                s.want_up = false;
+            }
+            _ => {
+                if self.shutdown.is_some() {
+                    self.services[i].state = State::Stopped;
+                } else {
+                    self.after_failure(i);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(st) => {
+                    if let Some(pid) = st.pid() {
+                        self.on_exit(pid, st);
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(_) => break, // ECHILD: no children left
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, action: Action, why: &str) {
+        if self.shutdown.is_some() {
+            tracing::info!("{why}: already shutting down");
+            return;
+        }
+        tracing::info!(
+            "{why}: shutting down ({}), stopping services in reverse dependency order",
+            action.as_str()
+        );
+        self.shutdown = Some(action);
+        for s in &mut self.services {
+            s.want_up = false;
+            s.restart_pending = false;
+        }
+    }
+
+    fn finish_shutdown(&mut self) {
+        // Orphans adopted from the services (double-forked daemons) go too.
+        let me = std::process::id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut round = 0;
+        loop {
+            let kids = if self.opts.pid1 {
+                all_pids()
+            } else {
+                children_of(me)
+            };
+            if kids.is_empty() {
+                break;
+            }
+            if round == 0 {
+                tracing::info!("killing {} leftover process(es)", kids.len());
+            }
+            for p in &kids {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            self.reap();
+            round += 1;
+            if Instant::now() > deadline {
+                tracing::warn!("{} process(es) survived SIGKILL", kids.len());
+                break;
+            }
+        }
+        self.reap();
+        self.flush_destroys();
+        for c in &mut self.clients {
+            flush_client(c);
+        }
+        if let Some(cg) = &self.cgroups {
+            for s in &self.services {
+                cg.remove(&s.spec.name);
+            }
+        }
+        let _ = std::fs::remove_file(&self.cfg.socket);
+        tracing::info!("all services stopped");
+    }
+
+    fn next_timeout(&self) -> i32 {
+        let now = Instant::now();
+        let mut t: Option<Duration> = None;
+        for s in &self.services {
+            let due = match s.state {
+                State::Stopping if !s.killed => s.stop_deadline,
+                State::Backoff => s.next_start,
+                _ => None,
+            };
+            if let Some(d) = due {
+                let left = d.saturating_duration_since(now);
+                t = Some(t.map_or(left, |x| x.min(left)));
+            }
+        }
+        match t {
+            // Round up so the timer has passed when poll returns.
+            Some(d) => (d.as_millis() as i64 + 1).min(60_000) as i32,
+            None => -1,
+        }
+    }
+
+    fn poll_once(&mut self, timeout_ms: i32) -> Result<(), SupervisorError> {
+        #[derive(Clone, Copy)]
+        enum Tag {
+            Sig,
+            Wake,
+            Listen,
+            Power,
+            Pipe(usize),
+            Client(usize),
+        }
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8 + self.pipes.len());
+        let mut tags: Vec<Tag> = Vec::with_capacity(fds.capacity());
+        let mut add = |fd: RawFd, events: i16, tag: Tag| {
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+            tags.push(tag);
+        };
+        add(self.sigfd.as_fd().as_raw_fd(), libc::POLLIN, Tag::Sig);
+        add(self.wake_r.as_raw_fd(), libc::POLLIN, Tag::Wake);
+        if self.shutdown.is_none() {
+            add(self.listener.as_raw_fd(), libc::POLLIN, Tag::Listen);
+        }
+        if let Some(p) = &self.power_button {
+            add(p.as_raw_fd(), libc::POLLIN, Tag::Power);
+        }
+        for (k, p) in self.pipes.iter().enumerate() {
+            add(p.reader.as_raw_fd(), libc::POLLIN, Tag::Pipe(k));
+        }
+        for (k, c) in self.clients.iter().enumerate() {
+            let mut ev = libc::POLLIN;
+            if !c.outbuf.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            add(c.stream.as_raw_fd(), ev, Tag::Client(k));
+        }
+        // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structs that
+        // outlives the call; every fd in it is owned by `self` and open.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                return Ok(());
+            }
+            return Err(e.into());
+        }
+        let mut dead_pipes = Vec::new();
+        for (pfd, tag) in fds.iter().zip(tags.iter()) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            match *tag {
+                Tag::Sig => self.read_signals(),
+                Tag::Wake => self.read_probes(),
+                Tag::Listen => self.accept_clients(),
+                Tag::Power => self.read_power_button(),
+                Tag::Pipe(k) => {
+                    if self.read_pipe(k) {
+                        dead_pipes.push(k);
+                    }
+                }
+                Tag::Client(k) => self.service_client(k),
+            }
+        }
+        for k in dead_pipes.into_iter().rev() {
+            let p = self.pipes.remove(k);
+            if let Some(sink) = self.sinks.get_mut(&p.service) {
+                sink.flush_partial();
+            }
+        }
+        self.clients.retain(|c| !c.closed);
+        Ok(())
+    }
+
+    fn read_signals(&mut self) {
+        loop {
+            match self.sigfd.read_signal() {
+                Ok(Some(info)) => {
+                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                        continue;
+                    };
+                    match sig {
+                        Signal::SIGCHLD => self.reap(),
+                        Signal::SIGTERM => self.begin_shutdown(Action::Poweroff, "SIGTERM"),
+                        Signal::SIGINT if self.opts.pid1 => {
+                            self.begin_shutdown(Action::Reboot, "SIGINT (ctrl-alt-del)")
+                        }
+                        Signal::SIGINT => self.begin_shutdown(Action::Poweroff, "SIGINT"),
+                        Signal::SIGUSR2 => self.begin_shutdown(Action::Poweroff, "SIGUSR2"),
+                        Signal::SIGUSR1 if self.opts.pid1 => {
+                            self.begin_shutdown(Action::Halt, "SIGUSR1")
+                        }
+                        Signal::SIGHUP if !self.opts.pid1 => {
+                            self.begin_shutdown(Action::Poweroff, "SIGHUP")
+                        }
+                        other => tracing::info!("ignoring {}", other.as_str()),
+                    }
+                }
+                Ok(None) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("signalfd: {e}");
+                    break;
+                }
+            }
+        }
+        // SIGCHLD coalesces; reaping after any signal batch is cheap and safe.
+        self.reap();
+    }
+
+    fn read_probes(&mut self) {
+        let mut b = [0u8; 256];
+        while let Ok(n) = self.wake_r.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+        }
+        while let Ok(r) = self.probe_rx.try_recv() {
+            let Some(i) = self.idx(&r.service) else {
+                continue;
+            };
+            let s = &mut self.services[i];
+            if s.generation != r.generation || s.state != State::Starting || s.pid.is_none() {
+                continue;
+            }
+            s.probe_cancel = None;
+            if r.ready {
+                s.state = State::Ready;
+                s.ready_after = s.started_at.map(|t| t.elapsed());
+                tracing::info!(
+                    "{} ready in {} ms",
+                    s.spec.name,
+                    ms(s.ready_after.unwrap_or_default())
+                );
+            } else {
+                let msg = format!(
+                    "not ready within {:?} ({})",
+                    r.elapsed, r.last_error
+                );
+                tracing::warn!("{}: {msg}: killing it", s.spec.name);
+                s.probe_failed = Some(msg);
+                if let Some(pid) = s.pid {
+                    let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    fn read_power_button(&mut self) {
+        let Some(f) = self.power_button.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 24 * 16];
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        let pressed = buf[..n]
+            .chunks_exact(24)
+            .any(crate::pid1::is_power_key_press);
+        if pressed {
+            self.begin_shutdown(Action::Poweroff, "power button");
+        }
+    }
+
+    /// Reads what a service wrote. Returns true at EOF.
+    fn read_pipe(&mut self, k: usize) -> bool {
+        let mut buf = [0u8; 16384];
+        let mut total = 0;
+        loop {
+            let p = &mut self.pipes[k];
+            match p.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    let name = p.service.clone();
+                    match self.sinks.get_mut(&name) {
+                        Some(sink) => sink.write(&buf[..n]),
+                        None => {
+                            let _ = std::io::stdout().write_all(&buf[..n]);
+                        }
+                    }
+                    total += n;
+                    if total >= 256 * 1024 {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn accept_clients(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    // Only the supervisor's own user (or root) may talk to it.
+                    let me = nix::unistd::geteuid().as_raw();
+                    let allowed = nix::sys::socket::getsockopt(
+                        &stream,
+                        nix::sys::socket::sockopt::PeerCredentials,
+                    )
+                    .map(|c| c.uid() == me || c.uid() == 0)
+                    .unwrap_or(false);
+                    if !allowed || stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let id = self.next_client;
+                    self.next_client += 1;
+                    self.clients.push(Client {
+                        id,
+                        stream,
+                        inbuf: Vec::new(),
+                        outbuf: Vec::new(),
+                        closed: false,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("control socket accept: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn service_client(&mut self, k: usize) {
+        let mut buf = [0u8; 4096];
+        let mut eof = false;
+        loop {
+            match self.clients[k].stream.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => self.clients[k].inbuf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+            if self.clients[k].inbuf.len() > control::MAX_LINE {
+                break;
+            }
+        }
+        while let Some(nl) = self.clients[k].inbuf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.clients[k].inbuf.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let id = self.clients[k].id;
+            if let Some(reply) = self.handle_request(id, text) {
+                self.clients[k].outbuf.extend_from_slice(reply.as_bytes());
+            }
+        }
+        if self.clients[k].inbuf.len() > control::MAX_LINE {
+            let c = &mut self.clients[k];
+            c.inbuf.clear();
+            c.outbuf
+                .extend_from_slice(control::err_line("request line too long").as_bytes());
+            flush_client(c);
+            c.closed = true;
+            return;
+        }
+        let c = &mut self.clients[k];
+        flush_client(c);
+        if eof {
+            // Keep a client with a deferred reply open until the reply is written.
+            let waiting = self.pending_destroy.iter().any(|(id, _)| *id == c.id);
+            if !waiting {
+                c.closed = true;
+            }
+        }
+    }
+
+    /// Handles one request; `None` when the reply is deferred.
+    fn handle_request(&mut self, client: u64, line: &str) -> Option<String> {
+        let req = match control::parse_request(line) {
+            Ok(r) => r,
+            Err(e) => return Some(control::err_line(&e)),
+        };
+        if self.shutdown.is_some() && req != Request::Status {
+            return Some(control::err_line("shutting down"));
+        }
+        let not_found = |n: &str| control::err_line(&format!("unknown service {n:?}"));
+        Some(match req {
+            Request::Status => control::ok_line(self.status()),
+            Request::Start(n) => {
+                let Some(i) = self.idx(&n) else {
+                    return Some(not_found(&n));
+                };
+                let s = &mut self.services[i];
+                s.want_up = true;
+                s.restart_pending = false;
+                if matches!(s.state, State::Stopped | State::Failed) {
+                    s.state = State::Waiting;
+                    s.consecutive = 0;
+                }
+                tracing::info!("control: start {n}");
+                control::ok_line(json!({"service": n, "state": s.state.as_str()}))
+            }
+            Request::Stop(n) => {
+                let Some(i) = self.idx(&n) else {
+                    return Some(not_found(&n));
+                };
+                let s = &mut self.services[i];
+                s.want_up = false;
+                s.restart_pending = false;
+                tracing::info!("control: stop {n}");
+                control::ok_line(json!({"service": n}))
+            }
+            Request::Restart(n) => {
+                let Some(i) = self.idx(&n) else {
+                    return Some(not_found(&n));
+                };
+                let s = &mut self.services[i];
+                if s.pid.is_some() {
+                    s.want_up = false;
+                    s.restart_pending = true;
+                } else {
+                    s.want_up = true;
+                    s.consecutive = 0;
+                    s.state = State::Waiting;
+                }
+                tracing::info!("control: restart {n}");
+                control::ok_line(json!({"service": n}))
+            }
+            Request::Spawn { template, instance } => self.spawn_instance(&template, instance),
+            Request::Destroy { template, instance } => {
+                let group = format!("{template}@{instance}");
+                if !self
+                    .services
+                    .iter()
+                    .any(|s| s.spec.group.as_deref() == Some(group.as_str()))
+                {
+                    return Some(control::err_line(&format!("no instance {group}")));
+                }
+                if self.pending_destroy.iter().any(|(_, g)| *g == group) {
+                    return Some(control::err_line(&format!("{group} is already being destroyed")));
+                }
+                tracing::info!("control: destroy {group}");
+                for s in &mut self.services {
+                    if s.spec.group.as_deref() == Some(group.as_str()) {
+                        s.want_up = false;
+                        s.restart_pending = false;
+                    }
+                }
+                self.pending_destroy.push((client, group));
+                return None;
+            }
+            Request::Shutdown(action) => {
+                self.begin_shutdown(action, "control socket");
+                control::ok_line(json!({"action": action.as_str()}))
+            }
+        })
+    }
+
+    fn spawn_instance(&mut self, template: &str, n: u32) -> String {
+        let Some(tpl) = self.cfg.templates.iter().find(|t| t.name == template).cloned() else {
+            return control::err_line(&format!("unknown template {template:?}"));
+        };
+        let group = format!("{template}@{n}");
+        if self
+            .services
+            .iter()
+            .any(|s| s.spec.group.as_deref() == Some(group.as_str()))
+        {
+            return control::err_line(&format!("{group} already exists"));
+        }
+        let live: std::collections::BTreeSet<&str> = self
+            .services
+            .iter()
+            .filter_map(|s| s.spec.group.as_deref())
+            .collect();
+        let max = self.cfg.settings.max_instances.unwrap_or(16) as usize;
+        if live.len() >= max {
+            return control::err_line(&format!(
+                "{} instances already running (max_instances = {max})",
+                live.len()
+            ));
+        }
+        let globals = self
+            .services
+            .iter()
+            .filter(|s| s.spec.group.is_none())
+            .map(|s| s.spec.name.clone())
+            .collect();
+        match instantiate(&tpl, n, &self.cfg.vars, &self.cfg.state_dir, &globals) {
+            Ok(specs) => {
+                let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                for s in specs {
+                    if let Some(i) = self.idx(&s.name) {
+                        // A leftover (stopped) service of the same name is replaced.
+                        self.services.remove(i);
+                    }
+                    self.add_service(s);
+                }
+                tracing::info!("control: spawn {group}: {}", names.join(", "));
+                control::ok_line(json!({"group": group, "services": names}))
+            }
+            Err(errs) => control::err_line(&errs.join("; ")),
+        }
+    }
+
+    fn flush_destroys(&mut self) {
+        let mut done = Vec::new();
+        for (k, (client, group)) in self.pending_destroy.iter().enumerate() {
+            let alive = self
+                .services
+                .iter()
+                .any(|s| s.spec.group.as_deref() == Some(group.as_str()) && s.pid.is_some());
+            if !alive {
+                done.push((k, *client, group.clone()));
+            }
+        }
+        for (k, client, group) in done.into_iter().rev() {
+            self.pending_destroy.remove(k);
+            let names: Vec<String> = self
+                .services
+                .iter()
+                .filter(|s| s.spec.group.as_deref() == Some(group.as_str()))
+                .map(|s| s.spec.name.clone())
+                .collect();
+            for n in &names {
+                self.sinks.remove(n);
+                if let Some(cg) = &self.cgroups {
+                    cg.remove(n);
+                }
+            }
+            self.services
+                .retain(|s| s.spec.group.as_deref() != Some(group.as_str()));
+            tracing::info!("destroyed {group}");
+            if let Some(c) = self.clients.iter_mut().find(|c| c.id == client) {
+                c.outbuf.extend_from_slice(
+                    control::ok_line(json!({"destroyed": group, "services": names})).as_bytes(),
+                );
+                flush_client(c);
+            }
+        }
+    }
+
+    /// The `status` result.
+    pub fn status(&self) -> Value {
+        let now = Instant::now();
+        let list: Vec<Value> = self
+            .services
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.spec.name,
+                    "group": s.spec.group,
+                    "state": s.state.as_str(),
+                    "pid": s.pid.map(|p| p.as_raw()),
+                    "restarts": s.restarts,
+                    "last_exit": s.last_exit,
+                    "next_restart_ms": if s.state == State::Backoff {
+                        s.next_start.map(|t| ms(t.saturating_duration_since(now)))
+                    } else { None },
+                    "backoff_ms": s.backoff.map(ms),
+                    "uptime_ms": s.pid.and(s.started_at).map(|t| ms(t.elapsed())),
+                    "ready_ms": s.ready_after.map(ms),
+                })
+            })
+            .collect();
+        json!({ "services": list, "shutting_down": self.shutdown.is_some() })
+    }
+}
+
+fn flush_client(c: &mut Client) {
+    while !c.outbuf.is_empty() {
+        match c.stream.write(&c.outbuf) {
+            Ok(0) => {
+                c.closed = true;
+                return;
+            }
+            Ok(n) => {
+                c.outbuf.drain(..n);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => {
+                c.closed = true;
+                return;
+            }
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> Result<(), nix::Error> {
+    // SAFETY: fd is an open descriptor owned by the caller for the duration of the call.
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let flags = nix::fcntl::fcntl(b, nix::fcntl::FcntlArg::F_GETFL)?;
+    nix::fcntl::fcntl(
+        b,
+        nix::fcntl::FcntlArg::F_SETFL(
+            nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+        ),
+    )?;
+    Ok(())
+}
+
+/// (ppid, is_kernel_thread) of `pid` from /proc/<pid>/stat.
+fn stat_info(pid: i32) -> Option<(i32, bool)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let mut f = after.split_whitespace();
+    let ppid = f.nth(1)?.parse().ok()?;
+    let flags: u64 = f.nth(4)?.parse().ok()?;
+    Some((ppid, flags & 0x0020_0000 != 0))
+}
+
+fn stat_ppid(pid: i32) -> Option<i32> {
+    stat_info(pid).map(|(p, _)| p)
+}
+
+/// PIDs whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| stat_ppid(*p) == Some(ppid))
+        .collect()
+}
+
+/// Every PID except our own (PID 1 mode: everything in the namespace is ours).
+fn all_pids() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| *p != me && stat_info(*p).is_some_and(|(_, kthread)| !kthread))
+        .collect()
+}
