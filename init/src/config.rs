@@ -1220,6 +1220,14 @@ after = ["c"]
 name = "d"
 command = "true"
 stop_signal = "SIGWHAT"
+[[service]]
+name = "e"
+command = "true"
+after = ["f"]
+[[service]]
+name = "f"
+command = "true"
+after = ["e"]
 "#;
         let e = parse(text, &ov()).unwrap_err().0;
         let all = e.join("\n");
@@ -1231,7 +1239,7 @@ stop_signal = "SIGWHAT"
             "${nope}",
             "duplicate service name \"d\"",
             "SIGWHAT",
-            "dependency cycle",
+            "dependency cycle: e -> f -> e",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

@@ -1,0 +1,194 @@
+//! Shared helpers for zigral-init's integration tests: start the real binary on a config,
+//! talk to its control socket, wait for service states, find our processes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use zigral_tests::Proc;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_zigral-init");
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh directory under the target dir (not /tmp: the PID 1 test mounts its own /tmp).
+pub fn scratch(tag: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "init-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A running `zigral-init run` whose output goes to `<dir>/out.log`. Dropping it sends
+/// SIGTERM (ordered stop of its services) and SIGKILL if it is still there after 30 s.
+pub struct Init {
+    pub proc: Option<Proc>,
+    pub dir: PathBuf,
+    pub state: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Init {
+    pub fn start(dir: &Path, config: &Path, extra: &[&str]) -> Init {
+        let state = dir.join("state");
+        let out = dir.join("out.log");
+        let f = std::fs::File::create(&out).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(extra)
+            .env_remove("ZIGRAL_DISPLAY_BASE")
+            .env_remove("ZIGRAL_VNC_BASE")
+            .env_remove("ZIGRAL_CDP_BASE")
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
+        let proc = Proc::spawn(cmd);
+        let init = Init {
+            proc: Some(proc),
+            dir: dir.to_path_buf(),
+            state: state.clone(),
+            out,
+        };
+        let sock = state.join("init.sock");
+        let t0 = Instant::now();
+        while !sock.exists() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                panic!("no control socket; output:\n{}", init.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        init
+    }
+
+    /// Writes `toml` to `<dir>/services.toml` and starts on it.
+    pub fn with_config(dir: &Path, toml: &str) -> Init {
+        let cfg = dir.join("services.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        Init::start(dir, &cfg, &[])
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.proc.as_ref().map(|p| p.pid()).unwrap_or(0)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.state.join("init.sock")
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    pub fn call(&self, req: Value) -> Result<Value, String> {
+        zigral_init::control::call(&self.socket(), &req, Duration::from_secs(60))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn status(&self) -> Value {
+        self.call(json!({"cmd":"status"})).expect("status")
+    }
+
+    pub fn service(&self, name: &str) -> Value {
+        self.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until `name` is in one of `states`; returns its status entry.
+    pub fn wait_state(&self, name: &str, states: &[&str], timeout: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let s = self.service(name);
+            if states.iter().any(|st| s["state"] == *st) {
+                return s;
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "{name} not in {states:?} after {timeout:?}: {s}\nstatus: {}\noutput:\n{}",
+                    self.status(),
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let mut p = self.proc.take()?;
+        p.signal(nix::sys::signal::Signal::SIGTERM);
+        let st = p.wait_timeout(timeout);
+        if st.is_none() {
+            self.proc = Some(p);
+            panic!("zigral-init did not exit within {timeout:?}:\n{}", self.output());
+        }
+        st.and_then(|s| s.code())
+    }
+}
+
+impl Drop for Init {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal(nix::sys::signal::Signal::SIGTERM);
+            p.wait_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
+/// PIDs whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    zigral_init::supervisor::children_of(ppid)
+}
+
+/// (state char, ppid) of `pid`.
+pub fn stat(pid: i32) -> Option<(char, i32)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let mut f = after.split_whitespace();
+    let st = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((st, ppid))
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    matches!(stat(pid), Some((s, _)) if s != 'Z')
+}
+
+/// All PIDs whose command line contains `needle`.
+pub fn pids_matching(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+pub fn repo_config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("config")
+        .join(name)
+}

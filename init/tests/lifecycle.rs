@@ -1,0 +1,293 @@
+//! Supervisor behaviour with real (shell) processes: crash-loop backoff, orphan reaping,
+//! ordered shutdown with a TERM-ignoring service, control-socket commands.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn always_crashing_service_backs_off_then_fails_at_the_limit() {
+    let dir = scratch("crash");
+    let init = Init::with_config(
+        &dir,
+        r#"
+[[service]]
+name = "crasher"
+command = "sh"
+args = ["-c", "echo boom; exit 3"]
+restart = { backoff_initial = "100ms", backoff_max = "10s", limit = 4 }
+"#,
+    );
+    let mut delays: Vec<u64> = Vec::new();
+    let t0 = Instant::now();
+    let last = loop {
+        let s = init.service("crasher");
+        if s["state"] == "backoff" {
+            let b = s["backoff_ms"].as_u64().unwrap();
+            let next = s["next_restart_ms"].as_u64().unwrap();
+            assert!(next <= b, "next_restart_ms {next} > backoff_ms {b}");
+            if delays.last() != Some(&b) {
+                delays.push(b);
+            }
+        }
+        if s["state"] == "failed" {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "never failed: {s}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(delays, vec![100, 200, 400, 800], "backoff delays seen in status");
+    assert_eq!(last["restarts"], 4);
+    assert_eq!(last["last_exit"], "exit 3");
+    assert!(last["pid"].is_null());
+    // Five runs, each logged to the file and to the console with a prefix.
+    let log = std::fs::read_to_string(init.state.join("logs/crasher.log")).unwrap();
+    assert_eq!(log.matches("boom").count(), 5, "log file: {log:?}");
+    assert_eq!(init.output().matches("[crasher] boom").count(), 5);
+    assert!(init.output().contains("crash-loop limit 4"));
+
+    // `start` clears the failure and tries again.
+    init.call(json!({"cmd":"start","service":"crasher"})).unwrap();
+    init.wait_state("crasher", &["backoff"], Duration::from_secs(30));
+}
+
+#[test]
+fn two_hundred_orphaned_grandchildren_are_all_reaped() {
+    let dir = scratch("orphans");
+    let init = Init::with_config(
+        &dir,
+        r#"
+[[service]]
+name = "forker"
+command = "sh"
+args = ["-c", "i=0; while [ $i -lt 200 ]; do (sleep 3 &); i=$((i+1)); done; echo forked; exec sleep 1000"]
+"#,
+    );
+    let me = init.pid();
+    let log = init.state.join("logs/forker.log");
+    zigral_tests::wait_for(Duration::from_secs(60), "200 forks", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|s| s.contains("forked"))
+    });
+    // The grandchildren were re-parented to the supervisor (child subreaper)...
+    let adopted = children_of(me).len();
+    assert!(adopted > 100, "only {adopted} children adopted");
+    // ...and every one of them is reaped once it exits: no zombies, only the service left.
+    let main = init.service("forker")["pid"].as_i64().unwrap() as i32;
+    zigral_tests::wait_for(Duration::from_secs(60), "orphans reaped", || {
+        let kids = children_of(me);
+        (kids == vec![main]).then_some(())
+    });
+    let zombies: Vec<i32> = children_of(me)
+        .into_iter()
+        .filter(|p| matches!(stat(*p), Some(('Z', _))))
+        .collect();
+    assert!(zombies.is_empty(), "zombies: {zombies:?}");
+}
+
+#[test]
+fn sigterm_stops_in_reverse_order_and_kills_a_term_ignoring_service() {
+    let dir = scratch("order");
+    let order = dir.join("order");
+    let svc = |name: &str, after: &str| {
+        format!(
+            r#"
+[[service]]
+name = "{name}"
+command = "sh"
+args = ["-c", "trap 'echo {name} >> {order}; exit 0' TERM; while :; do sleep 0.05; done"]
+after = [{after}]
+"#,
+            order = order.display()
+        )
+    };
+    let cfg = format!(
+        "{}{}{}{}",
+        svc("a", ""),
+        svc("b", "\"a\""),
+        svc("c", "\"b\""),
+        r#"
+[[service]]
+name = "stubborn"
+command = "sh"
+args = ["-c", "trap '' TERM; while :; do sleep 0.05; done"]
+stop_timeout = "1s"
+"#
+    );
+    let mut init = Init::with_config(&dir, &cfg);
+    for n in ["a", "b", "c", "stubborn"] {
+        init.wait_state(n, &["running"], Duration::from_secs(30));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // traps installed
+    let st = init.status();
+    let pids: Vec<i32> = st["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_i64().unwrap() as i32)
+        .collect();
+    let sup = init.pid();
+    let t0 = Instant::now();
+    let code = init.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "exit code; output:\n{}", init.output());
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(900), "stubborn not given its timeout: {took:?}");
+    assert_eq!(std::fs::read_to_string(&order).unwrap(), "c\nb\na\n");
+    let out = init.output();
+    assert!(out.contains("stubborn did not stop within 1s"), "{out}");
+    assert!(out.contains("all services stopped"));
+    for p in pids {
+        assert!(!alive(p), "service pid {p} still running");
+    }
+    assert!(children_of(sup).is_empty());
+    assert!(!init.socket().exists(), "socket removed at exit");
+}
+
+#[test]
+fn control_socket_commands_and_errors() {
+    let dir = scratch("ctl");
+    let init = Init::with_config(
+        &dir,
+        r#"
+[[service]]
+name = "web"
+command = "python3"
+args = ["-m", "http.server", "--bind", "127.0.0.1", "${port}"]
+ready = { http = "http://127.0.0.1:${port}/", timeout = "20s" }
+[[service]]
+name = "client"
+command = "sleep"
+args = ["1000"]
+after = ["web"]
+autostart = false
+[vars]
+port = 1
+"#
+        .replace("port = 1", &format!("port = {}", zigral_tests::free_port()))
+        .as_str(),
+    );
+    let mode = std::fs::metadata(init.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let web = init.wait_state("web", &["ready"], Duration::from_secs(30));
+    assert!(web["ready_ms"].as_u64().is_some());
+    assert_eq!(init.service("client")["state"], "stopped");
+
+    // Errors are replies, not disconnects.
+    let e = init.call(json!({"cmd":"start","service":"nope"})).unwrap_err();
+    assert!(e.contains("unknown service"), "{e}");
+    let e = init.call(json!({"cmd":"fly"})).unwrap_err();
+    assert!(e.contains("unknown cmd"), "{e}");
+    let e = init
+        .call(json!({"cmd":"spawn","template":"desktop","instance":"1"}))
+        .unwrap_err();
+    assert!(e.contains("unknown template"), "{e}");
+
+    init.call(json!({"cmd":"start","service":"client"})).unwrap();
+    let c = init.wait_state("client", &["running"], Duration::from_secs(30));
+    let old = c["pid"].as_i64().unwrap() as i32;
+    init.call(json!({"cmd":"restart","service":"client"})).unwrap();
+    zigral_tests::wait_for(Duration::from_secs(30), "client restarted", || {
+        let s = init.service("client");
+        (s["state"] == "running" && s["pid"].as_i64() != Some(old as i64)).then_some(())
+    });
+    assert!(!alive(old));
+    init.call(json!({"cmd":"stop","service":"client"})).unwrap();
+    let s = init.wait_state("client", &["stopped"], Duration::from_secs(30));
+    assert!(s["pid"].is_null());
+
+    // The CLI speaks the same protocol.
+    let out = std::process::Command::new(BIN)
+        .args(["ctl", "--socket"])
+        .arg(init.socket())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("SERVICE"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("web") && l.contains("ready")), "{table}");
+
+    // Another supervisor on the same state dir refuses to start.
+    let second = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.join("services.toml"))
+        .arg("--state-dir")
+        .arg(&init.state)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already running"));
+
+    // shutdown over the socket: ordered stop, exit 0 (host mode).
+    let mut init = init;
+    init.call(json!({"cmd":"shutdown","action":"poweroff"})).unwrap();
+    let mut p = init.proc.take().unwrap();
+    let st = p.wait_timeout(Duration::from_secs(30)).expect("exit after shutdown");
+    assert_eq!(st.code(), Some(0));
+}
+
+#[test]
+fn a_config_with_three_mistakes_reports_all_three_and_starts_nothing() {
+    let dir = scratch("badcfg");
+    let marker = dir.join("started");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[[service]]
+name = "ok"
+command = "touch"
+args = ["{}"]
+
+[[service]]
+name = "typo"
+command = "true"
+restart_policy = "always"
+
+[[service]]
+name = "badvalue"
+command = "true"
+stop_timeout = "soon"
+
+[[service]]
+name = "orphan"
+command = "true"
+after = ["does-not-exist"]
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    for mode in ["check", "run"] {
+        let out = std::process::Command::new(BIN)
+            .args([mode, "--config"])
+            .arg(&cfg)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{mode}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("3 problem(s)"), "{mode}: {err}");
+        assert!(err.contains("unknown field `restart_policy`"), "{mode}: {err}");
+        assert!(err.contains("bad duration \"soon\""), "{mode}: {err}");
+        assert!(err.contains("unknown service \"does-not-exist\""), "{mode}: {err}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!marker.exists(), "a service ran despite the bad config");
+    assert!(!dir.join("state/init.sock").exists());
+
+    // And the shipped config is valid.
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(repo_config("host.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
