@@ -146,6 +146,9 @@ impl Drop for Init {
             p.signal(nix::sys::signal::Signal::SIGTERM);
             p.wait_timeout(Duration::from_secs(30));
         }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

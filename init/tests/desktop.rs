@@ -1,0 +1,161 @@
+//! The desktop template with real Xvfb, x11vnc and Chromium from config/host.toml:
+//! restart after kill -9, and spawn/destroy of desktop@1 over the control socket.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const READY: Duration = Duration::from_secs(90);
+
+struct Ports {
+    display: u32,
+    vnc: u16,
+    cdp: u16,
+    _claim: zigral_tests::DisplayClaim,
+}
+
+fn ports(n: u16) -> Ports {
+    let claim = zigral_tests::claim_displays(u32::from(n));
+    Ports {
+        display: claim.n,
+        vnc: zigral_tests::free_port_range(n),
+        cdp: zigral_tests::free_port_range(n),
+        _claim: claim,
+    }
+}
+
+fn start(dir: &Path, p: &Ports) -> Init {
+    Init::start(
+        dir,
+        &repo_config("host.toml"),
+        &[
+            "--set",
+            &format!("display_base={}", p.display),
+            "--set",
+            &format!("vnc_base={}", p.vnc),
+            "--set",
+            &format!("cdp_base={}", p.cdp),
+        ],
+    )
+}
+
+fn rfb_banner(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect x11vnc");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 12];
+    s.read_exact(&mut b).expect("RFB banner");
+    String::from_utf8_lossy(&b).to_string()
+}
+
+fn cdp_ok(port: u16) -> bool {
+    matches!(zigral_tests::http_get(port, "/json/version"), Ok((200, body)) if body.contains("\"Browser\""))
+}
+
+fn pid_of(init: &Init, name: &str) -> i32 {
+    init.service(name)["pid"].as_i64().expect("pid") as i32
+}
+
+#[test]
+fn kill_9_of_x11vnc_and_chromium_restarts_them_ready_again() {
+    let p = ports(1);
+    let dir = scratch("kill9");
+    let mut init = start(&dir, &p);
+    for s in ["xvfb@0", "x11vnc@0", "chromium@0"] {
+        init.wait_state(s, &["ready"], READY);
+    }
+    assert_eq!(rfb_banner(p.vnc), "RFB 003.008\n");
+    assert!(cdp_ok(p.cdp));
+
+    for (svc, check) in [
+        ("x11vnc@0", Box::new(|| rfb_banner(p.vnc) == "RFB 003.008\n") as Box<dyn Fn() -> bool>),
+        ("chromium@0", Box::new(|| cdp_ok(p.cdp))),
+    ] {
+        let old = pid_of(&init, svc);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL)
+            .unwrap();
+        let s = zigral_tests::wait_for(READY, &format!("{svc} back"), || {
+            let s = init.service(svc);
+            (s["state"] == "ready" && s["pid"].as_i64() != Some(i64::from(old))).then_some(s)
+        });
+        assert_eq!(s["restarts"], 1, "{s}");
+        assert_eq!(s["last_exit"], "signal 9 (SIGKILL)");
+        assert!(check(), "{svc} not answering after restart");
+        assert!(!alive(old));
+    }
+    // Xvfb was not disturbed.
+    assert_eq!(init.service("xvfb@0")["restarts"], 0);
+    let pids: Vec<i32> = ["xvfb@0", "x11vnc@0", "chromium@0"]
+        .iter()
+        .map(|s| pid_of(&init, s))
+        .collect();
+    assert_eq!(init.terminate(Duration::from_secs(60)), Some(0));
+    for pid in pids {
+        assert!(!alive(pid), "{pid} survived");
+    }
+    assert!(pids_matching(&format!("--remote-debugging-port={}", p.cdp)).is_empty());
+}
+
+#[test]
+fn spawn_and_destroy_desktop_1_over_the_control_socket() {
+    let p = ports(2);
+    let dir = scratch("spawn");
+    let init = start(&dir, &p);
+    init.wait_state("chromium@0", &["ready"], READY);
+
+    let r = init
+        .call(json!({"cmd":"spawn","template":"desktop","instance":"1"}))
+        .unwrap();
+    assert_eq!(r["group"], "desktop@1");
+    assert_eq!(r["services"], json!(["xvfb@1", "x11vnc@1", "chromium@1"]));
+    let e = init
+        .call(json!({"cmd":"spawn","template":"desktop","instance":"1"}))
+        .unwrap_err();
+    assert!(e.contains("already exists"), "{e}");
+    for s in ["xvfb@1", "x11vnc@1", "chromium@1"] {
+        init.wait_state(s, &["ready"], READY);
+    }
+    // Desktop 1 lives on base+1 everywhere, with its own profile and download dir.
+    zigral_init::probe::x11_handshake(p.display + 1).expect("X display of desktop 1");
+    assert_eq!(rfb_banner(p.vnc + 1), "RFB 003.008\n");
+    assert!(cdp_ok(p.cdp + 1));
+    let prefs =
+        std::fs::read_to_string(init.state.join("desktops/1/chrome/Default/Preferences")).unwrap();
+    assert!(prefs.contains(&format!("{}/desktops/1/downloads", init.state.display())));
+    assert!(init.state.join("desktops/1/downloads").is_dir());
+
+    let pids: Vec<i32> = ["xvfb@1", "x11vnc@1", "chromium@1"]
+        .iter()
+        .map(|s| pid_of(&init, s))
+        .collect();
+    let chrome_tree = pids_matching(&format!("--remote-debugging-port={}", p.cdp + 1));
+    assert!(!chrome_tree.is_empty());
+    let r = init
+        .call(json!({"cmd":"destroy","template":"desktop","instance":"1"}))
+        .unwrap();
+    assert_eq!(r["destroyed"], "desktop@1");
+    // The reply comes once the processes are gone.
+    for pid in pids.iter().chain(chrome_tree.iter()) {
+        assert!(!alive(*pid), "{pid} still running after destroy");
+    }
+    assert!(!Path::new(&format!("/tmp/.X11-unix/X{}", p.display + 1)).exists());
+    let names: Vec<String> = init.status()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["xvfb@0", "x11vnc@0", "chromium@0"]);
+    // Desktop 0 was untouched.
+    assert_eq!(init.service("chromium@0")["restarts"], 0);
+    assert!(cdp_ok(p.cdp));
+    let e = init
+        .call(json!({"cmd":"destroy","template":"desktop","instance":"1"}))
+        .unwrap_err();
+    assert!(e.contains("no instance desktop@1"), "{e}");
+}
