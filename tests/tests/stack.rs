@@ -1,0 +1,96 @@
+//! The default host-mode stack (config/host.toml under zigral-init, as `make run` starts it)
+//! comes up for real: the X display accepts a connection, x11vnc answers the RFB handshake,
+//! Chromium's DevTools answers /json/version; SIGTERM stops all of it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zigral_tests::{Proc, bin, claim_displays, free_port_range, http_get, repo_root, wait_for};
+
+fn call(sock: &Path, req: &str) -> Option<Value> {
+    let mut s = UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(format!("{req}\n").as_bytes()).ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}
+
+fn x11_accepts(display: u32) -> bool {
+    let Ok(mut s) = UnixStream::connect(format!("/tmp/.X11-unix/X{display}")) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let setup: [u8; 12] = [b'l', 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut reply = [0u8; 8];
+    s.write_all(&setup).is_ok() && s.read_exact(&mut reply).is_ok() && reply[0] == 1
+}
+
+#[test]
+fn default_host_stack_comes_up_and_stops_cleanly() {
+    let claim = claim_displays(1);
+    let (d, vnc, cdp) = (claim.n, free_port_range(1), free_port_range(1));
+    let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let log = std::fs::File::create(state.with_extension("log")).unwrap();
+    let mut cmd = Command::new(bin("zigral-init"));
+    cmd.arg("run")
+        .arg("--config")
+        .arg(repo_root().join("config/host.toml"))
+        .arg("--state-dir")
+        .arg(&state)
+        // The same overrides `make run` users set to run beside another X server.
+        .env("ZIGRAL_DISPLAY_BASE", d.to_string())
+        .env("ZIGRAL_VNC_BASE", vnc.to_string())
+        .env("ZIGRAL_CDP_BASE", cdp.to_string())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut init = Proc::spawn(cmd);
+    let output = || std::fs::read_to_string(state.with_extension("log")).unwrap_or_default();
+    let sock = state.join("init.sock");
+    let t0 = Instant::now();
+    let st = wait_for(Duration::from_secs(120), "all services ready", || {
+        let st = call(&sock, r#"{"cmd":"status"}"#)?;
+        let list = st["result"]["services"].as_array()?.clone();
+        (list.len() == 3 && list.iter().all(|s| s["state"] == "ready")).then_some(list)
+    });
+    let names: Vec<&str> = st.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["xvfb@0", "x11vnc@0", "chromium@0"]);
+    eprintln!("stack ready in {:?}", t0.elapsed());
+
+    assert!(x11_accepts(d), "X display :{d} refuses connections");
+    let mut s = TcpStream::connect(("127.0.0.1", vnc)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut banner = [0u8; 12];
+    s.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"RFB 003.008\n");
+    drop(s);
+    let (code, body) = http_get(cdp, "/json/version").unwrap();
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["Browser"].as_str().unwrap().contains("Chrome"), "{body}");
+    assert!(v["webSocketDebuggerUrl"].as_str().unwrap().starts_with("ws://127.0.0.1:"));
+    // The ready banner names where things run.
+    let out = output();
+    assert!(out.contains(&format!("X display :{d}")), "{out}");
+    assert!(out.contains(&format!("127.0.0.1:{vnc}")), "{out}");
+
+    let pids: Vec<i32> = st.iter().map(|s| s["pid"].as_i64().unwrap() as i32).collect();
+    init.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = init
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("zigral-init did not stop:\n{}", output()));
+    assert_eq!(status.code(), Some(0), "{}", output());
+    for p in pids {
+        assert!(!Path::new(&format!("/proc/{p}")).exists(), "pid {p} survived");
+    }
+    assert!(!x11_accepts(d));
+    assert!(!zigral_tests::tcp_open(cdp));
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_file(state.with_extension("log"));
+}
