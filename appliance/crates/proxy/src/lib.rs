@@ -1,15 +1,20 @@
-//! The WebSocket→VNC proxy (`zigral proxy`): relays noVNC connections to a desktop's x11vnc.
-//! Filled in by the proxy issue.
+//! The WebSocket→VNC proxy (`zigral proxy`): a websockify replacement that relays noVNC
+//! connections to a desktop's x11vnc, routed and authorised by signed tokens, with view-only
+//! enforcement, limits, TLS, static files and stream-health metrics.
+//!
+//! Library use (tests, embedding): build a [`Config`], make a [`Proxy`], and run
+//! [`serve`]`(listener, proxy, shutdown)` on a bound listener.
 
-pub mod cli {
-    //! Command-line entry point of `zigral proxy`.
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod relay;
+pub mod rfb;
+pub mod server;
+pub mod tls;
+pub mod web;
+pub mod ws;
 
-    /// Arguments of `zigral proxy`.
-    #[derive(Debug, clap::Args)]
-    pub struct Args {}
-
-    /// Runs the proxy until shutdown.
-    pub async fn run(_args: Args) -> anyhow::Result<()> {
-        anyhow::bail!("zigral proxy is not built yet")
-    }
-}
+pub use config::{Config, OriginPolicy, Routing, Target};
+pub use metrics::Metrics;
+pub use server::{Proxy, ServeError, serve};
