@@ -1801,6 +1801,7 @@ fn serve_selection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Button;
 
     #[test]
     fn display_names() {
