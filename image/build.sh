@@ -75,6 +75,9 @@ if [[ -n "$admin_pw" && ${#admin_pw} -lt 8 ]]; then die "admin password must be 
 
 cache="$here/cache"
 mkdir -p "$cache"
+# One build at a time (make image, the image tests and packer/build.sh may race).
+exec 8>"$cache/.lock"
+flock 8
 hash() { sha256sum | cut -c1-16; }
 
 # ---------------------------------------------------------------- payload (our layer)
