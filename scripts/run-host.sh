@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `make run`: the Zigral stack in host mode, in the foreground (Ctrl-C or SIGTERM stops it).
+# Installs the Debian packages it needs, builds, then runs zigral-init on config/host.toml
+# with the state under .state/. Once every service is ready zigral-init prints where
+# everything runs (X display, VNC, CDP).
+#
+# To run beside another X server or on other ports (desktop N uses base+N):
+#   ZIGRAL_DISPLAY_BASE=10 ZIGRAL_VNC_BASE=5910 ZIGRAL_CDP_BASE=9232 make run
+# Extra arguments go to `zigral-init run` (e.g. scripts/run-host.sh --set screen_width=1920).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+display_base=${ZIGRAL_DISPLAY_BASE:-0}
+vnc_base=${ZIGRAL_VNC_BASE:-5900}
+cdp_base=${ZIGRAL_CDP_BASE:-9222}
+state_dir=${ZIGRAL_STATE_DIR:-.state}
+
+scripts/install-deps.sh run
+
+if ! command -v cargo >/dev/null; then
+  echo "run-host: cargo not found: install Rust (https://rustup.rs) and retry" >&2
+  exit 1
+fi
+
+# Fail early and clearly when the display or ports are taken.
+x_taken() {
+  local d=$1
+  if [[ -e /tmp/.X${d}-lock ]]; then
+    local pid
+    pid=$(tr -d ' \n' < "/tmp/.X${d}-lock" 2>/dev/null || true)
+    [[ -n $pid && -d /proc/$pid ]] && return 0
+  fi
+  [[ -S /tmp/.X11-unix/X${d} ]] && command -v xdpyinfo >/dev/null \
+    && xdpyinfo -display ":${d}" >/dev/null 2>&1 && return 0
+  return 1
+}
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if x_taken "$display_base"; then
+  echo "run-host: X display :${display_base} is already taken (another X server is running there)." >&2
+  echo "run-host: pick a free display number, e.g.:  ZIGRAL_DISPLAY_BASE=10 make run" >&2
+  exit 1
+fi
+for p in "$vnc_base:ZIGRAL_VNC_BASE:VNC" "$cdp_base:ZIGRAL_CDP_BASE:Chrome DevTools"; do
+  IFS=: read -r port var what <<<"$p"
+  if port_taken "$port"; then
+    echo "run-host: 127.0.0.1:${port} (${what}) is already in use." >&2
+    echo "run-host: pick another base, e.g.:  ${var}=$((port + 10)) make run" >&2
+    exit 1
+  fi
+done
+
+echo "run-host: building (cargo build --release --bins)"
+cargo build --release --bins
+
+bin="${CARGO_TARGET_DIR:-target}/release/zigral-init"
+export ZIGRAL_DISPLAY_BASE=$display_base ZIGRAL_VNC_BASE=$vnc_base ZIGRAL_CDP_BASE=$cdp_base
+echo "run-host: starting zigral-init (state in ${state_dir}/, logs in ${state_dir}/logs/)"
+exec "$bin" run --config config/host.toml --state-dir "$state_dir" "$@"
