@@ -34,6 +34,9 @@ const RESTORE_DELAY: Duration = Duration::from_millis(300);
 /// Minimum time between the last key event on a spare keycode and remapping it to another
 /// keysym (only when more distinct characters are needed than there are spare keycodes).
 const REMAP_GAP: Duration = Duration::from_millis(60);
+/// Wait after giving a spare keycode a different keysym than it had before, before typing on
+/// it: clients such as Chromium cache keycode translations and refresh them asynchronously.
+const REMAP_SETTLE: Duration = Duration::from_millis(100);
 /// How long to wait for another client's clipboard answer.
 const CLIPBOARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest clipboard text read (INCR transfers included).
@@ -504,6 +507,8 @@ struct Owner {
     clip: Arc<Mutex<ClipState>>,
     held_keys: Vec<u8>,
     held_buttons: Vec<u8>,
+    /// The last keysym each spare keycode carried (kept across restores).
+    key_history: HashMap<u8, u32>,
     events: Option<mpsc::Receiver<Event>>,
 }
 
@@ -637,6 +642,7 @@ impl Owner {
             clip: Arc::new(Mutex::new(ClipState::default())),
             held_keys: Vec::new(),
             held_buttons: Vec::new(),
+            key_history: HashMap::new(),
             events: None,
         };
         Ok((owner, info))
@@ -990,9 +996,8 @@ impl Owner {
         if missing.is_empty() {
             return Ok(());
         }
-        // Keycodes we can use: spare and not holding a keysym needed now, unused first, then
-        // the least recently used.
-        let mut candidates: Vec<u8> = self
+        // Keycodes we can use: spare, not holding a keysym needed now, not held down.
+        let mut free: Vec<u8> = self
             .kb
             .spare
             .iter()
@@ -1002,24 +1007,47 @@ impl Owner {
                     && !self.held_keys.contains(kc)
             })
             .collect();
-        candidates.sort_by_key(|kc| {
-            (
-                self.kb.mapped.contains_key(kc),
-                self.kb.last_used.get(kc).copied(),
-            )
-        });
-        if candidates.len() < missing.len() {
+        if free.len() < missing.len() {
             return Err(DesktopError::Unsupported(format!(
                 "need {} spare keycodes to type these characters, only {} free",
                 missing.len(),
-                candidates.len()
+                free.len()
             )));
         }
+        // Clients cache keycode translations (Chromium does) and notice remaps late, so for
+        // each keysym prefer a keycode that last carried that same keysym, then one never
+        // used, then an idle one, and only then the least recently used mapped one.
+        let mut plan: Vec<(u32, u8)> = Vec::with_capacity(missing.len());
+        for &ks in &missing {
+            let hist = &self.key_history;
+            let mapped = &self.kb.mapped;
+            let pick = free
+                .iter()
+                .position(|kc| hist.get(kc) == Some(&ks) && !mapped.contains_key(kc))
+                .or_else(|| {
+                    free.iter()
+                        .position(|kc| !hist.contains_key(kc) && !mapped.contains_key(kc))
+                })
+                .or_else(|| free.iter().position(|kc| !mapped.contains_key(kc)))
+                .or_else(|| {
+                    free.iter()
+                        .enumerate()
+                        .min_by_key(|(_, kc)| self.kb.last_used.get(kc).copied())
+                        .map(|(i, _)| i)
+                });
+            let Some(i) = pick else {
+                return Err(DesktopError::Unsupported("no spare keycode left".into()));
+            };
+            plan.push((ks, free.swap_remove(i)));
+        }
+        let settle = plan
+            .iter()
+            .any(|(ks, kc)| self.key_history.get(kc).is_some_and(|h| h != ks));
         // Remapping a keycode that was just used could change what a slow client reads for
         // that earlier key event: give it time first.
-        let latest = candidates[..missing.len()]
+        let latest = plan
             .iter()
-            .filter_map(|kc| self.kb.last_used.get(kc))
+            .filter_map(|(_, kc)| self.kb.last_used.get(kc))
             .max()
             .copied();
         if let Some(t) = latest {
@@ -1030,7 +1058,8 @@ impl Owner {
             }
         }
         let per = self.kb.per;
-        for (&ks, &kc) in missing.iter().zip(&candidates) {
+        for &(ks, kc) in &plan {
+            self.key_history.insert(kc, ks);
             let mut syms = vec![0u32; per];
             syms[0] = ks;
             if per > 1 {
@@ -1047,6 +1076,10 @@ impl Owner {
             }
         }
         self.sync()?;
+        if settle {
+            // A keycode changes meaning: let clients drop their cached translation first.
+            std::thread::sleep(REMAP_SETTLE);
+        }
         // Our own change produces MappingNotify; the map we hold is already current.
         self.drain_events();
         self.kb.dirty = false;
