@@ -424,6 +424,19 @@ fn main() {
         println!("png_encode_{name}_p50_ms: {wall:.2} (cpu {cpu:.2})");
         println!("png_encode_{name}_bytes: {bytes}");
     }
+    for level in [1u8, 3] {
+        let mut bytes = 0;
+        let (wall, cpu) = runs_cpu(15, || {
+            bytes = zigral_desktop::encode_png_with(&frame, |e| {
+                e.set_deflate_compression(png::DeflateCompression::Level(level));
+                e.set_filter(png::Filter::Adaptive);
+            })
+            .expect("png")
+            .len();
+        });
+        println!("png_encode_zlib{level}_p50_ms: {wall:.2} (cpu {cpu:.2})");
+        println!("png_encode_zlib{level}_bytes: {bytes}");
+    }
     for (name, format) in [
         ("jpeg_q80", ImageFormat::Jpeg { quality: 80 }),
         ("webp", ImageFormat::Webp),

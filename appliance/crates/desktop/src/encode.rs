@@ -201,12 +201,21 @@ fn scale_generic(src: &[u32], sw: usize, dst: Size, vt: &Taps, ht: &Taps) -> Raw
 /// PNG with the given compression (the library uses [`png::Compression::Fast`]).
 #[doc(hidden)]
 pub fn encode_png(img: &RawImage, level: png::Compression) -> Result<Vec<u8>, DesktopError> {
+    encode_png_with(img, |e| e.set_compression(level))
+}
+
+/// PNG with encoder settings applied by `tune` (benchmarks compare deflate levels).
+#[doc(hidden)]
+pub fn encode_png_with(
+    img: &RawImage,
+    tune: impl FnOnce(&mut png::Encoder<&mut Vec<u8>>),
+) -> Result<Vec<u8>, DesktopError> {
     let rgb = bgrx_to_rgb(&img.bgrx);
     let mut out = Vec::with_capacity(rgb.len() / 4);
     let mut enc = png::Encoder::new(&mut out, img.width, img.height);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(level);
+    tune(&mut enc);
     let mut w = enc
         .write_header()
         .map_err(|e| DesktopError::Encode(format!("png: {e}")))?;

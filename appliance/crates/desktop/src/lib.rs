@@ -36,7 +36,7 @@ use std::time::Duration;
 
 pub use encode::{RawImage, encode, scale_bgrx};
 #[doc(hidden)]
-pub use encode::{bgrx_to_rgb, encode_png};
+pub use encode::{bgrx_to_rgb, encode_png, encode_png_with};
 pub use error::DesktopError;
 pub use keys::{
     Combo, Key, char_to_keysym, keysym_from_name, keysym_name, keysym_to_char, parse_combo,

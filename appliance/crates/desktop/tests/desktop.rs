@@ -1040,4 +1040,27 @@ async fn connection_errors_are_typed() {
         "{e}"
     );
     d.click_at(10, 10, Button::Left, 1).await.expect("click");
+
+    // The X server going away turns into typed errors, not hangs.
+    let (p3, display) = xvfb_with(&[]);
+    let d = Desktop::connect(&format!(":{display}")).expect("connect");
+    d.move_to(5, 5).await.expect("works while up");
+    drop(p3);
+    let r = tokio::time::timeout(Duration::from_secs(20), async {
+        // The first request after the server died may still be buffered; one of a few fails.
+        for _ in 0..5 {
+            if let Err(e) = d.cursor_position().await {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        DesktopError::Protocol("never failed".into())
+    })
+    .await
+    .expect("no hang");
+    assert!(
+        matches!(&r, DesktopError::Protocol(m) if m != "never failed")
+            || matches!(r, DesktopError::Closed(_)),
+        "{r}"
+    );
 }
