@@ -64,6 +64,38 @@ pub struct Size {
     pub height: u32,
 }
 
+impl Size {
+    /// XGA, 1024×768: the size Anthropic recommends for computer-use screenshots.
+    pub const XGA: Size = Size {
+        width: 1024,
+        height: 768,
+    };
+
+    /// The largest size with this size's aspect ratio that fits within `max` (never larger
+    /// than `self`; at least 1×1). Use it as [`ScreenshotOpts::scale`] to shrink screenshots
+    /// without distorting them.
+    pub fn fit_within(self, max: Size) -> Size {
+        if self.width == 0 || self.height == 0 {
+            return self;
+        }
+        if self.width <= max.width && self.height <= max.height {
+            return self;
+        }
+        let (w, h) = (u64::from(self.width), u64::from(self.height));
+        let (mw, mh) = (u64::from(max.width.max(1)), u64::from(max.height.max(1)));
+        // Scale by min(mw/w, mh/h), rounding down so the result fits.
+        let (nw, nh) = if mw * h <= mh * w {
+            (mw, (h * mw / w).max(1))
+        } else {
+            ((w * mh / h).max(1), mh)
+        };
+        Size {
+            width: nw as u32,
+            height: nh as u32,
+        }
+    }
+}
+
 /// A rectangle in screen pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Rect {
@@ -165,6 +197,14 @@ pub struct ScaleInfo {
 }
 
 impl ScaleInfo {
+    /// Horizontal and vertical factors, image pixels per screen pixel.
+    pub fn factors(&self) -> (f64, f64) {
+        (
+            f64::from(self.image.width) / f64::from(self.source.width.max(1)),
+            f64::from(self.image.height) / f64::from(self.source.height.max(1)),
+        )
+    }
+
     /// True when the image is a 1:1 copy of the screen region.
     pub fn is_identity(&self) -> bool {
         self.source.width == self.image.width && self.source.height == self.image.height
@@ -576,5 +616,89 @@ impl Desktop {
                 "unexpected reply {other:?}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_within_keeps_aspect() {
+        let s = Size {
+            width: 1280,
+            height: 800,
+        };
+        assert_eq!(
+            s.fit_within(Size::XGA),
+            Size {
+                width: 1024,
+                height: 640
+            }
+        );
+        assert_eq!(
+            s.fit_within(Size {
+                width: 2000,
+                height: 2000
+            }),
+            s
+        );
+        let tall = Size {
+            width: 800,
+            height: 1600,
+        };
+        assert_eq!(
+            tall.fit_within(Size::XGA),
+            Size {
+                width: 384,
+                height: 768
+            }
+        );
+    }
+
+    #[test]
+    fn mapping_round_trips() {
+        let info = ScaleInfo {
+            source: Rect {
+                x: 0,
+                y: 0,
+                width: 1280,
+                height: 800,
+            },
+            image: Size::XGA,
+        };
+        for x in (0..1024).step_by(7) {
+            for y in (0..768).step_by(11) {
+                let p = Point { x, y };
+                assert_eq!(info.to_image(info.to_screen(p)), Some(p));
+            }
+        }
+        // Screen -> image -> screen lands within one source pixel span.
+        for x in (0..1280).step_by(13) {
+            let p = Point { x, y: 400 };
+            let q = info.to_screen(info.to_image(p).expect("inside"));
+            assert!((q.x - p.x).abs() <= 1, "{p:?} {q:?}");
+        }
+        assert_eq!(info.to_image(Point { x: -1, y: 0 }), None);
+        assert_eq!(info.factors(), (0.8, 0.96));
+        // Offsets of a region are honoured.
+        let r = ScaleInfo {
+            source: Rect {
+                x: 100,
+                y: 50,
+                width: 200,
+                height: 100,
+            },
+            image: Size {
+                width: 100,
+                height: 50,
+            },
+        };
+        assert_eq!(r.to_screen(Point { x: 0, y: 0 }), Point { x: 101, y: 51 });
+        assert_eq!(
+            r.to_image(Point { x: 101, y: 51 }),
+            Some(Point { x: 0, y: 0 })
+        );
+        assert_eq!(r.to_image(Point { x: 99, y: 51 }), None);
     }
 }
