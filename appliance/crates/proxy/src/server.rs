@@ -42,6 +42,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     open: std::sync::atomic::AtomicUsize,
+    lingering: std::sync::atomic::AtomicUsize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -83,6 +84,7 @@ impl Proxy {
                 metrics: Metrics::new(),
                 per_ip: Mutex::new(HashMap::new()),
                 open: Default::default(),
+                lingering: Default::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
@@ -167,8 +169,10 @@ pub async fn serve(
                     Err(why) => {
                         proxy.inner.metrics.refuse(why);
                         debug!(%peer, ?why, "connection refused");
-                        let _ = sock.try_write(
-                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        refuse_conn(
+                            &proxy,
+                            sock,
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntoo many connections\n",
                         );
                     }
                 },
@@ -195,6 +199,37 @@ pub async fn serve(
         warn!("drain timeout: closing remaining connections");
     }
     Ok(())
+}
+
+/// Answers a refused connection and closes it without resetting it (a close with unread
+/// request bytes would send RST and the client might never see the answer). At most
+/// `MAX_LINGER` refusals linger at once; beyond that they are just dropped.
+fn refuse_conn(proxy: &Proxy, sock: TcpStream, msg: &'static [u8]) {
+    const MAX_LINGER: usize = 64;
+    use std::sync::atomic::Ordering::Relaxed;
+    let lingering = &proxy.inner.lingering;
+    if lingering.fetch_add(1, Relaxed) >= MAX_LINGER {
+        lingering.fetch_sub(1, Relaxed);
+        let _ = sock.try_write(msg);
+        return;
+    }
+    let p = proxy.clone();
+    tokio::spawn(async move {
+        linger_close(sock, msg).await;
+        p.inner.lingering.fetch_sub(1, Relaxed);
+    });
+}
+
+async fn linger_close(mut sock: TcpStream, msg: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        sock.write_all(msg).await?;
+        sock.shutdown().await?;
+        let mut trash = [0u8; 1024];
+        while sock.read(&mut trash).await? > 0 {}
+        Ok::<(), io::Error>(())
+    })
+    .await;
 }
 
 /// The client side of a connection: plain TCP or TLS.
@@ -267,7 +302,7 @@ impl AsyncWrite for ClientIo {
     }
 }
 
-async fn handle_conn(proxy: Proxy, sock: TcpStream, peer: SocketAddr, permit: Permit) {
+async fn handle_conn(proxy: Proxy, mut sock: TcpStream, peer: SocketAddr, permit: Permit) {
     let _ = sock.set_nodelay(true);
     let cfg = &proxy.inner.config;
     let shutdown = proxy.inner.shutdown.clone();
@@ -296,9 +331,11 @@ async fn handle_conn(proxy: Proxy, sock: TcpStream, peer: SocketAddr, permit: Pe
                 }
             } else if cfg.tls_only {
                 proxy.inner.metrics.refuse(Refusal::TlsRequired);
-                let _ = sock.try_write(
+                linger_close(
+                    sock,
                     b"HTTP/1.1 403 Forbidden\r\nContent-Length: 13\r\nConnection: close\r\n\r\nTLS required\n",
-                );
+                )
+                .await;
                 return;
             } else {
                 ClientIo::Plain(sock)
