@@ -1,15 +1,25 @@
-//! The control plane (`zigral control`): REST API, events, auth over the redb store.
-//! Filled in by the control-plane issue.
+//! The control plane (`zigral control`): REST API, events websocket, auth and the context
+//! manager over the embedded redb store.
+//!
+//! Library shape: build an [`AppState`] (config + [`zigral_store::Store`] + signing key), then
+//! [`router`] or [`serve`]. Areas of the API live in [`api`], one module each, merged in
+//! [`api::openapi_router`]; new areas reuse [`auth::Principal`] (the authenticated caller) and
+//! [`auth::authorize_session`] (the ownership check).
 
-pub mod cli {
-    //! Command-line entry point of `zigral control`.
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod supervisor;
+pub mod tokens_estimate;
 
-    /// Arguments of `zigral control`.
-    #[derive(Debug, clap::Args)]
-    pub struct Args {}
-
-    /// Runs the control plane until shutdown.
-    pub async fn run(_args: Args) -> anyhow::Result<()> {
-        anyhow::bail!("zigral control is not built yet")
-    }
-}
+pub use config::Config;
+pub use server::{load_tls, openapi, router, serve, serve_tls};
+pub use state::AppState;

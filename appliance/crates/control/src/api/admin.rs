@@ -1,0 +1,169 @@
+//! `/api/v1/admin/*`: audit log, runtime configuration values and clean power-off through the
+//! supervisor (administrators only).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use zigral_store::AuditRecord;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, CommonErrors, ErrorBody, Json, Path, Query};
+use crate::state::AppState;
+use crate::supervisor::SupervisorError;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(shutdown))
+        .routes(routes!(audit))
+        .routes(routes!(list_config))
+        .routes(routes!(put_config, delete_config))
+}
+
+/// Audit page query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Entries with `seq` greater than this.
+    pub after: Option<u64>,
+    /// Page size 1..=1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// Shutdown result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ShutdownAccepted {
+    pub accepted: bool,
+    pub action: String,
+}
+
+/// A configuration entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfigEntry {
+    pub key: String,
+    #[schema(value_type = Object)]
+    pub value: Value,
+}
+
+fn check_key(k: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&k.len())
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "key must be 1-128 characters of A-Z a-z 0-9 . _ -",
+        ))
+    }
+}
+
+/// Asks the supervisor to power the appliance off cleanly (`{"cmd":"shutdown",
+/// "action":"poweroff"}` on its control socket). 503 if the supervisor cannot be reached.
+#[utoipa::path(post, path = "/admin/shutdown", tag = "admin",
+    responses((status = 202, body = ShutdownAccepted), (status = 503, body = ErrorBody), CommonErrors))]
+async fn shutdown(
+    State(st): State<AppState>,
+    who: Principal,
+) -> ApiResult<(StatusCode, Json<ShutdownAccepted>)> {
+    who.require_admin()?;
+    st.audit(
+        &who.actor(),
+        "admin.shutdown",
+        "appliance",
+        json!({"action": "poweroff"}),
+    )
+    .await;
+    match crate::supervisor::request(
+        &st.config().init_socket,
+        &json!({"cmd": "shutdown", "action": "poweroff"}),
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(ShutdownAccepted {
+                accepted: true,
+                action: "poweroff".into(),
+            }),
+        )),
+        Err(SupervisorError::Refused(m)) => Err(ApiError::conflict(format!(
+            "the supervisor refused to shut down: {m}"
+        ))),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+/// The audit log (who did what, when), oldest first.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditRecord>), CommonErrors))]
+async fn audit(
+    State(st): State<AppState>,
+    who: Principal,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditRecord>>> {
+    who.require_admin()?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(_) => return Err(ApiError::invalid("limit must be 1..=1000")),
+    };
+    Ok(Json(st.store().list_audit(q.after, limit)?))
+}
+
+/// Runtime configuration values stored in the appliance.
+#[utoipa::path(get, path = "/admin/config", tag = "admin",
+    responses((status = 200, body = Vec<ConfigEntry>), CommonErrors))]
+async fn list_config(
+    State(st): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<Vec<ConfigEntry>>> {
+    who.require_admin()?;
+    Ok(Json(
+        st.store()
+            .list_config()?
+            .into_iter()
+            .map(|(key, value)| ConfigEntry { key, value })
+            .collect(),
+    ))
+}
+
+/// Sets a runtime configuration value (any JSON).
+#[utoipa::path(put, path = "/admin/config/{key}", tag = "admin",
+    params(("key" = String, Path, description = "configuration key")),
+    request_body(content = Object, description = "any JSON value"),
+    responses((status = 200, body = ConfigEntry), CommonErrors))]
+async fn put_config(
+    State(st): State<AppState>,
+    who: Principal,
+    Path(key): Path<String>,
+    Json(value): Json<Value>,
+) -> ApiResult<Json<ConfigEntry>> {
+    who.require_admin()?;
+    check_key(&key)?;
+    st.store().put_config(&key, value.clone()).await?;
+    st.audit(&who.actor(), "config.set", &key, json!({})).await;
+    Ok(Json(ConfigEntry { key, value }))
+}
+
+/// Removes a runtime configuration value.
+#[utoipa::path(delete, path = "/admin/config/{key}", tag = "admin",
+    params(("key" = String, Path, description = "configuration key")),
+    responses((status = 204, description = "removed"), CommonErrors))]
+async fn delete_config(
+    State(st): State<AppState>,
+    who: Principal,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require_admin()?;
+    check_key(&key)?;
+    st.store().delete_config(&key).await?;
+    st.audit(&who.actor(), "config.delete", &key, json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

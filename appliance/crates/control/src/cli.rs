@@ -1,0 +1,119 @@
+//! Command-line entry point of `zigral control`: layered configuration, store and key setup,
+//! first-admin bootstrap, then serve until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::bootstrap::{AdminOutcome, ensure_admin, print_generated};
+use crate::config::Layer;
+use crate::state::AppState;
+
+/// Arguments of `zigral control` (each overrides the TOML file and `ZIGRAL_*` variables).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// TOML configuration file (unknown keys are rejected). Also `ZIGRAL_CONFIG`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8000].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// State directory (database, signing key, supervisor socket) [default: /var/lib/zigral].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Supervisor control socket [default: <state-dir>/init.sock].
+    #[arg(long, value_name = "PATH")]
+    pub init_socket: Option<PathBuf>,
+    /// Whether /readyz requires the supervisor to answer [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub require_supervisor: Option<bool>,
+    /// TLS certificate chain (PEM); serve HTTPS when given with --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Runs the control plane until shutdown.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let file = match args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("ZIGRAL_CONFIG").map(PathBuf::from))
+    {
+        Some(p) => Layer::from_file(&p)?,
+        None => Layer::default(),
+    };
+    let env = Layer::from_env(std::env::vars())?;
+    let flags = Layer {
+        listen: args.listen,
+        state_dir: args.state_dir,
+        init_socket: args.init_socket,
+        require_supervisor: args.require_supervisor,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        ..Layer::default()
+    };
+    let cfg = file.overlay(env).overlay(flags).resolve()?;
+    tracing::debug!(config = ?cfg, "configuration");
+
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot create state dir {}", cfg.state_dir.display()))?;
+    let store = zigral_store::Store::open_in(&cfg.state_dir)?;
+    let key = zigral_token::SigningKey::load_or_create(&cfg.state_dir)?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(crate::server::load_tls(c, k)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{local}/");
+
+    match ensure_admin(&store, cfg.admin_password.as_deref()).await? {
+        AdminOutcome::Generated(p) => print_generated(&p, &url),
+        AdminOutcome::CreatedFromConfig => {
+            tracing::info!("created administrator 'admin' with the configured password")
+        }
+        AdminOutcome::Exists => {}
+    }
+
+    let state = AppState::new(cfg, store.clone(), key);
+    let purge = store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match purge.purge_expired_tokens(zigral_store::now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(count = n, "purged expired tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot purge expired tokens"),
+            }
+        }
+    });
+    tracing::info!(%url, "zigral control listening");
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    match tls {
+        Some(t) => crate::server::serve_tls(listener, t, state, shutdown).await?,
+        None => crate::server::serve(listener, state, shutdown).await?,
+    }
+    Ok(())
+}

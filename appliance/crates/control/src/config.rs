@@ -1,0 +1,309 @@
+//! Control-plane configuration: defaults < TOML file < `ZIGRAL_*` environment < command-line
+//! flags. Unknown keys in the file are rejected; bad values name the source they came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Effective configuration of `zigral control`.
+#[derive(Clone)]
+pub struct Config {
+    /// Listen address (default 127.0.0.1:8000: the SSH-tunnel dev mode).
+    pub listen: SocketAddr,
+    /// State directory (database, signing key, supervisor socket).
+    pub state_dir: PathBuf,
+    /// Supervisor control socket (default `<state_dir>/init.sock`).
+    pub init_socket: PathBuf,
+    /// Whether `/readyz` requires the supervisor to answer.
+    pub require_supervisor: bool,
+    /// TLS certificate chain (PEM); TLS is on when both cert and key are set.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Password for the first admin (`admin`) when the store has no users yet.
+    pub admin_password: Option<String>,
+    /// Lifetime of a login session (cookie and bearer), seconds.
+    pub login_ttl_secs: u64,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Events a websocket client may fall behind before it is dropped.
+    pub events_queue: usize,
+    /// Default lifetime of minted view/control tokens, seconds.
+    pub view_token_ttl_secs: u64,
+    /// Failed logins per user name (and 4x per client address) allowed per window.
+    pub login_max_failures: u32,
+    /// Length of the login rate-limit window, seconds.
+    pub login_window_secs: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("state_dir", &self.state_dir)
+            .field("init_socket", &self.init_socket)
+            .field("require_supervisor", &self.require_supervisor)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<set>"),
+            )
+            .field("login_ttl_secs", &self.login_ttl_secs)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("events_queue", &self.events_queue)
+            .field("view_token_ttl_secs", &self.view_token_ttl_secs)
+            .field("login_max_failures", &self.login_max_failures)
+            .field("login_window_secs", &self.login_window_secs)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Defaults, with the state directory given.
+    pub fn with_state_dir(state_dir: impl Into<PathBuf>) -> Config {
+        let state_dir = state_dir.into();
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            init_socket: state_dir.join("init.sock"),
+            state_dir,
+            require_supervisor: true,
+            tls_cert: None,
+            tls_key: None,
+            admin_password: None,
+            login_ttl_secs: 12 * 3600,
+            max_body_bytes: 1024 * 1024,
+            events_queue: 256,
+            view_token_ttl_secs: 300,
+            login_max_failures: 5,
+            login_window_secs: 60,
+        }
+    }
+
+    /// Whether TLS is configured.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+}
+
+/// One layer of settings; every key optional. Also the TOML file format.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<SocketAddr>,
+    pub state_dir: Option<PathBuf>,
+    pub init_socket: Option<PathBuf>,
+    pub require_supervisor: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub admin_password: Option<String>,
+    pub login_ttl_secs: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub events_queue: Option<usize>,
+    pub view_token_ttl_secs: Option<u64>,
+    pub login_max_failures: Option<u32>,
+    pub login_window_secs: Option<u64>,
+}
+
+/// Why the configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/zigral";
+
+impl Layer {
+    /// Parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let err = |message: String| ConfigError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+
+    /// Reads `ZIGRAL_<KEY>` variables (e.g. `ZIGRAL_LISTEN`, `ZIGRAL_ADMIN_PASSWORD`).
+    pub fn from_env(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Layer, ConfigError> {
+        let mut l = Layer::default();
+        for (k, v) in vars {
+            let Some(key) = k.strip_prefix("ZIGRAL_") else {
+                continue;
+            };
+            let bad = |m: String| ConfigError::Env {
+                var: k.clone(),
+                message: m,
+            };
+            fn num<T: std::str::FromStr>(v: &str) -> Result<T, String>
+            where
+                T::Err: std::fmt::Display,
+            {
+                v.trim().parse::<T>().map_err(|e| format!("'{v}': {e}"))
+            }
+            match key {
+                "LISTEN" => l.listen = Some(num(&v).map_err(bad)?),
+                "STATE_DIR" => l.state_dir = Some(v.into()),
+                "INIT_SOCKET" => l.init_socket = Some(v.into()),
+                "REQUIRE_SUPERVISOR" => l.require_supervisor = Some(num(&v).map_err(bad)?),
+                "TLS_CERT" => l.tls_cert = Some(v.into()),
+                "TLS_KEY" => l.tls_key = Some(v.into()),
+                "ADMIN_PASSWORD" => l.admin_password = Some(v),
+                "LOGIN_TTL_SECS" => l.login_ttl_secs = Some(num(&v).map_err(bad)?),
+                "MAX_BODY_BYTES" => l.max_body_bytes = Some(num(&v).map_err(bad)?),
+                "EVENTS_QUEUE" => l.events_queue = Some(num(&v).map_err(bad)?),
+                "VIEW_TOKEN_TTL_SECS" => l.view_token_ttl_secs = Some(num(&v).map_err(bad)?),
+                "LOGIN_MAX_FAILURES" => l.login_max_failures = Some(num(&v).map_err(bad)?),
+                "LOGIN_WINDOW_SECS" => l.login_window_secs = Some(num(&v).map_err(bad)?),
+                // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
+                _ => {}
+            }
+        }
+        Ok(l)
+    }
+
+    /// Overlays `top` on `self` (keys set in `top` win).
+    pub fn overlay(mut self, top: Layer) -> Layer {
+        macro_rules! take {
+            ($($f:ident),*) => {$( if top.$f.is_some() { self.$f = top.$f; } )*};
+        }
+        take!(
+            listen,
+            state_dir,
+            init_socket,
+            require_supervisor,
+            tls_cert,
+            tls_key,
+            admin_password,
+            login_ttl_secs,
+            max_body_bytes,
+            events_queue,
+            view_token_ttl_secs,
+            login_max_failures,
+            login_window_secs
+        );
+        self
+    }
+
+    /// Resolves the layered settings over the defaults and validates them.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let state_dir = self
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let mut c = Config::with_state_dir(state_dir);
+        if let Some(x) = self.listen {
+            c.listen = x;
+        }
+        if let Some(x) = self.init_socket {
+            c.init_socket = x;
+        }
+        if let Some(x) = self.require_supervisor {
+            c.require_supervisor = x;
+        }
+        c.tls_cert = self.tls_cert;
+        c.tls_key = self.tls_key;
+        c.admin_password = self.admin_password.filter(|p| !p.is_empty());
+        if let Some(x) = self.login_ttl_secs {
+            c.login_ttl_secs = x;
+        }
+        if let Some(x) = self.max_body_bytes {
+            c.max_body_bytes = x;
+        }
+        if let Some(x) = self.events_queue {
+            c.events_queue = x;
+        }
+        if let Some(x) = self.view_token_ttl_secs {
+            c.view_token_ttl_secs = x;
+        }
+        if let Some(x) = self.login_max_failures {
+            c.login_max_failures = x;
+        }
+        if let Some(x) = self.login_window_secs {
+            c.login_window_secs = x;
+        }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key must be given together".into(),
+            ));
+        }
+        if let Some(p) = &c.admin_password
+            && p.chars().count() < 8
+        {
+            return Err(ConfigError::Invalid(
+                "admin_password must have at least 8 characters".into(),
+            ));
+        }
+        if c.login_ttl_secs == 0 || c.login_window_secs == 0 || c.view_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "login_ttl_secs, login_window_secs and view_token_ttl_secs must be > 0".into(),
+            ));
+        }
+        if c.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if c.events_queue == 0 {
+            return Err(ConfigError::Invalid("events_queue must be > 0".into()));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\nevents_queue = 7\nstate_dir = \"/s\"\n",
+        )
+        .expect("write");
+        let file = Layer::from_file(&f).expect("file");
+        let env = Layer::from_env([
+            ("ZIGRAL_LISTEN".to_string(), "127.0.0.1:9001".to_string()),
+            ("ZIGRAL_LOG".to_string(), "debug".to_string()),
+        ])
+        .expect("env");
+        let flags = Layer {
+            listen: Some("127.0.0.1:9002".parse().expect("addr")),
+            ..Layer::default()
+        };
+        let c = Layer::default()
+            .overlay(file.clone())
+            .overlay(env.clone())
+            .resolve()
+            .expect("cfg");
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.events_queue, 7);
+        assert_eq!(c.init_socket, PathBuf::from("/s/init.sock"));
+        let c = file.overlay(env).overlay(flags).resolve().expect("cfg");
+        assert_eq!(c.listen.port(), 9002);
+
+        std::fs::write(&f, "lisen = \"x\"\n").expect("write");
+        let e = Layer::from_file(&f).expect_err("unknown key");
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Layer::from_env([("ZIGRAL_EVENTS_QUEUE".into(), "many".into())])
+            .expect_err("bad number");
+        assert!(e.to_string().contains("ZIGRAL_EVENTS_QUEUE"), "{e}");
+        let e = Layer {
+            tls_cert: Some("/c".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .expect_err("cert without key");
+        assert!(e.to_string().contains("together"));
+    }
+}

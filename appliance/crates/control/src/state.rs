@@ -1,0 +1,92 @@
+//! Shared state of the control plane, handed to every handler (cheap to clone).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use zigral_store::Store;
+use zigral_token::SigningKey;
+
+use crate::auth::LoginLimiter;
+use crate::config::Config;
+use crate::events::{Event, EventBus};
+use crate::metrics::Metrics;
+
+struct Inner {
+    config: Config,
+    store: Store,
+    key: SigningKey,
+    events: EventBus,
+    metrics: Metrics,
+    limiter: LoginLimiter,
+    crypto: Semaphore,
+    started: Instant,
+}
+
+/// Everything a handler needs: configuration, the store, the signing key, the events bus.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// Builds the state from an open store and the proxy signing key.
+    pub fn new(config: Config, store: Store, key: SigningKey) -> AppState {
+        let limiter = LoginLimiter::new(
+            config.login_max_failures,
+            Duration::from_secs(config.login_window_secs),
+        );
+        AppState {
+            inner: Arc::new(Inner {
+                events: EventBus::new(config.events_queue),
+                config,
+                store,
+                key,
+                metrics: Metrics::default(),
+                limiter,
+                crypto: Semaphore::new(2),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.inner.key
+    }
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+    pub fn limiter(&self) -> &LoginLimiter {
+        &self.inner.limiter
+    }
+    pub fn crypto_permits(&self) -> &Semaphore {
+        &self.inner.crypto
+    }
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+    /// Publishes an event on the bus.
+    pub fn publish(&self, ev: Event) {
+        self.inner.events.publish(ev);
+    }
+    /// Records an audit entry; a failure is logged, never surfaced (the action already happened).
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: serde_json::Value) {
+        if let Err(e) = self
+            .inner
+            .store
+            .append_audit(actor, action, target, detail)
+            .await
+        {
+            tracing::error!(error = %e, action, "cannot write audit entry");
+        }
+    }
+}

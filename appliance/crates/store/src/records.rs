@@ -1,0 +1,182 @@
+//! The records kept in the store's tables (serialised as JSON values in redb).
+//!
+//! These are also the API shapes for everything that holds no secret material; `UserRecord` and
+//! `TokenRecord` carry hashes and are mapped to safer views by the control plane.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A person (or operator) who can log in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub username: String,
+    /// argon2id PHC string; never the password.
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub created_at: u64,
+}
+
+/// What kind of bearer credential a token record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Issued by `POST /auth/login`; also carried by the session cookie.
+    Login,
+    /// A long-lived API token created by a user for an agent or script.
+    Api,
+}
+
+/// A bearer credential, stored under the SHA-256 of its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public identifier (used to list and revoke), not the secret.
+    pub id: String,
+    pub user_id: String,
+    pub kind: TokenKind,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: u64,
+    /// Milliseconds since the epoch; `None` = never.
+    pub expires_at: Option<u64>,
+}
+
+/// A conversation/agent session, bound to one desktop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionRecord {
+    pub id: String,
+    /// User id of the owner.
+    pub owner: String,
+    pub title: String,
+    /// Desktop number N (display `:N`).
+    pub desktop: u32,
+    /// System prompt placed first in every context window.
+    pub system_prompt: Option<String>,
+    /// Free-form session state (agent status etc.).
+    pub state: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// Number of messages appended so far.
+    pub message_count: u64,
+    /// Sequence number the next message will get.
+    pub next_seq: u64,
+}
+
+/// A message to append (the store assigns `seq` and `created_at`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub role: String,
+    /// Array of content parts (`{"type":"text","text":..}`, `{"type":"image",..}`).
+    pub content: Value,
+    /// Estimated tokens of this message (computed by the caller).
+    pub tokens: u32,
+    /// Principal that appended it (user id or token id).
+    pub author: String,
+}
+
+/// One message of a session's conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageRecord {
+    pub seq: u64,
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Array of content parts.
+    #[schema(value_type = Vec<Object>)]
+    pub content: Value,
+    /// Estimated token count of this message, including framing.
+    pub tokens: u32,
+    pub author: String,
+    pub created_at: u64,
+}
+
+/// An entry to add to the action log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAction {
+    /// Who drove: an agent name, an API token id or a user id.
+    pub who: String,
+    /// The action request (JSON).
+    pub what: Value,
+    /// The outcome (JSON).
+    pub result: Value,
+    pub ok: bool,
+    pub duration_ms: u64,
+}
+
+/// One entry of a session's action log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ActionRecord {
+    pub seq: u64,
+    pub who: String,
+    #[schema(value_type = Object)]
+    pub what: Value,
+    #[schema(value_type = Object)]
+    pub result: Value,
+    pub ok: bool,
+    pub duration_ms: u64,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+}
+
+/// A piece of human feedback on a session (HITL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeedbackRecord {
+    pub seq: u64,
+    /// User id who gave it.
+    pub by: String,
+    /// Action it refers to, if any.
+    pub action_seq: Option<u64>,
+    /// Free-form feedback body (verdict, comment, correction...).
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub created_at: u64,
+}
+
+/// A checkpoint's metadata (without its data blob).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointMeta {
+    pub id: String,
+    pub label: String,
+    /// Last action seq covered by the checkpoint, if any.
+    pub action_seq: Option<u64>,
+    pub created_at: u64,
+    /// Size of the serialised data blob in bytes.
+    pub size_bytes: u64,
+    #[schema(value_type = Object)]
+    pub meta: Value,
+}
+
+/// A checkpoint: metadata plus the JSON blob (e.g. cookies and storage of the browser).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointRecord {
+    #[serde(flatten)]
+    pub meta: CheckpointMeta,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// A summary of a range of old turns `[from_seq, to_seq]` of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SummaryRecord {
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub text: String,
+    pub tokens: u32,
+    pub author: String,
+    pub created_at: u64,
+}
+
+/// An audit log entry: who did what to which target, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub timestamp: u64,
+    /// User id, token id or `system`.
+    pub actor: String,
+    /// Dotted verb, e.g. `auth.login`, `session.delete`.
+    pub action: String,
+    pub target: String,
+    /// Extra detail; never secret values.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}

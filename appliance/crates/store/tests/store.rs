@@ -1,0 +1,249 @@
+//! Store behaviour on a real redb file: migrations, refusal of newer schemas, the tables'
+//! queries, group commit under concurrency and isolation of a failing write.
+
+use serde_json::json;
+use zigral_store::*;
+
+fn session(id: &str, owner: &str) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        owner: owner.into(),
+        title: "t".into(),
+        desktop: 0,
+        system_prompt: Some("be helpful".into()),
+        state: "idle".into(),
+        created_at: now_ms(),
+        updated_at: now_ms(),
+        message_count: 0,
+        next_seq: 0,
+    }
+}
+
+fn msg(text: &str) -> NewMessage {
+    NewMessage {
+        role: "user".into(),
+        content: json!([{"type": "text", "text": text}]),
+        tokens: 3,
+        author: "u1".into(),
+    }
+}
+
+#[tokio::test]
+async fn fresh_file_gets_current_schema_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open_in(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        s.create_session(session("s1", "u1")).await.unwrap();
+    }
+    // The writer thread holds the database until its channel closes; wait for the lock to go.
+    let s = loop {
+        match Store::open_in(dir.path()) {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    assert!(s.get_session("s1").unwrap().is_some());
+}
+
+#[test]
+fn newer_schema_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    force_schema_version(&path, SCHEMA_VERSION + 1).unwrap();
+    let err = Store::open(&path).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
+    assert!(text.contains("newer than this build supports"), "{text}");
+}
+
+#[test]
+fn a_second_open_of_the_same_file_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _a = Store::open_in(dir.path()).unwrap();
+    let err = Store::open_in(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn messages_are_sequenced_paginated_and_visited_from_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).unwrap();
+    s.create_session(session("a", "u1")).await.unwrap();
+    s.create_session(session("b", "u1")).await.unwrap();
+    for i in 0..25 {
+        let m = s.append_message("a", msg(&format!("m{i}"))).await.unwrap();
+        assert_eq!(m.seq, i);
+    }
+    s.append_message("b", msg("other")).await.unwrap();
+    let page = s.list_messages("a", None, 10).unwrap();
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    let page = s.list_messages("a", Some(19), 10).unwrap();
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (20..25).collect::<Vec<_>>()
+    );
+    assert!(s.list_messages("a", Some(u64::MAX), 10).unwrap().is_empty());
+    let mut seen = Vec::new();
+    s.visit_messages_newest_first("a", Some(20), |m| {
+        seen.push(m.seq);
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, vec![24, 23, 22, 21]);
+    let sess = s.get_session("a").unwrap().unwrap();
+    assert_eq!((sess.message_count, sess.next_seq), (25, 25));
+    let err = s.append_message("nope", msg("x")).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+}
+
+#[tokio::test]
+async fn concurrent_appends_group_commit_and_a_bad_write_does_not_sink_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).unwrap();
+    s.create_session(session("a", "u1")).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 8 == 0 {
+                // Fails: unknown session. Must not affect the others in its batch.
+                s.append_message("missing", msg("bad")).await.map(|_| ())
+            } else {
+                s.append_message("a", msg(&format!("{i}")))
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 56);
+    let all = s.list_messages("a", None, 1000).unwrap();
+    assert_eq!(all.len(), 56);
+    let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (0..56).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn users_tokens_actions_checkpoints_summaries_config_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).unwrap();
+    let u = UserRecord {
+        id: "u1".into(),
+        username: "alice".into(),
+        password_hash: "$argon2id$...".into(),
+        is_admin: false,
+        created_at: 1,
+    };
+    s.create_user(u.clone()).await.unwrap();
+    let dup = UserRecord {
+        id: "u2".into(),
+        ..u.clone()
+    };
+    assert!(matches!(
+        s.create_user(dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.get_user_by_name("alice").unwrap().unwrap().id, "u1");
+
+    let tok = TokenRecord {
+        id: "t1".into(),
+        user_id: "u1".into(),
+        kind: TokenKind::Api,
+        name: "agent".into(),
+        scopes: vec!["read".into()],
+        created_at: 1,
+        expires_at: Some(5),
+    };
+    s.put_token("h1".into(), tok.clone()).await.unwrap();
+    assert_eq!(s.token_by_hash("h1").unwrap().unwrap(), tok);
+    assert_eq!(s.list_tokens(Some("u1"), TokenKind::Api).unwrap().len(), 1);
+    assert_eq!(s.purge_expired_tokens(10).await.unwrap(), 1);
+    assert!(s.token_by_id("t1").unwrap().is_none());
+
+    s.create_session(session("a", "u1")).await.unwrap();
+    s.create_session(session("ab", "u1")).await.unwrap();
+    for i in 0..3 {
+        let a = s
+            .append_action(
+                "a",
+                NewAction {
+                    who: "agent".into(),
+                    what: json!({"click": i}),
+                    result: json!({}),
+                    ok: true,
+                    duration_ms: 4,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.seq, i);
+    }
+    assert_eq!(s.list_actions("a", Some(0), 10).unwrap().len(), 2);
+    assert_eq!(s.last_actions("a", 2).unwrap()[0].seq, 2);
+
+    let cp = CheckpointRecord {
+        meta: CheckpointMeta {
+            id: "c1".into(),
+            label: "before login".into(),
+            action_seq: Some(2),
+            created_at: 1,
+            size_bytes: 0,
+            meta: json!({}),
+        },
+        data: json!({"cookies": [1, 2, 3]}),
+    };
+    let meta = s.put_checkpoint("a", cp.clone()).await.unwrap();
+    assert!(meta.size_bytes > 0);
+    s.put_checkpoint("ab", cp.clone()).await.unwrap();
+    assert_eq!(s.list_checkpoints("a").unwrap().len(), 1);
+    assert_eq!(s.get_checkpoint("a", "c1").unwrap().unwrap().data, cp.data);
+
+    s.append_message("a", msg("x")).await.unwrap();
+    let bad = SummaryRecord {
+        from_seq: 0,
+        to_seq: 5,
+        text: "s".into(),
+        tokens: 1,
+        author: "u1".into(),
+        created_at: 0,
+    };
+    assert!(matches!(
+        s.put_summary("a", bad.clone()).await,
+        Err(StoreError::Invalid(_))
+    ));
+    s.put_summary("a", SummaryRecord { to_seq: 0, ..bad })
+        .await
+        .unwrap();
+    assert_eq!(s.latest_summary("a").unwrap().unwrap().to_seq, 0);
+
+    s.put_config("feedback.enabled", json!(true)).await.unwrap();
+    assert_eq!(s.get_config("feedback.enabled").unwrap(), Some(json!(true)));
+    s.append_audit("u1", "session.create", "a", json!({}))
+        .await
+        .unwrap();
+    s.append_audit("u1", "session.delete", "a", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_audit(Some(0), 10).unwrap()[0].action,
+        "session.delete"
+    );
+
+    // Deleting a session removes its rows but not those of a session whose id shares a prefix.
+    s.delete_session("a").await.unwrap();
+    assert!(s.list_actions("a", None, 10).unwrap().is_empty());
+    assert!(s.list_messages("a", None, 10).unwrap().is_empty());
+    assert!(s.list_checkpoints("a").unwrap().is_empty());
+    assert!(s.latest_summary("a").unwrap().is_none());
+    assert_eq!(s.list_checkpoints("ab").unwrap().len(), 1);
+    assert_eq!(s.list_sessions(Some("u1")).unwrap().len(), 1);
+}
