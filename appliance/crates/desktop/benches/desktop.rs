@@ -242,10 +242,73 @@ fn main() {
     println!("# content: {content}");
     std::thread::sleep(Duration::from_millis(500));
 
+    // ZIGRAL_DESKTOP_BENCH=encode runs only the encoder section (quick checks while tuning).
+    let encode_only = std::env::var("ZIGRAL_DESKTOP_BENCH").is_ok_and(|v| v == "encode");
+    if !encode_only {
+        input_and_screenshots(&rt, &d, x.display, &dir);
+    }
+
+    // ---- encoders alone on the same frame (wall and thread CPU) ---------------------------
+    let frame = rt.block_on(d.capture(None, false)).expect("frame");
+    for (name, level) in [
+        ("fastest", png::Compression::Fastest),
+        ("fast", png::Compression::Fast),
+        ("balanced", png::Compression::Balanced),
+    ] {
+        let mut bytes = 0;
+        let (wall, cpu) = runs_cpu(15, || {
+            bytes = zigral_desktop::encode_png(&frame, level)
+                .expect("png")
+                .len();
+        });
+        println!("png_encode_{name}_p50_ms: {wall:.2} (cpu {cpu:.2})");
+        println!("png_encode_{name}_bytes: {bytes}");
+    }
+    for level in [1u8, 3] {
+        let mut bytes = 0;
+        let (wall, cpu) = runs_cpu(15, || {
+            bytes = zigral_desktop::encode_png_with(&frame, |e| {
+                e.set_deflate_compression(png::DeflateCompression::Level(level));
+                e.set_filter(png::Filter::Adaptive);
+            })
+            .expect("png")
+            .len();
+        });
+        println!("png_encode_zlib{level}_p50_ms: {wall:.2} (cpu {cpu:.2})");
+        println!("png_encode_zlib{level}_bytes: {bytes}");
+    }
+    for (name, format) in [
+        ("jpeg_q80", ImageFormat::Jpeg { quality: 80 }),
+        ("webp", ImageFormat::Webp),
+    ] {
+        let (wall, cpu) = runs_cpu(15, || {
+            encode(&frame, format).expect("encode");
+        });
+        println!("{name}_encode_only_p50_ms: {wall:.2} (cpu {cpu:.2})");
+    }
+    let (wall, cpu) = runs_cpu(15, || {
+        zigral_desktop::bgrx_to_rgb(&frame.bgrx);
+    });
+    println!("bgrx_to_rgb_p50_ms: {wall:.2} (cpu {cpu:.2})");
+    let (wall, cpu) = runs_cpu(15, || {
+        zigral_desktop::scale_bgrx(
+            &frame,
+            Size {
+                width: 1024,
+                height: 768,
+            },
+        )
+        .expect("scale");
+    });
+    println!("scale_to_xga_only_p50_ms: {wall:.2} (cpu {cpu:.2})");
+
+    drop(chrome);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn input_and_screenshots(rt: &tokio::runtime::Runtime, d: &Desktop, dpy: u32, dir: &Path) {
     let n_fast = 300;
     let n_cmd = 30;
-    let dpy = x.display;
-
     // ---- input -------------------------------------------------------------------------
     let mut i = 0;
     let ours = runs(n_fast, 20, || {
@@ -407,63 +470,6 @@ fn main() {
     {
         println!("scrot_png_bytes: {}", m.len());
     }
-
-    // ---- encoders alone on the same frame (wall and thread CPU) ---------------------------
-    let frame = rt.block_on(d.capture(None, false)).expect("frame");
-    for (name, level) in [
-        ("fastest", png::Compression::Fastest),
-        ("fast", png::Compression::Fast),
-        ("balanced", png::Compression::Balanced),
-    ] {
-        let mut bytes = 0;
-        let (wall, cpu) = runs_cpu(15, || {
-            bytes = zigral_desktop::encode_png(&frame, level)
-                .expect("png")
-                .len();
-        });
-        println!("png_encode_{name}_p50_ms: {wall:.2} (cpu {cpu:.2})");
-        println!("png_encode_{name}_bytes: {bytes}");
-    }
-    for level in [1u8, 3] {
-        let mut bytes = 0;
-        let (wall, cpu) = runs_cpu(15, || {
-            bytes = zigral_desktop::encode_png_with(&frame, |e| {
-                e.set_deflate_compression(png::DeflateCompression::Level(level));
-                e.set_filter(png::Filter::Adaptive);
-            })
-            .expect("png")
-            .len();
-        });
-        println!("png_encode_zlib{level}_p50_ms: {wall:.2} (cpu {cpu:.2})");
-        println!("png_encode_zlib{level}_bytes: {bytes}");
-    }
-    for (name, format) in [
-        ("jpeg_q80", ImageFormat::Jpeg { quality: 80 }),
-        ("webp", ImageFormat::Webp),
-    ] {
-        let (wall, cpu) = runs_cpu(15, || {
-            encode(&frame, format).expect("encode");
-        });
-        println!("{name}_encode_only_p50_ms: {wall:.2} (cpu {cpu:.2})");
-    }
-    let (wall, cpu) = runs_cpu(15, || {
-        zigral_desktop::bgrx_to_rgb(&frame.bgrx);
-    });
-    println!("bgrx_to_rgb_p50_ms: {wall:.2} (cpu {cpu:.2})");
-    let (wall, cpu) = runs_cpu(15, || {
-        zigral_desktop::scale_bgrx(
-            &frame,
-            Size {
-                width: 1024,
-                height: 768,
-            },
-        )
-        .expect("scale");
-    });
-    println!("scale_to_xga_only_p50_ms: {wall:.2} (cpu {cpu:.2})");
-
-    drop(chrome);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Paints gradients and blocks on the root window (used when Chromium is not installed).

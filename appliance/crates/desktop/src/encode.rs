@@ -129,11 +129,7 @@ pub fn scale_bgrx(img: &RawImage, dst: Size) -> Result<RawImage, DesktopError> {
     if dst.width == img.width && dst.height == img.height {
         return Ok(img.clone());
     }
-    let src: Vec<u32> = img
-        .bgrx
-        .chunks_exact(4)
-        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]))
-        .collect();
+    let src = &img.bgrx[..];
     let vt = box_taps(img.height, dst.height);
     let ht = box_taps(img.width, dst.width);
     #[cfg(target_arch = "x86_64")]
@@ -141,27 +137,92 @@ pub fn scale_bgrx(img: &RawImage, dst: Size) -> Result<RawImage, DesktopError> {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of
             // this target_feature function.
-            let out = unsafe { scale_avx2(&src, img.width as usize, dst, &vt, &ht) };
+            let out = unsafe { scale_avx2(src, img.width as usize, dst, &vt, &ht) };
             return Ok(out);
         }
     }
-    Ok(scale_generic(&src, img.width as usize, dst, &vt, &ht))
+    Ok(scale_generic(src, img.width as usize, dst, &vt, &ht))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn scale_avx2(src: &[u32], sw: usize, dst: Size, vt: &Taps, ht: &Taps) -> RawImage {
+fn scale_avx2(src: &[u8], sw: usize, dst: Size, vt: &Taps, ht: &Taps) -> RawImage {
     scale_generic(src, sw, dst, vt, ht)
 }
 
+/// Horizontal taps padded to a fixed count N (zero weights), start clamped so that
+/// `start + N <= sw`: the inner loop has a constant trip count and no bounds surprises.
+type Fixed<const N: usize> = Vec<(usize, [u32; N])>;
+
+enum FixedTaps {
+    Two(Fixed<2>),
+    Three(Fixed<3>),
+    Four(Fixed<4>),
+    None,
+}
+
+impl FixedTaps {
+    fn new(t: &Taps, sw: usize) -> FixedTaps {
+        fn build<const N: usize>(t: &Taps, sw: usize) -> Fixed<N> {
+            (0..t.first.len())
+                .map(|o| {
+                    let start = t.first[o].min(sw - N);
+                    let mut w = [0u32; N];
+                    for k in 0..t.len[o] {
+                        w[t.first[o] - start + k] = t.weights[t.off[o] + k];
+                    }
+                    (start, w)
+                })
+                .collect()
+        }
+        let max = t.len.iter().copied().max().unwrap_or(0);
+        match max {
+            0..=2 if sw >= 2 => FixedTaps::Two(build::<2>(t, sw)),
+            3 if sw >= 3 => FixedTaps::Three(build::<3>(t, sw)),
+            4 if sw >= 4 => FixedTaps::Four(build::<4>(t, sw)),
+            _ => FixedTaps::None,
+        }
+    }
+}
+
 #[inline(always)]
-fn scale_generic(src: &[u32], sw: usize, dst: Size, vt: &Taps, ht: &Taps) -> RawImage {
+fn hpass<const N: usize>(mid: &[u32], out_row: &mut [u8], taps: &Fixed<N>) {
+    for (o, (start, ws)) in out_row.chunks_exact_mut(4).zip(taps) {
+        let src = &mid[*start..*start + N];
+        let (mut a, mut b) = (0u32, 0u32);
+        for k in 0..N {
+            let p = src[k];
+            a += (p & 0x00ff_00ff) * ws[k];
+            b += ((p >> 8) & 0x00ff_00ff) * ws[k];
+        }
+        o.copy_from_slice(&(pack(a, b) | 0xff00_0000).to_le_bytes());
+    }
+}
+
+#[inline(always)]
+fn hpass_generic(mid: &[u32], out_row: &mut [u8], ht: &Taps) {
+    for (ox, o) in out_row.chunks_exact_mut(4).enumerate() {
+        let first = ht.first[ox];
+        let ws = &ht.weights[ht.off[ox]..ht.off[ox] + ht.len[ox]];
+        let taps = &mid[first..first + ws.len()];
+        let (mut a, mut b) = (0u32, 0u32);
+        for (&w, &p) in ws.iter().zip(taps) {
+            a += (p & 0x00ff_00ff) * w;
+            b += ((p >> 8) & 0x00ff_00ff) * w;
+        }
+        o.copy_from_slice(&(pack(a, b) | 0xff00_0000).to_le_bytes());
+    }
+}
+
+#[inline(always)]
+fn scale_generic(src: &[u8], sw: usize, dst: Size, vt: &Taps, ht: &Taps) -> RawImage {
     let dw = dst.width as usize;
     let dh = dst.height as usize;
     let mut out = vec![0u8; dw * dh * 4];
     let mut rb = vec![0u32; sw];
     let mut gx = vec![0u32; sw];
     let mut mid = vec![0u32; sw];
+    let fixed = FixedTaps::new(ht, sw);
     for (oy, out_row) in out.chunks_exact_mut(dw * 4).enumerate() {
         // Vertical: weighted sum of the source rows this output row covers (vectorised).
         rb.fill(0);
@@ -169,8 +230,9 @@ fn scale_generic(src: &[u32], sw: usize, dst: Size, vt: &Taps, ht: &Taps) -> Raw
         let ws = &vt.weights[vt.off[oy]..vt.off[oy] + vt.len[oy]];
         for (k, &w) in ws.iter().enumerate() {
             let y = vt.first[oy] + k;
-            let row = &src[y * sw..(y + 1) * sw];
-            for ((a, b), &p) in rb.iter_mut().zip(gx.iter_mut()).zip(row) {
+            let row = &src[y * sw * 4..(y + 1) * sw * 4];
+            for ((a, b), p) in rb.iter_mut().zip(gx.iter_mut()).zip(row.chunks_exact(4)) {
+                let p = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
                 *a += (p & 0x00ff_00ff) * w;
                 *b += ((p >> 8) & 0x00ff_00ff) * w;
             }
@@ -179,16 +241,11 @@ fn scale_generic(src: &[u32], sw: usize, dst: Size, vt: &Taps, ht: &Taps) -> Raw
             *m = pack(a, b);
         }
         // Horizontal: sw -> dw pixels.
-        for (ox, o) in out_row.chunks_exact_mut(4).enumerate() {
-            let first = ht.first[ox];
-            let ws = &ht.weights[ht.off[ox]..ht.off[ox] + ht.len[ox]];
-            let taps = &mid[first..first + ws.len()];
-            let (mut a, mut b) = (0u32, 0u32);
-            for (&w, &p) in ws.iter().zip(taps) {
-                a += (p & 0x00ff_00ff) * w;
-                b += ((p >> 8) & 0x00ff_00ff) * w;
-            }
-            o.copy_from_slice(&(pack(a, b) | 0xff00_0000).to_le_bytes());
+        match &fixed {
+            FixedTaps::Two(t) => hpass(&mid, out_row, t),
+            FixedTaps::Three(t) => hpass(&mid, out_row, t),
+            FixedTaps::Four(t) => hpass(&mid, out_row, t),
+            FixedTaps::None => hpass_generic(&mid, out_row, ht),
         }
     }
     RawImage {
