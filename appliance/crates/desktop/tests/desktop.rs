@@ -436,6 +436,19 @@ async fn key_combos_produce_keysyms_and_modifiers() {
         times[1] - times[0]
     );
 
+    // A cancelled hold still releases its keys (modifiers: they do not autorepeat).
+    let d2 = d.clone();
+    let task =
+        tokio::spawn(async move { d2.hold_key("ctrl+shift", Duration::from_secs(30)).await });
+    let r = obs.wait("hold started", |r| keys(r).len() == 2);
+    assert!(keys(&r).iter().all(|k| k.0), "{r:?}");
+    task.abort();
+    let r = obs.wait("released on cancel", |r| keys(r).len() == 2);
+    assert_eq!(
+        keys(&r).iter().map(|k| (k.0, k.1)).collect::<Vec<_>>(),
+        [(false, ks("Shift_L")), (false, ks("Control_L"))]
+    );
+
     // key_down / key_up pair.
     d.key_down("ctrl").await.expect("down");
     d.key("c").await.expect("c");
