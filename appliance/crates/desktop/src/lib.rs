@@ -534,7 +534,8 @@ impl Desktop {
     }
 
     /// Holds one combo for `duration` (at most [`MAX_DURATION`]). Other actions may run on the
-    /// connection meanwhile; the keys are released even if this future is dropped.
+    /// connection meanwhile; the keys are released even if this future is dropped. As with a
+    /// physical keyboard, the X server autorepeats a held non-modifier key after its delay.
     pub async fn hold_key(&self, combo: &str, duration: Duration) -> Result<(), DesktopError> {
         check_duration("hold", duration)?;
         parse_combo(combo)?;
