@@ -286,6 +286,10 @@ pub struct ServiceDef {
     pub log: LogDef,
     #[serde(default = "d_true")]
     pub autostart: bool,
+    /// Restart this service when one of its `after` dependencies exits unexpectedly (an X
+    /// client whose display went away). Default false: a dependency's crash leaves it alone.
+    #[serde(default)]
+    pub restart_with_deps: bool,
     /// Directories created (with parents) before each start.
     #[serde(default)]
     pub mkdir: Vec<String>,
@@ -378,6 +382,7 @@ pub struct ServiceSpec {
     pub limits: Limits,
     pub log: LogDef,
     pub autostart: bool,
+    pub restart_with_deps: bool,
     pub mkdir: Vec<PathBuf>,
     pub files: Vec<(PathBuf, String, bool)>,
 }
@@ -706,6 +711,7 @@ fn build_spec(
         },
         log: def.log.clone(),
         autostart: def.autostart,
+        restart_with_deps: def.restart_with_deps,
         mkdir,
         files,
     }

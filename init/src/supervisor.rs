@@ -622,6 +622,7 @@ impl Supervisor {
             ms(uptime)
         );
         s.last_exit = Some(reason);
+        let name = s.spec.name.clone();
         if uptime >= s.spec.restart.stable {
             s.consecutive = 0;
         }
@@ -639,6 +640,19 @@ impl Supervisor {
                     self.services[i].state = State::Stopped;
                 } else {
                     self.after_failure(i);
+                }
+            }
+        }
+        if self.shutdown.is_none() {
+            for o in &mut self.services {
+                if o.spec.restart_with_deps
+                    && o.want_up
+                    && o.pid.is_some()
+                    && o.spec.after.iter().any(|a| *a == name)
+                {
+                    tracing::info!("restarting {} because {name} exited", o.spec.name);
+                    o.want_up = false;
+                    o.restart_pending = true;
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! Variable templating for service definitions: `${name}` substitution with `$$` as an escape.
+//! Variable templating for service definitions: `${name}` substitution; `$${` yields a literal
+//! `${` and any other `$` is kept as is (so shell snippets like `$$` or `$HOME` pass through).
 
 use std::collections::BTreeMap;
 
@@ -6,8 +7,8 @@ use std::collections::BTreeMap;
 /// `display`, `vnc_port` and `cdp_port`.
 pub type Vars = BTreeMap<String, String>;
 
-/// Expands `${name}` references in `s`. `$$` yields a literal `$`; a `$` not followed by `{`
-/// or `$` is kept as is. Returns every unknown or malformed reference as an error message.
+/// Expands `${name}` references in `s`. `$${` yields a literal `${`; any other `$` is kept
+/// as is. Returns every unknown or malformed reference as an error message.
 pub fn expand(s: &str, vars: &Vars) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -15,8 +16,8 @@ pub fn expand(s: &str, vars: &Vars) -> Result<String, String> {
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
             rest = tail;
         } else if let Some(tail) = after.strip_prefix('{') {
             match tail.find('}') {
@@ -63,7 +64,10 @@ mod tests {
     #[test]
     fn expands_known_and_escapes() {
         assert_eq!(expand(":${display}", &vars()).unwrap(), ":5");
-        assert_eq!(expand("${state_dir}/x/$$HOME $x", &vars()).unwrap(), "/s/x/$HOME $x");
+        assert_eq!(
+            expand("${state_dir}/x/$HOME $$ $${display}", &vars()).unwrap(),
+            "/s/x/$HOME $$ ${display}"
+        );
     }
 
     #[test]

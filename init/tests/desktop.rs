@@ -90,6 +90,23 @@ fn kill_9_of_x11vnc_and_chromium_restarts_them_ready_again() {
     }
     // Xvfb was not disturbed.
     assert_eq!(init.service("xvfb@0")["restarts"], 0);
+
+    // Killing the X server takes its clients down; all three come back, in order.
+    let olds: Vec<i32> = ["xvfb@0", "x11vnc@0", "chromium@0"]
+        .iter()
+        .map(|s| pid_of(&init, s))
+        .collect();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(olds[0]), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    for (svc, old) in ["xvfb@0", "x11vnc@0", "chromium@0"].iter().zip(&olds) {
+        zigral_tests::wait_for(READY, &format!("{svc} back after Xvfb died"), || {
+            let s = init.service(svc);
+            (s["state"] == "ready" && s["pid"].as_i64() != Some(i64::from(*old))).then_some(())
+        });
+    }
+    zigral_init::probe::x11_handshake(p.display).expect("X back");
+    assert_eq!(rfb_banner(p.vnc), "RFB 003.008\n");
+    assert!(cdp_ok(p.cdp));
     let pids: Vec<i32> = ["xvfb@0", "x11vnc@0", "chromium@0"]
         .iter()
         .map(|s| pid_of(&init, s))

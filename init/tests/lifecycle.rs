@@ -291,3 +291,87 @@ after = ["does-not-exist"]
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn user_env_cwd_and_rlimits_apply_to_the_service() {
+    let dir = scratch("ids");
+    let init = Init::with_config(
+        &dir,
+        r#"
+[[service]]
+name = "who"
+command = "sh"
+args = ["-c", "echo uid=$(id -u) gid=$(id -g) nofile=$(ulimit -n) pwd=$(pwd) greet=$GREETING sid=$(ps -o sid= -p $$ | tr -d ' ') pid=$$; exec sleep 1000"]
+user = "nobody"
+cwd = "/"
+env = { GREETING = "hi ${N_or_greeting}" }
+limits = { nofile = 1234 }
+[vars]
+N_or_greeting = "there"
+"#,
+    );
+    let s = init.wait_state("who", &["running"], Duration::from_secs(30));
+    let log = zigral_tests::wait_for(Duration::from_secs(30), "who output", || {
+        std::fs::read_to_string(init.state.join("logs/who.log"))
+            .ok()
+            .filter(|l| l.contains("pid="))
+    });
+    let pid = s["pid"].as_i64().unwrap();
+    assert!(log.contains("uid=65534 "), "{log}");
+    assert!(log.contains("nofile=1234 "), "{log}");
+    assert!(log.contains("pwd=/ "), "{log}");
+    assert!(log.contains("greet=hi there "), "{log}");
+    // Its own session: the session id is its own pid.
+    assert!(log.contains(&format!("sid={pid} pid={pid}")), "{log}");
+}
+
+#[test]
+fn probe_timeout_and_restart_policies() {
+    let dir = scratch("policy");
+    let port = zigral_tests::free_port();
+    let init = Init::with_config(
+        &dir,
+        &format!(
+            r#"
+[[service]]
+name = "never-ready"
+command = "sleep"
+args = ["1000"]
+ready = {{ tcp = "127.0.0.1:{port}", timeout = "300ms" }}
+restart = {{ limit = 1, backoff_initial = "50ms" }}
+
+[[service]]
+name = "oneshot-ok"
+command = "true"
+restart = {{ policy = "on-failure" }}
+
+[[service]]
+name = "oneshot-bad"
+command = "false"
+restart = {{ policy = "never" }}
+
+[[service]]
+name = "dependent"
+command = "sleep"
+args = ["1000"]
+after = ["never-ready"]
+"#
+        ),
+    );
+    let s = init.wait_state("never-ready", &["failed"], Duration::from_secs(30));
+    assert!(
+        s["last_exit"].as_str().unwrap().starts_with("not ready within"),
+        "{s}"
+    );
+    assert_eq!(s["restarts"], 1);
+    let ok = init.wait_state("oneshot-ok", &["stopped"], Duration::from_secs(30));
+    assert_eq!(ok["last_exit"], "exit 0");
+    assert_eq!(ok["restarts"], 0);
+    let bad = init.wait_state("oneshot-bad", &["failed"], Duration::from_secs(30));
+    assert_eq!(bad["last_exit"], "exit 1");
+    assert_eq!(bad["restarts"], 0);
+    // A service whose dependency never became ready never starts.
+    let d = init.service("dependent");
+    assert_eq!(d["state"], "starting");
+    assert!(d["pid"].is_null());
+}
