@@ -7,6 +7,7 @@
 //!
 //! Run: `cargo bench -p zigral-init --bench supervisor` (needs xvfb, x11vnc, chromium; tini
 //! optional: `apt-get install tini`).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -24,11 +25,15 @@ const CHROMIUM_FLAGS: &str = "--no-sandbox --disable-background-networking --dis
 --password-store=basic --remote-debugging-address=127.0.0.1";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{tag}-{}", std::process::id()));
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -84,8 +89,12 @@ struct Stack {
 
 impl Stack {
     fn status(&self) -> Value {
-        zigral_init::control::call(&self.sock, &json!({"cmd":"status"}), Duration::from_secs(10))
-            .unwrap_or(Value::Null)
+        zigral_init::control::call(
+            &self.sock,
+            &json!({"cmd":"status"}),
+            Duration::from_secs(10),
+        )
+        .unwrap_or(Value::Null)
     }
     fn svc(&self, name: &str) -> Value {
         self.status()["services"]
@@ -256,19 +265,25 @@ fn main() {
     }
     if let Some(t) = tini_rss {
         println!("tini_idle_rss_kib: {t}");
-        println!("supervisor_idle_rss_vs_tini: {:.2}x", idle_rss as f64 / t as f64);
+        println!(
+            "supervisor_idle_rss_vs_tini: {:.2}x",
+            idle_rss as f64 / t as f64
+        );
     }
 
     // 2. kill -9 -> ready again, with zero backoff so only detection + start + probe count.
     // Zero backoff is set per service through the config; use a copy with backoff 0.
     let cfg0 = dir.join("host-nobackoff.toml");
-    let text = std::fs::read_to_string(repo().join("config/host.toml")).unwrap().replace(
-        "stop_timeout = \"5s\"\n",
-        "stop_timeout = \"5s\"\nrestart = { backoff_initial = \"0s\" }\n",
-    ).replace(
-        "stop_timeout = \"10s\"\n",
-        "stop_timeout = \"10s\"\nrestart = { backoff_initial = \"0s\" }\n",
-    );
+    let text = std::fs::read_to_string(repo().join("config/host.toml"))
+        .unwrap()
+        .replace(
+            "stop_timeout = \"5s\"\n",
+            "stop_timeout = \"5s\"\nrestart = { backoff_initial = \"0s\" }\n",
+        )
+        .replace(
+            "stop_timeout = \"10s\"\n",
+            "stop_timeout = \"10s\"\nrestart = { backoff_initial = \"0s\" }\n",
+        );
     std::fs::write(&cfg0, text).unwrap();
     let claim = claim_displays(1);
     let (vnc, cdp) = (free_port_range(1), free_port_range(1));
@@ -299,7 +314,10 @@ fn main() {
     .expect("ready");
     let _ = st.d;
     for (svc, port_check) in [
-        ("x11vnc@0", Box::new(|| vnc_ready(st.vnc)) as Box<dyn Fn() -> bool>),
+        (
+            "x11vnc@0",
+            Box::new(|| vnc_ready(st.vnc)) as Box<dyn Fn() -> bool>,
+        ),
         ("chromium@0", Box::new(|| cdp_ready(st.cdp))),
     ] {
         let mut times = Vec::new();
@@ -332,12 +350,22 @@ fn main() {
     let (vnc, cdp) = (free_port_range(1), free_port_range(1));
     let script = shell_stack(&dir, claim.n, vnc, cdp, true);
     let mut cmd = Command::new("bash");
-    cmd.args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let p = Proc::spawn(cmd);
     poll_until(Duration::from_secs(60), || vnc_ready(vnc) && cdp_ready(cdp)).expect("shell ready");
     for (what, needle, check) in [
-        ("x11vnc", format!("-rfbport {vnc}"), Box::new(|| vnc_ready(vnc)) as Box<dyn Fn() -> bool>),
-        ("chromium", format!("--remote-debugging-port={cdp} "), Box::new(|| cdp_ready(cdp))),
+        (
+            "x11vnc",
+            format!("-rfbport {vnc}"),
+            Box::new(|| vnc_ready(vnc)) as Box<dyn Fn() -> bool>,
+        ),
+        (
+            "chromium",
+            format!("--remote-debugging-port={cdp} "),
+            Box::new(|| cdp_ready(cdp)),
+        ),
     ] {
         let mut times = Vec::new();
         for _ in 0..RUNS {
@@ -348,13 +376,20 @@ fn main() {
                 nix::sys::signal::Signal::SIGKILL,
             );
             // Wait until the old one is gone, then until the new one answers.
-            poll_until(Duration::from_secs(60), || !check() || main_pid(&needle) != main);
-            poll_until(Duration::from_secs(60), || main_pid(&needle) != main && check())
-                .expect("shell restart");
+            poll_until(Duration::from_secs(60), || {
+                !check() || main_pid(&needle) != main
+            });
+            poll_until(Duration::from_secs(60), || {
+                main_pid(&needle) != main && check()
+            })
+            .expect("shell restart");
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
             std::thread::sleep(Duration::from_millis(300));
         }
-        println!("kill9_to_ready_{what}_shell_loop_ms: {:.0}", median(times.clone()));
+        println!(
+            "kill9_to_ready_{what}_shell_loop_ms: {:.0}",
+            median(times.clone())
+        );
     }
     drop(p);
     for pid in pids_matching(&[

@@ -47,9 +47,9 @@ impl Cgroups {
         // "No internal processes": outside the root cgroup, move ourselves into a leaf first.
         if mine != mount {
             let leaf = mine.join("zigral-init");
-            if let Err(e) = fs::create_dir_all(&leaf).and_then(|_| {
-                fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
-            }) {
+            if let Err(e) = fs::create_dir_all(&leaf)
+                .and_then(|_| fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()))
+            {
                 tracing::info!(
                     "cgroup v2 at {} is not writable ({e}): cpu/memory limits skipped",
                     mine.display()

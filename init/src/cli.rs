@@ -16,7 +16,11 @@ pub const PID1_CONFIG: &str = "/etc/zigral/init.toml";
 pub const PID1_STATE: &str = "/var/lib/zigral";
 
 #[derive(Debug, Parser)]
-#[command(name = "zigral-init", version, about = "Zigral's PID 1 and service supervisor")]
+#[command(
+    name = "zigral-init",
+    version,
+    about = "Zigral's PID 1 and service supervisor"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Option<Cmd>,
@@ -102,7 +106,9 @@ fn overrides(a: &RunArgs, default_state: &Path) -> Result<Overrides, String> {
     Ok(Overrides {
         state_dir: a.state_dir.clone(),
         set,
-        env: std::env::vars().filter(|(k, _)| k.starts_with("ZIGRAL_")).collect(),
+        env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("ZIGRAL_"))
+            .collect(),
         bin_dir,
         default_state_dir: default_state.to_path_buf(),
     })
@@ -258,7 +264,10 @@ fn run(a: &RunArgs, pid1: bool) -> i32 {
         if std::env::var_os("PATH").is_none() {
             // SAFETY: still single-threaded (no probe thread started yet).
             unsafe {
-                std::env::set_var("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                std::env::set_var(
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                )
             };
         }
         if std::env::var_os("HOME").is_none() {

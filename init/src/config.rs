@@ -545,10 +545,7 @@ fn build_spec(
         .iter()
         .map(|(k, v)| (k.clone(), x(v, &format!("env.{k}"))))
         .collect();
-    let cwd = def
-        .cwd
-        .as_ref()
-        .map(|c| PathBuf::from(x(c, "cwd")));
+    let cwd = def.cwd.as_ref().map(|c| PathBuf::from(x(c, "cwd")));
     let mkdir: Vec<PathBuf> = def
         .mkdir
         .iter()
@@ -761,11 +758,7 @@ pub fn instantiate(
         }
         out.push(spec);
     }
-    if errs.is_empty() {
-        Ok(out)
-    } else {
-        Err(errs)
-    }
+    if errs.is_empty() { Ok(out) } else { Err(errs) }
 }
 
 /// Finds a dependency cycle among `services` and returns it as `a -> b -> a`.
@@ -796,8 +789,10 @@ fn find_cycles(services: &[(String, Vec<String>)]) -> Vec<String> {
             };
             if color[j] == 1 {
                 let pos = stack.iter().position(|&k| k == j).unwrap_or(0);
-                let names: Vec<String> =
-                    stack[pos..].iter().map(|&k| services[k].0.clone()).collect();
+                let names: Vec<String> = stack[pos..]
+                    .iter()
+                    .map(|&k| services[k].0.clone())
+                    .collect();
                 let key: BTreeSet<String> = names.iter().cloned().collect();
                 if seen.insert(key) {
                     let mut path = names.join(" -> ");
@@ -875,9 +870,7 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
                         toml::Value::Float(f) => f.to_string(),
                         toml::Value::Boolean(b) => b.to_string(),
                         _ => {
-                            errs.push(format!(
-                                "[vars]: `{k}` must be a string, number or boolean"
-                            ));
+                            errs.push(format!("[vars]: `{k}` must be a string, number or boolean"));
                             continue;
                         }
                     };
@@ -1155,8 +1148,14 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        assert_eq!("250ms".parse::<Dur>().unwrap().0, Duration::from_millis(250));
-        assert_eq!("1.5s".parse::<Dur>().unwrap().0, Duration::from_millis(1500));
+        assert_eq!(
+            "250ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "1.5s".parse::<Dur>().unwrap().0,
+            Duration::from_millis(1500)
+        );
         assert!("5".parse::<Dur>().is_err());
         assert!("5 parsecs".parse::<Dur>().is_err());
         assert_eq!("4G".parse::<Size>().unwrap().0, 4 << 30);

@@ -84,7 +84,11 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
             None | Some("poweroff") => Action::Poweroff,
             Some("reboot") => Action::Reboot,
             Some("halt") => Action::Halt,
-            Some(o) => return Err(format!("unknown shutdown action {o:?} (poweroff|reboot|halt)")),
+            Some(o) => {
+                return Err(format!(
+                    "unknown shutdown action {o:?} (poweroff|reboot|halt)"
+                ));
+            }
         }),
         other => {
             return Err(format!(

@@ -47,7 +47,13 @@ pub fn mount_early() {
         }
     }
     mount_one("sysfs", "/sys", "sysfs", nse, "");
-    mount_one("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, "mode=0755");
+    mount_one(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        "mode=0755",
+    );
     mount_one(
         "devpts",
         "/dev/pts",

@@ -111,7 +111,8 @@ pub fn x11_handshake(d: u32) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     // 'l' = little endian, pad, major 11, minor 0, auth name len 0, auth data len 0, pad.
     let req: [u8; 12] = [b'l', 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    s.write_all(&req).map_err(|e| format!("write {path}: {e}"))?;
+    s.write_all(&req)
+        .map_err(|e| format!("write {path}: {e}"))?;
     let mut b = [0u8; 8];
     s.read_exact(&mut b)
         .map_err(|e| format!("read {path}: {e}"))?;
@@ -211,8 +212,10 @@ mod tests {
                 let n = c.read(&mut b).unwrap();
                 assert!(String::from_utf8_lossy(&b[..n]).starts_with("GET /json/version HTTP/1.1"));
                 // Keep the connection open like Chromium does.
-                c.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes())
-                    .unwrap();
+                c.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes(),
+                )
+                .unwrap();
                 std::thread::sleep(Duration::from_millis(50));
             }
         });

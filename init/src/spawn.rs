@@ -133,7 +133,9 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&OwnedFd>) -> Result<Spawn
     if let Some((_, home, uname)) = &ids
         && !uname.is_empty()
     {
-        cmd.env("HOME", home).env("USER", uname).env("LOGNAME", uname);
+        cmd.env("HOME", home)
+            .env("USER", uname)
+            .env("LOGNAME", uname);
     }
     for (k, v) in &spec.env {
         cmd.env(k, v);

@@ -33,10 +33,7 @@ pub enum SupervisorError {
     #[error("{0}")]
     Sys(#[from] nix::Error),
     #[error("{what}: {err}")]
-    Io {
-        what: String,
-        err: std::io::Error,
-    },
+    Io { what: String, err: std::io::Error },
     #[error(
         "another zigral-init is already running with control socket {0} (stop it, or use another --state-dir)"
     )]
@@ -401,9 +398,10 @@ impl Supervisor {
                 continue;
             }
             let name = s.spec.name.clone();
-            let blocked = self.services.iter().any(|o| {
-                !o.want_up && o.pid.is_some() && o.spec.after.iter().any(|a| *a == name)
-            });
+            let blocked = self
+                .services
+                .iter()
+                .any(|o| !o.want_up && o.pid.is_some() && o.spec.after.contains(&name));
             if !blocked {
                 self.send_stop(i);
                 changed = true;
@@ -475,15 +473,19 @@ impl Supervisor {
     fn start(&mut self, i: usize) {
         let cg_fd = {
             let spec = &self.services[i].spec;
-            match (&self.cgroups, spec.limits.cpus.is_some() || spec.limits.memory.is_some()) {
-                (Some(cg), true) => match cg.prepare(&spec.name, spec.limits.cpus, spec.limits.memory)
-                {
-                    Ok(fd) => Some(fd),
-                    Err(e) => {
-                        tracing::warn!("{}: cgroup limits not applied: {e}", spec.name);
-                        None
+            match (
+                &self.cgroups,
+                spec.limits.cpus.is_some() || spec.limits.memory.is_some(),
+            ) {
+                (Some(cg), true) => {
+                    match cg.prepare(&spec.name, spec.limits.cpus, spec.limits.memory) {
+                        Ok(fd) => Some(fd),
+                        Err(e) => {
+                            tracing::warn!("{}: cgroup limits not applied: {e}", spec.name);
+                            None
+                        }
                     }
-                },
+                }
                 _ => None,
             }
         };
@@ -526,7 +528,11 @@ impl Supervisor {
                         s.state = State::Running;
                     }
                     (None, _) => {
-                        tracing::info!("started {} (pid {}), no readiness probe", s.spec.name, sp.pid);
+                        tracing::info!(
+                            "started {} (pid {}), no readiness probe",
+                            s.spec.name,
+                            sp.pid
+                        );
                         s.state = State::Running;
                     }
                 }
@@ -616,11 +622,7 @@ impl Supervisor {
             return;
         }
         let reason = s.probe_failed.take().unwrap_or_else(|| desc.clone());
-        tracing::warn!(
-            "{} exited: {reason} after {} ms",
-            s.spec.name,
-            ms(uptime)
-        );
+        tracing::warn!("{} exited: {reason} after {} ms", s.spec.name, ms(uptime));
         s.last_exit = Some(reason);
         let name = s.spec.name.clone();
         if uptime >= s.spec.restart.stable {
@@ -648,7 +650,7 @@ impl Supervisor {
                 if o.spec.restart_with_deps
                     && o.want_up
                     && o.pid.is_some()
-                    && o.spec.after.iter().any(|a| *a == name)
+                    && o.spec.after.contains(&name)
                 {
                     tracing::info!("restarting {} because {name} exited", o.spec.name);
                     o.want_up = false;
@@ -678,9 +680,13 @@ impl Supervisor {
             tracing::info!("{why}: already shutting down");
             return;
         }
-        tracing::info!(
-            "{why}: shutting down ({}), stopping services in reverse dependency order",
+        let then = if self.opts.pid1 {
             action.as_str()
+        } else {
+            "then exit"
+        };
+        tracing::info!(
+            "{why}: shutting down ({then}), stopping services in reverse dependency order"
         );
         self.shutdown = Some(action);
         for s in &mut self.services {
@@ -889,10 +895,7 @@ impl Supervisor {
                     ms(s.ready_after.unwrap_or_default())
                 );
             } else {
-                let msg = format!(
-                    "not ready within {:?} ({})",
-                    r.elapsed, r.last_error
-                );
+                let msg = format!("not ready within {:?} ({})", r.elapsed, r.last_error);
                 tracing::warn!("{}: {msg}: killing it", s.spec.name);
                 s.probe_failed = Some(msg);
                 if let Some(pid) = s.pid {
@@ -1099,7 +1102,9 @@ impl Supervisor {
                     return Some(control::err_line(&format!("no instance {group}")));
                 }
                 if self.pending_destroy.iter().any(|(_, g)| *g == group) {
-                    return Some(control::err_line(&format!("{group} is already being destroyed")));
+                    return Some(control::err_line(&format!(
+                        "{group} is already being destroyed"
+                    )));
                 }
                 tracing::info!("control: destroy {group}");
                 for s in &mut self.services {
@@ -1119,7 +1124,13 @@ impl Supervisor {
     }
 
     fn spawn_instance(&mut self, template: &str, n: u32) -> String {
-        let Some(tpl) = self.cfg.templates.iter().find(|t| t.name == template).cloned() else {
+        let Some(tpl) = self
+            .cfg
+            .templates
+            .iter()
+            .find(|t| t.name == template)
+            .cloned()
+        else {
             return control::err_line(&format!("unknown template {template:?}"));
         };
         let group = format!("{template}@{n}");

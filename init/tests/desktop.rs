@@ -1,5 +1,6 @@
 //! The desktop template with real Xvfb, x11vnc and Chromium from config/host.toml:
 //! restart after kill -9, and spawn/destroy of desktop@1 over the control socket.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
@@ -73,12 +74,18 @@ fn kill_9_of_x11vnc_and_chromium_restarts_them_ready_again() {
     assert!(cdp_ok(p.cdp));
 
     for (svc, check) in [
-        ("x11vnc@0", Box::new(|| rfb_banner(p.vnc) == "RFB 003.008\n") as Box<dyn Fn() -> bool>),
+        (
+            "x11vnc@0",
+            Box::new(|| rfb_banner(p.vnc) == "RFB 003.008\n") as Box<dyn Fn() -> bool>,
+        ),
         ("chromium@0", Box::new(|| cdp_ok(p.cdp))),
     ] {
         let old = pid_of(&init, svc);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL)
-            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(old),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         let s = zigral_tests::wait_for(READY, &format!("{svc} back"), || {
             let s = init.service(svc);
             (s["state"] == "ready" && s["pid"].as_i64() != Some(i64::from(old))).then_some(s)
@@ -96,8 +103,11 @@ fn kill_9_of_x11vnc_and_chromium_restarts_them_ready_again() {
         .iter()
         .map(|s| pid_of(&init, s))
         .collect();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(olds[0]), nix::sys::signal::Signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(olds[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     for (svc, old) in ["xvfb@0", "x11vnc@0", "chromium@0"].iter().zip(&olds) {
         zigral_tests::wait_for(READY, &format!("{svc} back after Xvfb died"), || {
             let s = init.service(svc);

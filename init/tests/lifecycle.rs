@@ -1,5 +1,6 @@
 //! Supervisor behaviour with real (shell) processes: crash-loop backoff, orphan reaping,
 //! ordered shutdown with a TERM-ignoring service, control-socket commands.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
@@ -40,7 +41,11 @@ restart = { backoff_initial = "100ms", backoff_max = "10s", limit = 4 }
         assert!(t0.elapsed() < Duration::from_secs(60), "never failed: {s}");
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert_eq!(delays, vec![100, 200, 400, 800], "backoff delays seen in status");
+    assert_eq!(
+        delays,
+        vec![100, 200, 400, 800],
+        "backoff delays seen in status"
+    );
     assert_eq!(last["restarts"], 4);
     assert_eq!(last["last_exit"], "exit 3");
     assert!(last["pid"].is_null());
@@ -51,7 +56,8 @@ restart = { backoff_initial = "100ms", backoff_max = "10s", limit = 4 }
     assert!(init.output().contains("crash-loop limit 4"));
 
     // `start` clears the failure and tries again.
-    init.call(json!({"cmd":"start","service":"crasher"})).unwrap();
+    init.call(json!({"cmd":"start","service":"crasher"}))
+        .unwrap();
     init.wait_state("crasher", &["backoff"], Duration::from_secs(30));
 }
 
@@ -136,7 +142,10 @@ stop_timeout = "1s"
     let code = init.terminate(Duration::from_secs(30));
     assert_eq!(code, Some(0), "exit code; output:\n{}", init.output());
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(900), "stubborn not given its timeout: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "stubborn not given its timeout: {took:?}"
+    );
     assert_eq!(std::fs::read_to_string(&order).unwrap(), "c\nb\na\n");
     let out = init.output();
     assert!(out.contains("stubborn did not stop within 1s"), "{out}");
@@ -171,14 +180,19 @@ port = 1
         .replace("port = 1", &format!("port = {}", zigral_tests::free_port()))
         .as_str(),
     );
-    let mode = std::fs::metadata(init.socket()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(init.socket())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let web = init.wait_state("web", &["ready"], Duration::from_secs(30));
     assert!(web["ready_ms"].as_u64().is_some());
     assert_eq!(init.service("client")["state"], "stopped");
 
     // Errors are replies, not disconnects.
-    let e = init.call(json!({"cmd":"start","service":"nope"})).unwrap_err();
+    let e = init
+        .call(json!({"cmd":"start","service":"nope"}))
+        .unwrap_err();
     assert!(e.contains("unknown service"), "{e}");
     let e = init.call(json!({"cmd":"fly"})).unwrap_err();
     assert!(e.contains("unknown cmd"), "{e}");
@@ -187,10 +201,12 @@ port = 1
         .unwrap_err();
     assert!(e.contains("unknown template"), "{e}");
 
-    init.call(json!({"cmd":"start","service":"client"})).unwrap();
+    init.call(json!({"cmd":"start","service":"client"}))
+        .unwrap();
     let c = init.wait_state("client", &["running"], Duration::from_secs(30));
     let old = c["pid"].as_i64().unwrap() as i32;
-    init.call(json!({"cmd":"restart","service":"client"})).unwrap();
+    init.call(json!({"cmd":"restart","service":"client"}))
+        .unwrap();
     zigral_tests::wait_for(Duration::from_secs(30), "client restarted", || {
         let s = init.service("client");
         (s["state"] == "running" && s["pid"].as_i64() != Some(old as i64)).then_some(())
@@ -210,7 +226,12 @@ port = 1
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("SERVICE"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("web") && l.contains("ready")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web") && l.contains("ready")),
+        "{table}"
+    );
 
     // Another supervisor on the same state dir refuses to start.
     let second = std::process::Command::new(BIN)
@@ -225,9 +246,12 @@ port = 1
 
     // shutdown over the socket: ordered stop, exit 0 (host mode).
     let mut init = init;
-    init.call(json!({"cmd":"shutdown","action":"poweroff"})).unwrap();
+    init.call(json!({"cmd":"shutdown","action":"poweroff"}))
+        .unwrap();
     let mut p = init.proc.take().unwrap();
-    let st = p.wait_timeout(Duration::from_secs(30)).expect("exit after shutdown");
+    let st = p
+        .wait_timeout(Duration::from_secs(30))
+        .expect("exit after shutdown");
     assert_eq!(st.code(), Some(0));
 }
 
@@ -275,9 +299,15 @@ after = ["does-not-exist"]
         assert_eq!(out.status.code(), Some(1), "{mode}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("3 problem(s)"), "{mode}: {err}");
-        assert!(err.contains("unknown field `restart_policy`"), "{mode}: {err}");
+        assert!(
+            err.contains("unknown field `restart_policy`"),
+            "{mode}: {err}"
+        );
         assert!(err.contains("bad duration \"soon\""), "{mode}: {err}");
-        assert!(err.contains("unknown service \"does-not-exist\""), "{mode}: {err}");
+        assert!(
+            err.contains("unknown service \"does-not-exist\""),
+            "{mode}: {err}"
+        );
     }
     std::thread::sleep(Duration::from_millis(200));
     assert!(!marker.exists(), "a service ran despite the bad config");
@@ -289,7 +319,11 @@ after = ["does-not-exist"]
         .arg(repo_config("host.toml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -360,7 +394,10 @@ after = ["never-ready"]
     );
     let s = init.wait_state("never-ready", &["failed"], Duration::from_secs(30));
     assert!(
-        s["last_exit"].as_str().unwrap().starts_with("not ready within"),
+        s["last_exit"]
+            .as_str()
+            .unwrap()
+            .starts_with("not ready within"),
         "{s}"
     );
     assert_eq!(s["restarts"], 1);

@@ -1,5 +1,6 @@
 //! PID 1 mode inside a fresh PID + mount + UTS + network namespace (`unshare`, as root):
 //! hostname and loopback set up, orphans reaped, SIGTERM → ordered stop → reboot(2).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
@@ -95,13 +96,19 @@ after = ["web"]
         assert!(!matches!(stat(k), Some(('Z', _))), "zombie {k}");
     }
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGTERM)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let st = unshare
         .wait_timeout(Duration::from_secs(60))
         .unwrap_or_else(|| panic!("namespace did not end:\n{}", output()));
     let out_all = output();
-    assert!(out_all.contains("SIGTERM: shutting down (poweroff)"), "{out_all}");
+    assert!(
+        out_all.contains("SIGTERM: shutting down (poweroff)"),
+        "{out_all}"
+    );
     assert!(out_all.contains("all services stopped"), "{out_all}");
     assert!(out_all.contains("poweroff"), "{out_all}");
     // forker (depends on web) stopped first, then web.
@@ -112,6 +119,10 @@ after = ["web"]
     // reboot(RB_POWER_OFF) in a PID namespace ends its init with SIGINT, which unshare
     // passes on.
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(st.signal(), Some(libc::SIGINT), "unshare status {st:?}\n{out_all}");
+    assert_eq!(
+        st.signal(),
+        Some(libc::SIGINT),
+        "unshare status {st:?}\n{out_all}"
+    );
     assert!(!alive(init));
 }

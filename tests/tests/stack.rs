@@ -35,7 +35,8 @@ fn x11_accepts(display: u32) -> bool {
 fn default_host_stack_comes_up_and_stops_cleanly() {
     let claim = claim_displays(1);
     let (d, vnc, cdp) = (claim.n, free_port_range(1), free_port_range(1));
-    let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stack-{}", std::process::id()));
+    let state =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let log = std::fs::File::create(state.with_extension("log")).unwrap();
     let mut cmd = Command::new(bin("zigral-init"));
@@ -74,20 +75,31 @@ fn default_host_stack_comes_up_and_stops_cleanly() {
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v["Browser"].as_str().unwrap().contains("Chrome"), "{body}");
-    assert!(v["webSocketDebuggerUrl"].as_str().unwrap().starts_with("ws://127.0.0.1:"));
+    assert!(
+        v["webSocketDebuggerUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("ws://127.0.0.1:")
+    );
     // The ready banner names where things run.
     let out = output();
     assert!(out.contains(&format!("X display :{d}")), "{out}");
     assert!(out.contains(&format!("127.0.0.1:{vnc}")), "{out}");
 
-    let pids: Vec<i32> = st.iter().map(|s| s["pid"].as_i64().unwrap() as i32).collect();
+    let pids: Vec<i32> = st
+        .iter()
+        .map(|s| s["pid"].as_i64().unwrap() as i32)
+        .collect();
     init.signal(nix::sys::signal::Signal::SIGTERM);
     let status = init
         .wait_timeout(Duration::from_secs(60))
         .unwrap_or_else(|| panic!("zigral-init did not stop:\n{}", output()));
     assert_eq!(status.code(), Some(0), "{}", output());
     for p in pids {
-        assert!(!Path::new(&format!("/proc/{p}")).exists(), "pid {p} survived");
+        assert!(
+            !Path::new(&format!("/proc/{p}")).exists(),
+            "pid {p} survived"
+        );
     }
     assert!(!x11_accepts(d));
     assert!(!zigral_tests::tcp_open(cdp));

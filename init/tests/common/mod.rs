@@ -1,6 +1,6 @@
 //! Shared helpers for zigral-init's integration tests: start the real binary on a config,
 //! talk to its control socket, wait for service states, find our processes.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -134,7 +134,10 @@ impl Init {
         let st = p.wait_timeout(timeout);
         if st.is_none() {
             self.proc = Some(p);
-            panic!("zigral-init did not exit within {timeout:?}:\n{}", self.output());
+            panic!(
+                "zigral-init did not exit within {timeout:?}:\n{}",
+                self.output()
+            );
         }
         st.and_then(|s| s.code())
     }
