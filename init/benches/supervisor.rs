@@ -47,6 +47,19 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// (private anonymous KiB, PSS KiB) of `pid`.
+fn private_and_pss_kib(pid: i32) -> (u64, u64) {
+    let field = |file: &str, key: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("status", "RssAnon:"), field("smaps_rollup", "Pss:"))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -185,6 +198,9 @@ fn main() {
         if run == RUNS - 1 {
             std::thread::sleep(Duration::from_secs(3));
             idle_rss = rss_kib(st.proc.pid());
+            let (anon, pss) = private_and_pss_kib(st.proc.pid());
+            println!("supervisor_idle_rss_anon_kib: {anon}");
+            println!("supervisor_idle_pss_kib: {pss}");
         }
         st.stop();
     }
@@ -223,6 +239,9 @@ fn main() {
             std::thread::sleep(Duration::from_secs(3));
             if have_tini {
                 tini_rss = Some(rss_kib(p.pid()));
+                let (anon, pss) = private_and_pss_kib(p.pid());
+                println!("tini_idle_rss_anon_kib: {anon}");
+                println!("tini_idle_pss_kib: {pss}");
                 let kids = zigral_init::supervisor::children_of(p.pid());
                 bash_rss = kids.first().map(|k| rss_kib(*k)).unwrap_or(0);
             } else {

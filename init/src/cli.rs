@@ -261,6 +261,10 @@ fn run(a: &RunArgs, pid1: bool) -> i32 {
             crate::pid1::set_hostname(h);
         }
         crate::pid1::loopback_up();
+        // Ctrl-Alt-Del becomes SIGINT (ordered reboot) instead of an immediate reboot.
+        if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+            tracing::debug!("ctrl-alt-del: {e}");
+        }
         if std::env::var_os("PATH").is_none() {
             // SAFETY: still single-threaded (no probe thread started yet).
             unsafe {

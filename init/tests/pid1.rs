@@ -125,4 +125,5 @@ after = ["web"]
         "unshare status {st:?}\n{out_all}"
     );
     assert!(!alive(init));
+    let _ = std::fs::remove_dir_all(&dir);
 }
