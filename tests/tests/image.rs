@@ -435,7 +435,15 @@ fn rfb_greeting(proxy_port: u16, token: &str) -> std::io::Result<String> {
     }
     let mut payload = vec![0u8; len.min(4096) as usize];
     s.read_exact(&mut payload)?;
-    Ok(String::from_utf8_lossy(&payload).into_owned())
+    let text = String::from_utf8_lossy(&payload).into_owned();
+    // 0x2 = binary data; a close frame (0x8) means the VNC server is not up yet: retry.
+    if h[0] & 0x0f != 0x2 {
+        return Err(std::io::Error::other(format!(
+            "frame opcode {:#x}: {text:?}",
+            h[0] & 0x0f
+        )));
+    }
+    Ok(text)
 }
 
 fn view_token(port: u16, token: &str, session: &str) -> String {
@@ -731,7 +739,8 @@ fn dev_profile_ssh_tunnel() {
             .output()
             .ok()?;
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        let svcs = v["result"]["services"].as_array()?.clone();
+        // `ctl --json` prints the reply's result: {"services":[...]}.
+        let svcs = v["services"].as_array()?.clone();
         svcs.iter()
             .any(|s| s["name"] == "chromium@0" && s["state"] == "ready")
             .then(|| started.elapsed().as_secs_f64())
@@ -800,8 +809,8 @@ fn power_cut_keeps_acknowledged_messages() {
             }
         })
     };
-    wait_for(Duration::from_secs(300), "20 acknowledged writes", || {
-        (acked.lock().unwrap_or_else(|e| e.into_inner()).len() >= 20).then_some(())
+    wait_for(Duration::from_secs(300), "40 acknowledged writes", || {
+        (acked.lock().unwrap_or_else(|e| e.into_inner()).len() >= 40).then_some(())
     });
     // Pull the plug mid-stream.
     vm.qemu.signal(nix::sys::signal::Signal::SIGKILL);
