@@ -936,7 +936,13 @@ impl Supervisor {
                     match self.sinks.get_mut(&name) {
                         Some(sink) => sink.write(&buf[..n]),
                         None => {
-                            let _ = std::io::stdout().write_all(&buf[..n]);
+                            // The service was destroyed; a leftover process still writes.
+                            let mut out = format!("[{name}] ").into_bytes();
+                            out.extend_from_slice(&buf[..n]);
+                            if !out.ends_with(b"\n") {
+                                out.push(b'\n');
+                            }
+                            let _ = std::io::stdout().write_all(&out);
                         }
                     }
                     total += n;
