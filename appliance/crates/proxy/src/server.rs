@@ -302,7 +302,7 @@ impl AsyncWrite for ClientIo {
     }
 }
 
-async fn handle_conn(proxy: Proxy, mut sock: TcpStream, peer: SocketAddr, permit: Permit) {
+async fn handle_conn(proxy: Proxy, sock: TcpStream, peer: SocketAddr, permit: Permit) {
     let _ = sock.set_nodelay(true);
     let cfg = &proxy.inner.config;
     let shutdown = proxy.inner.shutdown.clone();
