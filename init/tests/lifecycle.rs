@@ -41,11 +41,20 @@ restart = { backoff_initial = "100ms", backoff_max = "10s", limit = 4 }
         assert!(t0.elapsed() < Duration::from_secs(60), "never failed: {s}");
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert_eq!(
-        delays,
-        vec![100, 200, 400, 800],
-        "backoff delays seen in status"
+    // Growing delays are visible in the status (a loaded machine may miss the 100 ms window,
+    // not the longer ones) and every restart is logged with its delay.
+    assert!(
+        delays.windows(2).all(|w| w[0] < w[1]),
+        "not growing: {delays:?}"
     );
+    assert!(delays.len() >= 2 && delays.iter().all(|d| [100, 200, 400, 800].contains(d)));
+    assert_eq!(delays.last(), Some(&800), "{delays:?}");
+    for ms in [100, 200, 400, 800] {
+        assert!(
+            init.output()
+                .contains(&format!("restarting crasher in {ms} ms"))
+        );
+    }
     assert_eq!(last["restarts"], 4);
     assert_eq!(last["last_exit"], "exit 3");
     assert!(last["pid"].is_null());
