@@ -101,6 +101,10 @@ source "qemu" "zigral" {
 build {
   sources = ["source.qemu.zigral"]
 
+  provisioner "shell" {
+    inline = ["mkdir -p /tmp/zigral-payload"]
+  }
+
   provisioner "file" {
     source      = "${var.payload_dir}/"
     destination = "/tmp/zigral-payload"
