@@ -135,6 +135,9 @@ pub struct ReadyDef {
     pub expect: Option<String>,
     pub http: Option<String>,
     pub x11: Option<String>,
+    /// With `x11`: `false` is ready as soon as the server's socket accepts a connection
+    /// (clients then block until it answers); default `true` waits for the setup reply.
+    pub handshake: Option<bool>,
     pub timeout: Option<Dur>,
     pub interval: Option<Dur>,
 }
@@ -333,7 +336,11 @@ pub enum ProbeKind {
         host: String,
         path: String,
     },
-    X11(u32),
+    X11 {
+        display: u32,
+        /// Wait for the X11 setup reply, not just a successful connect().
+        handshake: bool,
+    },
 }
 
 /// A probe plus its timing.
@@ -614,7 +621,10 @@ fn build_spec(
                 }
             } else if let Some(d) = x11 {
                 match parse_x11_display(&d) {
-                    Ok(n) => Some(ProbeKind::X11(n)),
+                    Ok(n) => Some(ProbeKind::X11 {
+                        display: n,
+                        handshake: r.handshake.unwrap_or(true),
+                    }),
                     Err(e) => {
                         errs.push(format!("{ctx}: ready.x11: {e}"));
                         None
@@ -623,6 +633,11 @@ fn build_spec(
             } else {
                 None
             };
+            if r.handshake.is_some() && r.x11.is_none() {
+                errs.push(format!(
+                    "{ctx}: ready.handshake only applies to an x11 probe"
+                ));
+            }
             if r.expect.is_some() && r.tcp.is_none() {
                 errs.push(format!("{ctx}: ready.expect only applies to a tcp probe"));
             }
@@ -1192,7 +1207,13 @@ after = ["desktop@0"]
         let c = parse(text, &o).unwrap();
         let x2 = c.services.iter().find(|s| s.name == "xvfb@2").unwrap();
         assert_eq!(x2.args, vec![":42", "-screen", "0", "1280x800x24"]);
-        assert_eq!(x2.ready.as_ref().unwrap().kind, ProbeKind::X11(42));
+        assert_eq!(
+            x2.ready.as_ref().unwrap().kind,
+            ProbeKind::X11 {
+                display: 42,
+                handshake: true
+            }
+        );
         let v2 = c.services.iter().find(|s| s.name == "vnc@2").unwrap();
         assert_eq!(v2.args, vec!["-rfbport", "7002"]);
         assert_eq!(v2.after, vec!["xvfb@2"]);

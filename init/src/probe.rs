@@ -99,7 +99,20 @@ pub fn check(kind: &ProbeKind) -> Result<(), String> {
                 Err(format!("GET http://{host}{path}: {:?}", head.trim()))
             }
         }
-        ProbeKind::X11(d) => x11_handshake(*d),
+        ProbeKind::X11 {
+            display,
+            handshake: true,
+        } => x11_handshake(*display),
+        ProbeKind::X11 {
+            display,
+            handshake: false,
+        } => {
+            let path = format!("/tmp/.X11-unix/X{display}");
+            // A stale socket file of a dead server refuses the connection.
+            UnixStream::connect(&path)
+                .map(drop)
+                .map_err(|e| format!("connect {path}: {e}"))
+        }
     }
 }
 

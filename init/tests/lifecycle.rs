@@ -421,3 +421,27 @@ after = ["never-ready"]
     assert_eq!(d["state"], "starting");
     assert!(d["pid"].is_null());
 }
+
+#[test]
+fn a_stable_run_resets_the_backoff_and_the_crash_loop_count() {
+    let dir = scratch("stable");
+    let init = Init::with_config(
+        &dir,
+        r#"
+[[service]]
+name = "flaky"
+command = "sh"
+args = ["-c", "sleep 0.4; exit 1"]
+restart = { backoff_initial = "100ms", stable = "200ms", limit = 2 }
+"#,
+    );
+    // Each run lasts longer than `stable`, so every failure is the first in a row: the delay
+    // stays at 100 ms and the limit of 2 is never reached.
+    let s = zigral_tests::wait_for(Duration::from_secs(60), "4 restarts", || {
+        let s = init.service("flaky");
+        (s["restarts"].as_u64() >= Some(4)).then_some(s)
+    });
+    assert_ne!(s["state"], "failed", "{s}");
+    assert_eq!(s["backoff_ms"], 100, "{s}");
+    assert!(!init.output().contains("restarting flaky in 200 ms"));
+}
