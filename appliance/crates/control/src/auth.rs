@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use base64::Engine;
@@ -25,6 +25,8 @@ use zigral_store::{SessionRecord, TokenKind, now_ms};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Routes whose `{id}` is a session the caller must own (checked by the extractor).
+pub const SESSION_ROUTES: &str = "/api/v1/sessions/{id}";
 /// Name of the login session cookie.
 pub const COOKIE: &str = "zigral_session";
 /// Longest credential we look at.
@@ -73,8 +75,9 @@ pub enum CredentialKind {
     SessionCookie,
 }
 
-/// The authenticated caller. Extracting it from a request authenticates the request and checks
-/// the method's base scope (`read` for GET/HEAD, `write` otherwise).
+/// The authenticated caller. Extracting it from a request authenticates the request, checks
+/// the method's base scope (`read` for GET/HEAD, `write` otherwise) and, on routes under
+/// [`SESSION_ROUTES`], that the caller owns the session (403) and that it exists (404).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Principal {
     pub user_id: String,
@@ -293,6 +296,18 @@ impl FromRequestParts<AppState> for Principal {
             Scope::Write
         };
         p.require(base)?;
+        // Every route under /api/v1/sessions/{id} is checked for ownership here, before the
+        // handler parses its path, query or body, so new session routes are covered as well.
+        let session_route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .is_some_and(|m| m.as_str().starts_with(SESSION_ROUTES));
+        if session_route
+            && let Ok(params) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((_, id)) = params.iter().find(|(k, _)| *k == "id")
+        {
+            authorize_session(state, &p, id)?;
+        }
         parts.extensions.insert(p.clone());
         Ok(p)
     }

@@ -22,7 +22,6 @@ pub struct Event {
     /// Session it concerns, if any.
     pub session_id: Option<String>,
     /// Event payload.
-    #[schema(value_type = Object)]
     pub data: Value,
     /// Milliseconds since the epoch.
     pub timestamp: u64,

@@ -108,9 +108,7 @@ pub struct NewAction {
 pub struct ActionRecord {
     pub seq: u64,
     pub who: String,
-    #[schema(value_type = Object)]
     pub what: Value,
-    #[schema(value_type = Object)]
     pub result: Value,
     pub ok: bool,
     pub duration_ms: u64,
@@ -127,7 +125,6 @@ pub struct FeedbackRecord {
     /// Action it refers to, if any.
     pub action_seq: Option<u64>,
     /// Free-form feedback body (verdict, comment, correction...).
-    #[schema(value_type = Object)]
     pub data: Value,
     pub created_at: u64,
 }
@@ -142,7 +139,6 @@ pub struct CheckpointMeta {
     pub created_at: u64,
     /// Size of the serialised data blob in bytes.
     pub size_bytes: u64,
-    #[schema(value_type = Object)]
     pub meta: Value,
 }
 
@@ -151,7 +147,6 @@ pub struct CheckpointMeta {
 pub struct CheckpointRecord {
     #[serde(flatten)]
     pub meta: CheckpointMeta,
-    #[schema(value_type = Object)]
     pub data: Value,
 }
 
@@ -177,6 +172,5 @@ pub struct AuditRecord {
     pub action: String,
     pub target: String,
     /// Extra detail; never secret values.
-    #[schema(value_type = Object)]
     pub detail: Value,
 }

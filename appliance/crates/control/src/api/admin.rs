@@ -45,7 +45,6 @@ pub struct ShutdownAccepted {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConfigEntry {
     pub key: String,
-    #[schema(value_type = Object)]
     pub value: Value,
 }
 
@@ -108,6 +107,9 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditRecord>>> {
     who.require_admin()?;
+    if q.after.is_some_and(|a| a > i64::MAX as u64) {
+        return Err(ApiError::invalid("after is out of range"));
+    }
     let limit = match q.limit {
         None => 100,
         Some(n) if (1..=1000).contains(&n) => n,
@@ -136,7 +138,7 @@ async fn list_config(
 /// Sets a runtime configuration value (any JSON).
 #[utoipa::path(put, path = "/admin/config/{key}", tag = "admin",
     params(("key" = String, Path, description = "configuration key")),
-    request_body(content = Object, description = "any JSON value"),
+    request_body(content = serde_json::Value, description = "any JSON value"),
     responses((status = 200, body = ConfigEntry), CommonErrors))]
 async fn put_config(
     State(st): State<AppState>,

@@ -86,8 +86,11 @@ pub struct Page {
 }
 
 impl Page {
-    /// The page size, validated.
+    /// Validates the page (after within int64, limit 1..=1000) and returns its size.
     pub fn limit(&self) -> Result<usize, ApiError> {
+        if self.after.is_some_and(|a| a > i64::MAX as u64) {
+            return Err(ApiError::invalid("after is out of range"));
+        }
         match self.limit {
             None => Ok(DEFAULT_LIMIT),
             Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),

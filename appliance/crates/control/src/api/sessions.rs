@@ -222,7 +222,7 @@ pub struct ViewToken {
 /// Mints a signed, expiring view or control token for the session's desktop, checked by the
 /// proxy (`zigral proxy`) without calling back.
 #[utoipa::path(post, path = "/sessions/{id}/view-token", tag = "sessions",
-    request_body(content = ViewTokenRequest, description = "optional; `{}` gives a view token"),
+    request_body(content = Option<ViewTokenRequest>, description = "optional; no body gives a view token"),
     params(("id" = String, Path, description = "session id")),
     responses((status = 201, body = ViewToken), CommonErrors))]
 async fn view_token(

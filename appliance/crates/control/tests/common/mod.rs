@@ -1,0 +1,149 @@
+//! Shared helpers of the control-plane tests: a real server on a port-0 listener over a temp
+//! redb store, and a thin HTTP client.
+
+#![allow(dead_code)]
+
+use reqwest::{Client, Method, Response};
+use serde_json::{Value, json};
+use zigral_control::{AppState, Config};
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A running control plane (in this process) and its temp state dir.
+pub struct Server {
+    pub base: String,
+    pub port: u16,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    pub http: Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Starts a server; `tweak` adjusts the configuration first.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config::with_state_dir(dir.path());
+    cfg.admin_password = Some(ADMIN_PASSWORD.into());
+    cfg.require_supervisor = false;
+    tweak(&mut cfg);
+    let store = zigral_store::Store::open_in(dir.path()).expect("store");
+    let key = zigral_token::SigningKey::load_or_create(dir.path()).expect("key");
+    zigral_control::bootstrap::ensure_admin(&store, cfg.admin_password.as_deref())
+        .await
+        .expect("admin");
+    let state = AppState::new(cfg, store, key);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    tokio::spawn(async move {
+        zigral_control::serve(listener, st, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("serve");
+    });
+    Server {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        state,
+        dir,
+        http: Client::new(),
+        stop: Some(stop),
+    }
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut r = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.expect("request")
+    }
+
+    /// Sends a request and returns (status, JSON body or Null).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let r = self.req(method, path, token, body).await;
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Logs in and returns the bearer token.
+    pub async fn login(&self, user: &str, password: &str) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": user, "password": password})),
+            )
+            .await;
+        assert_eq!(s, 200, "login {user}: {v}");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn admin(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates a (non-admin) user and logs in as them.
+    pub async fn user(&self, admin: &str, name: &str) -> String {
+        let pw = format!("{name}-password");
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(admin),
+                Some(json!({"username": name, "password": pw})),
+            )
+            .await;
+        assert_eq!(s, 201, "create user: {v}");
+        self.login(name, &pw).await
+    }
+
+    /// Creates a session and returns its id.
+    pub async fn session(&self, token: &str, prompt: Option<&str>) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/sessions",
+                Some(token),
+                Some(json!({"title": "t", "system_prompt": prompt})),
+            )
+            .await;
+        assert_eq!(s, 201, "create session: {v}");
+        v["id"].as_str().expect("id").to_owned()
+    }
+}
