@@ -32,8 +32,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-t0=$(date +%s.%N)
-step() { printf '[image %6.1fs] %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$*"; }
+t0=$EPOCHREALTIME
+step() { printf '[image %6.1fs] %s\n' "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" "$*"; }
 die() { echo "image/build.sh: error: $*" >&2; exit 1; }
 
 out="$here/build/zigral.qcow2" profile=network disk_size=4G compress=zstd

@@ -912,3 +912,45 @@ fn build_script_rejects_bad_input() {
         assert!(!out.exists(), "{args:?} must not produce an image");
     }
 }
+
+/// Opt-in (`ZIGRAL_TEST_PACKER_BUILD=1`, ~3 min more under TCG): `packer/build.sh` produces an
+/// image whose first boot is a real first boot (the seal step worked): a fresh admin password
+/// on the console, the control plane up, the disk grown to Packer's `disk_size`.
+#[test]
+fn packer_build_produces_a_bootable_sealed_image() {
+    if std::env::var_os("ZIGRAL_TEST_PACKER_BUILD").is_none() {
+        eprintln!("not run: set ZIGRAL_TEST_PACKER_BUILD=1 to build the image with Packer too");
+        return;
+    }
+    if !have_tools(&["packer", "qemu-system-x86_64", "ssh-keygen"]) {
+        return;
+    }
+    let _g = vm_lock();
+    let _ = image();
+    let bin_dir = bin("zigral").parent().expect("bin dir").to_owned();
+    run(Command::new(repo_root().join("packer/build.sh"))
+        .env("ZIGRAL_BIN_DIR", &bin_dir)
+        .args(["--disk-size", "6G"]));
+    let built = repo_root().join("packer/build/zigral.qcow2");
+    let dir = TempDir::new("packer-boot");
+    let overlay = dir.path("disk.qcow2");
+    let mut vm = Vm::boot(
+        &VmOpts {
+            image: &built,
+            overlay: &overlay,
+            ssh_key: None,
+            admin_password_file: None,
+        },
+        &dir,
+        "packer",
+    );
+    let password = admin_password_from_serial(&mut vm);
+    vm.wait_ready(vm.http);
+    let token = login(vm.http, &password);
+    create_session(vm.http, &token, "packer image");
+    let info = run(Command::new("qemu-img").arg("info").arg(&built));
+    assert!(info.contains("virtual size: 6 GiB"), "{info}");
+    vm.power_button();
+    let st = vm.wait_poweroff(POWEROFF_TIMEOUT);
+    assert!(st.success(), "QEMU exit status: {st}");
+}
