@@ -457,35 +457,51 @@ fn view_token(port: u16, token: &str, session: &str) -> String {
     v["token"].as_str().expect("view token").to_owned()
 }
 
-/// Clicks and takes a screenshot through the action API when this build has one.
+/// Clicks and takes a screenshot through the action API (native schema of zigral-actions:
+/// `{"action":"left_click","x":..,"y":..}`, `{"action":"screenshot"}`) when this build's control
+/// plane has one; says so when it does not.
 fn click_and_screenshot(port: u16, token: &str, session: &str) {
     let doc = json_ok(port, "GET", "/api/v1/openapi.json", Some(token), None);
     let paths: Vec<String> = doc["paths"]
         .as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
-    let find = |needle: &str| paths.iter().find(|p| p.contains(needle)).cloned();
-    let (Some(actions), Some(shot)) = (find("/actions"), find("/screenshot")) else {
+    let Some(actions) = paths.iter().find(|p| p.ends_with("/actions")).cloned() else {
         eprintln!(
-            "NOTE: this build's control plane has no action/screenshot endpoints yet \
+            "NOTE: this build's control plane has no action endpoint yet \
              (paths: {paths:?}); click + screenshot not exercised"
         );
         return;
     };
     let actions = actions.replace("{id}", session);
-    let shot = shot.replace("{id}", session);
     json_ok(
         port,
         "POST",
         &actions,
         Some(token),
-        Some(&json!({"action": "click", "x": 100, "y": 100})),
+        Some(&json!({"action": "left_click", "x": 100, "y": 100})),
     );
-    let (st, body) = http(port, "GET", &shot, Some(token), None).expect("screenshot");
+    let (st, body) = match paths.iter().find(|p| p.contains("screenshot")) {
+        Some(shot) => http(
+            port,
+            "GET",
+            &shot.replace("{id}", session),
+            Some(token),
+            None,
+        ),
+        None => http(
+            port,
+            "POST",
+            &actions,
+            Some(token),
+            Some(&json!({"action": "screenshot"})),
+        ),
+    }
+    .expect("screenshot request");
     assert_eq!(st, 200, "screenshot: {body}");
     assert!(
         body.len() > 1000,
-        "screenshot too small: {} bytes",
+        "screenshot too small ({} bytes): {body}",
         body.len()
     );
 }
