@@ -238,7 +238,12 @@ async fn view_token(
             ttl_secs: None,
         }
     } else {
-        serde_json::from_slice(&body)
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(ApiError::invalid("the body must be a JSON object"));
+        }
+        serde_json::from_value(v)
             .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?
     };
     let role: Role = req
