@@ -333,6 +333,7 @@ after = ["does-not-exist"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
