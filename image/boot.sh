@@ -81,8 +81,15 @@ if [[ $accel == kvm ]]; then cpu=(-accel kvm -cpu host); else cpu=(-accel tcg,th
 
 disk="$image"
 if [[ -n "$overlay" ]]; then
-  if [[ ! -f "$overlay" ]]; then
+  # An overlay only makes sense on the exact image it was created from: a rebuilt image under
+  # an old overlay reads as a corrupt file system. Remember the image's build stamp.
+  stamp=$(cat "$image.stamp" 2>/dev/null || stat -c %Y "$image")
+  if [[ -f "$overlay" ]]; then
+    [[ "$(cat "$overlay.base-stamp" 2>/dev/null)" == "$stamp" ]] ||
+      die "$overlay was made on an earlier build of $image; delete it (its changes are lost) or pass another --overlay"
+  else
     qemu-img create -q -f qcow2 -b "$(realpath "$image")" -F qcow2 "$overlay"
+    echo "$stamp" > "$overlay.base-stamp"
   fi
   disk="$overlay"
 fi
