@@ -294,6 +294,24 @@ impl Browser {
         s.eval(&page, expr).await
     }
 
+    /// A CDP screenshot of the active tab's viewport (JPEG at `quality`). Only for comparison:
+    /// agents get screenshots from the X display, which is several times faster.
+    pub async fn cdp_screenshot_jpeg(&self, quality: u8) -> Result<Vec<u8>> {
+        use base64::Engine;
+        let mut s = self.session().await?;
+        let page = s.active_page().await?;
+        let v = s
+            .page_cmd(
+                &page,
+                "Page.captureScreenshot",
+                json!({"format": "jpeg", "quality": quality}),
+            )
+            .await?;
+        base64::engine::general_purpose::STANDARD
+            .decode(v["data"].as_str().unwrap_or_default())
+            .map_err(|e| BrowserError::Cdp(format!("bad screenshot data: {e}")))
+    }
+
     /// Where the active tab's viewport is on the screen, and its CSS-to-screen scale.
     pub async fn viewport(&self) -> Result<(Rect, f64)> {
         let v = self.evaluate(&format!("({VIEWPORT_JS})()")).await?;

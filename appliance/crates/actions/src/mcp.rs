@@ -1,0 +1,279 @@
+//! The MCP server: every native action is a tool (`left_click`, `screenshot`, `navigate`...),
+//! plus `batch`; input schemas are generated from the native types ([`Action`]'s JSON Schema,
+//! one tool per variant). Served over rmcp's streamable HTTP transport as a tower service that
+//! the control plane nests at `/mcp` behind its API-token check.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ContentBlock, Implementation, InitializeResult,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Map, Value, json};
+
+use crate::schema::{Action, BatchRequest, BatchResponse, Output};
+use crate::{ActionError, ActionLog, Caller, Executor};
+
+/// The MCP tool handler for one session's executor.
+#[derive(Clone)]
+pub struct McpServer {
+    exec: Executor,
+    log: Option<Arc<dyn ActionLog>>,
+    tools: Arc<Vec<Tool>>,
+}
+
+impl std::fmt::Debug for McpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServer")
+            .field("tools", &self.tools.len())
+            .finish()
+    }
+}
+
+/// Options of the MCP HTTP service.
+#[derive(Debug, Clone, Default)]
+pub struct McpOptions {
+    /// Accepted `Host` header values (DNS-rebinding protection). Empty = any host: fine when
+    /// every request must carry an API token, which the control plane enforces.
+    pub allowed_hosts: Vec<String>,
+    /// Answer with plain JSON instead of SSE when possible.
+    pub json_response: bool,
+}
+
+impl McpServer {
+    /// A handler over `exec`, recording executed actions in `log` (who = the request's
+    /// [`Caller`] extension, else `mcp`).
+    pub fn new(exec: Executor, log: Option<Arc<dyn ActionLog>>) -> McpServer {
+        McpServer {
+            exec,
+            log,
+            tools: Arc::new(tools()),
+        }
+    }
+}
+
+/// The streamable-HTTP MCP service (a tower `Service<http::Request<_>>`): nest it at `/mcp`.
+pub fn service(
+    exec: Executor,
+    log: Option<Arc<dyn ActionLog>>,
+    opts: McpOptions,
+) -> StreamableHttpService<McpServer, LocalSessionManager> {
+    let server = McpServer::new(exec, log);
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(opts.allowed_hosts)
+        .with_json_response(opts.json_response);
+    StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+/// The tool list: one tool per native action, plus `batch`.
+pub fn tools() -> Vec<Tool> {
+    let root = serde_json::to_value(schemars::schema_for!(Action)).unwrap_or(Value::Null);
+    let defs = root.get("$defs").cloned();
+    let mut out = Vec::new();
+    for variant in root["oneOf"].as_array().into_iter().flatten() {
+        let Some(name) = variant["properties"]["action"]["const"]
+            .as_str()
+            .or_else(|| variant["properties"]["action"]["enum"][0].as_str())
+        else {
+            continue;
+        };
+        let mut schema: Map<String, Value> = variant.as_object().cloned().unwrap_or_default();
+        let description = schema
+            .remove("description")
+            .and_then(|d| d.as_str().map(str::to_owned))
+            .unwrap_or_else(|| name.replace('_', " "));
+        if let Some(Value::Object(props)) = schema.get_mut("properties") {
+            props.remove("action");
+        }
+        if let Some(Value::Array(req)) = schema.get_mut("required") {
+            req.retain(|r| r != "action");
+        }
+        schema.insert("type".into(), json!("object"));
+        schema.entry("properties").or_insert_with(|| json!({}));
+        if let Some(d) = &defs
+            && serde_json::to_string(&schema).is_ok_and(|s| s.contains("#/$defs/"))
+        {
+            schema.insert("$defs".into(), d.clone());
+        }
+        out.push(Tool::new(
+            name.to_owned(),
+            format!("{description} (screen pixels; see the screenshot tool)"),
+            Arc::new(schema),
+        ));
+    }
+    let batch = serde_json::to_value(schemars::schema_for!(BatchRequest)).unwrap_or(Value::Null);
+    if let Value::Object(mut b) = batch {
+        b.remove("$schema");
+        b.remove("title");
+        out.push(Tool::new(
+            "batch",
+            "Run several actions in order (stops at the first failure); optionally a \
+             screenshot after the last one. Each action is {\"action\": \"<tool name>\", ...args}.",
+            Arc::new(b),
+        ));
+    }
+    out
+}
+
+fn result_of(resp: &BatchResponse) -> CallToolResult {
+    let mut content = Vec::new();
+    let mut structured = Vec::new();
+    for r in &resp.results {
+        match &r.output {
+            Some(Output::Image(img)) => {
+                content.push(ContentBlock::image(img.data.clone(), img.mime.clone()));
+                structured.push(json!({"action": r.action, "ok": r.ok,
+                    "duration_ms": r.duration_ms, "image": {"mime": img.mime,
+                    "width": img.width, "height": img.height, "scale": img.scale}}));
+            }
+            _ => structured.push(serde_json::to_value(r).unwrap_or(Value::Null)),
+        }
+    }
+    if let Some(img) = &resp.screenshot {
+        content.push(ContentBlock::image(img.data.clone(), img.mime.clone()));
+    }
+    let text = if structured.len() == 1 {
+        structured.pop().unwrap_or(Value::Null)
+    } else {
+        json!({"ok": resp.ok, "failed_index": resp.failed_index, "results": structured})
+    };
+    content.insert(0, ContentBlock::text(text.to_string()));
+    if resp.ok {
+        CallToolResult::success(content)
+    } else {
+        CallToolResult::error(content)
+    }
+}
+
+fn rejected(e: &ActionError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(
+        json!({"error": e.code(), "message": e.to_string()}).to_string(),
+    )])
+}
+
+impl McpServer {
+    async fn call(
+        &self,
+        name: &str,
+        args: JsonObject,
+        who: String,
+    ) -> Result<CallToolResult, McpError> {
+        let req = if name == "batch" {
+            BatchRequest::from_value(Value::Object(args))
+        } else {
+            if !self.tools.iter().any(|t| t.name == name) {
+                return Err(McpError::invalid_params(
+                    format!("unknown tool {name:?}"),
+                    None,
+                ));
+            }
+            let mut obj = args;
+            if obj.contains_key("action") {
+                return Ok(rejected(&ActionError::BadRequest(
+                    "\"action\" is implied by the tool name".into(),
+                )));
+            }
+            obj.insert("action".into(), Value::String(name.to_owned()));
+            crate::parse_action(Value::Object(obj), 0).map(|a| BatchRequest {
+                actions: vec![a],
+                screenshot: None,
+            })
+        };
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return Ok(rejected(&e)),
+        };
+        match self.exec.run(&req).await {
+            Ok(resp) => {
+                if let Some(log) = &self.log {
+                    log.record(resp.log_entries(&req, &who, "mcp")).await;
+                }
+                Ok(result_of(&resp))
+            }
+            Err(e) => Ok(rejected(&e)),
+        }
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("zigral", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Drive a real Chrome on a Linux desktop. Coordinates are screen pixels of the \
+                 desktop (take a screenshot first; its scale info maps image pixels to screen \
+                 pixels). Browser tools (navigate, page_text, a11y_snapshot...) act on the \
+                 active tab; a11y_snapshot returns clickable screen coordinates.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, McpError> {
+        let who = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Caller>())
+            .map(|c| c.0.clone())
+            .unwrap_or_else(|| "mcp".to_owned());
+        let name: Cow<'static, str> = request.name;
+        let args = request.arguments.unwrap_or_default();
+        self.call(&name, args, who).await.map(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_tool_per_action_with_generated_schemas() {
+        let tools = tools();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        for n in [
+            "left_click",
+            "screenshot",
+            "navigate",
+            "key",
+            "type",
+            "scroll",
+            "a11y_snapshot",
+            "batch",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        let click = tools
+            .iter()
+            .find(|t| t.name == "left_click")
+            .expect("click");
+        let s = Value::Object(click.input_schema.as_ref().clone());
+        assert_eq!(s["type"], "object");
+        assert!(s["properties"]["x"].is_object(), "{s}");
+        assert!(s["properties"].get("action").is_none());
+        let nav = tools.iter().find(|t| t.name == "navigate").expect("nav");
+        let s = Value::Object(nav.input_schema.as_ref().clone());
+        assert_eq!(s["required"], json!(["url"]));
+        let shot = tools.iter().find(|t| t.name == "screenshot").expect("shot");
+        let s = serde_json::to_string(shot.input_schema.as_ref()).expect("json");
+        assert!(s.contains("$defs"), "{s}");
+    }
+}

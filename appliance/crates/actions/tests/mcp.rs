@@ -1,0 +1,132 @@
+//! MCP over streamable HTTP with a real client that is not ours: the official Python `mcp`
+//! SDK lists the tools, takes a screenshot and clicks a button on a real Chrome page.
+//!
+//! Needs the SDK in a virtualenv: `python3 -m venv .venv-mcp && .venv-mcp/bin/pip install mcp`
+//! at the repository root (or point `ZIGRAL_MCP_PYTHON` at a python that has it).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use zigral_actions::{ActionLog, LogEntry, mcp};
+
+#[derive(Default)]
+struct MemLog(Mutex<Vec<LogEntry>>);
+
+impl ActionLog for MemLog {
+    fn record(
+        &self,
+        entries: Vec<LogEntry>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend(entries);
+            }
+        })
+    }
+}
+
+/// The python interpreter with the `mcp` SDK.
+pub fn mcp_python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("ZIGRAL_MCP_PYTHON") {
+        return p.into();
+    }
+    let p = zigral_tests::repo_root().join(".venv-mcp/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run `python3 -m venv .venv-mcp && .venv-mcp/bin/pip install mcp` at the \
+         repository root (or set ZIGRAL_MCP_PYTHON)",
+        p.display()
+    );
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_mcp_sdk_lists_tools_screenshots_and_clicks() {
+    let e = common::env();
+    e.open_ui().await;
+    let (x, y) = e.center("b1").await;
+    let log = Arc::new(MemLog::default());
+    let svc = mcp::service(
+        e.exec.clone(),
+        Some(log.clone() as Arc<dyn ActionLog>),
+        mcp::McpOptions::default(),
+    );
+    let app = axum::Router::new().nest_service("/mcp", svc);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(mcp_python())
+            .arg(script)
+            .arg(url)
+            .arg(x.to_string())
+            .arg(y.to_string())
+            .output()
+            .expect("run python")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "python client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("client JSON");
+    let tools: Vec<&str> = v["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for t in [
+        "screenshot",
+        "left_click",
+        "navigate",
+        "type",
+        "key",
+        "batch",
+    ] {
+        assert!(tools.contains(&t), "{t} not in {tools:?}");
+    }
+    assert_eq!(
+        v["left_click_schema"]["properties"]["x"]["type"]
+            .as_str()
+            .is_some()
+            || v["left_click_schema"]["properties"]["x"]["type"].is_array(),
+        true,
+        "{v}"
+    );
+    assert_eq!(v["screenshot_is_error"], false, "{v}");
+    assert_eq!(v["screenshot_images"], 1);
+    assert_eq!(v["screenshot_mime"], "image/png");
+    assert_eq!(v["screenshot_size"], serde_json::json!([1024, 768]));
+    assert_eq!(v["click_is_error"], false, "{v}");
+    assert_eq!(v["bad_is_error"], true, "{v}");
+    assert!(
+        v["bad_text"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("out_of_bounds"),
+        "{v}"
+    );
+    // The click reached the page.
+    assert_eq!(e.wait_events("click", "b1", 1).await.len(), 1);
+    // Both executed actions were logged (the rejected one ran nothing).
+    let entries = log.0.lock().expect("log").clone();
+    let names: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(names, vec!["screenshot", "left_click"], "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.via == "mcp" && e.who == "mcp" && e.ok)
+    );
+}
