@@ -108,15 +108,13 @@ impl OriginPolicy {
             OriginPolicy::Any => true,
             OriginPolicy::List(list) => {
                 let o = origin.trim().to_ascii_lowercase();
-                if list.iter().any(|a| *a == o) {
+                if list.contains(&o) {
                     return true;
                 }
-                let same = o
-                    .split_once("://")
+                o.split_once("://")
                     .map(|(_, rest)| rest)
                     .zip(host)
-                    .is_some_and(|(rest, h)| rest == h.trim().to_ascii_lowercase());
-                same
+                    .is_some_and(|(rest, h)| rest == h.trim().to_ascii_lowercase())
             }
         }
     }
@@ -187,7 +185,10 @@ mod tests {
             parse_listen("0.0.0.0:80").unwrap(),
             "0.0.0.0:80".parse().unwrap()
         );
-        assert_eq!(parse_listen("[::1]:81").unwrap(), "[::1]:81".parse().unwrap());
+        assert_eq!(
+            parse_listen("[::1]:81").unwrap(),
+            "[::1]:81".parse().unwrap()
+        );
         assert_eq!(
             parse_listen("localhost:82").unwrap(),
             "127.0.0.1:82".parse().unwrap()

@@ -21,7 +21,7 @@ use crate::rfb::{RfbError, ViewOnlyFilter};
 use crate::ws::{self, Decoder, Event, ProtocolError, close};
 
 /// Bytes asked for per read from the VNC server (one WebSocket frame at most this big).
-pub const READ_SIZE: usize = 64 * 1024;
+pub const READ_SIZE: usize = 256 * 1024;
 /// Initial client→server buffer: RFB client messages are small.
 const CLIENT_BUF: usize = 4 * 1024;
 /// Reads per wake-up before the other duties (pings, control frames) get a turn.
@@ -128,7 +128,9 @@ pub enum End {
     /// The client sent a close frame with this code.
     ClientClosed(u16),
     /// The client's connection ended without a close frame (mid-frame or not).
-    ClientGone { mid_frame: bool },
+    ClientGone {
+        mid_frame: bool,
+    },
     Protocol(ProtocolError),
     Rfb(RfbError),
     Idle,
@@ -313,9 +315,7 @@ async fn write_frame<W: AsyncWrite + Unpin>(
             Ok(Err(_)) => Err(End::ClientGone { mid_frame: false }),
             Err(_) => Err(End::Stalled),
         },
-        None => fut
-            .await
-            .map_err(|_| End::ClientGone { mid_frame: false }),
+        None => fut.await.map_err(|_| End::ClientGone { mid_frame: false }),
     }
 }
 

@@ -118,10 +118,11 @@ impl ViewOnlyFilter {
             }
         }
         // A message whose head is complete but has no body is finished without more input.
-        if self.body_left == 0 && self.have > 0 {
-            if let Need::Message(total, fwd) = self.need()? {
-                self.finish_head(total, fwd, out);
-            }
+        if self.body_left == 0
+            && self.have > 0
+            && let Need::Message(total, fwd) = self.need()?
+        {
+            self.finish_head(total, fwd, out);
         }
         Ok(())
     }

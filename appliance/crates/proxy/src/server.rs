@@ -444,7 +444,13 @@ async fn handle_request(
     }
 }
 
-fn refuse(proxy: &Proxy, peer: SocketAddr, why: Refusal, status: StatusCode, msg: &str) -> Response<Body> {
+fn refuse(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    why: Refusal,
+    status: StatusCode,
+    msg: &str,
+) -> Response<Body> {
     proxy.inner.metrics.refuse(why);
     info!(%peer, reason = ?why, "websocket refused: {msg}");
     web::text(status, msg)
@@ -461,15 +467,35 @@ fn websocket(
     let cfg = &proxy.inner.config;
     let h = req.headers();
     if req.method() != Method::GET {
-        return refuse(&proxy, peer, Refusal::BadHandshake, StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrade needs GET");
+        return refuse(
+            &proxy,
+            peer,
+            Refusal::BadHandshake,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket upgrade needs GET",
+        );
     }
     if !header_has_token(h, header::CONNECTION, "upgrade") {
-        return refuse(&proxy, peer, Refusal::BadHandshake, StatusCode::BAD_REQUEST, "Connection: upgrade missing");
+        return refuse(
+            &proxy,
+            peer,
+            Refusal::BadHandshake,
+            StatusCode::BAD_REQUEST,
+            "Connection: upgrade missing",
+        );
     }
     if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        let mut r = refuse(&proxy, peer, Refusal::BadHandshake, StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 required");
-        r.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        let mut r = refuse(
+            &proxy,
+            peer,
+            Refusal::BadHandshake,
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket version 13 required",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
     let key = match h.get(header::SEC_WEBSOCKET_KEY) {
@@ -479,16 +505,36 @@ fn websocket(
                 .decode(k.as_bytes())
                 .is_ok_and(|d| d.len() == 16);
             if !ok {
-                return refuse(&proxy, peer, Refusal::BadHandshake, StatusCode::BAD_REQUEST, "bad Sec-WebSocket-Key");
+                return refuse(
+                    &proxy,
+                    peer,
+                    Refusal::BadHandshake,
+                    StatusCode::BAD_REQUEST,
+                    "bad Sec-WebSocket-Key",
+                );
             }
             k.as_bytes().to_vec()
         }
-        None => return refuse(&proxy, peer, Refusal::BadHandshake, StatusCode::BAD_REQUEST, "Sec-WebSocket-Key missing"),
+        None => {
+            return refuse(
+                &proxy,
+                peer,
+                Refusal::BadHandshake,
+                StatusCode::BAD_REQUEST,
+                "Sec-WebSocket-Key missing",
+            );
+        }
     };
     let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
     if !cfg.origins.allows(origin, host) {
-        return refuse(&proxy, peer, Refusal::Origin, StatusCode::FORBIDDEN, "origin not allowed");
+        return refuse(
+            &proxy,
+            peer,
+            Refusal::Origin,
+            StatusCode::FORBIDDEN,
+            "origin not allowed",
+        );
     }
     let binary = header_has_token(h, header::SEC_WEBSOCKET_PROTOCOL, "binary");
 
@@ -508,25 +554,57 @@ fn websocket(
             vnc_base,
         } => {
             let Some(token) = query_param(query, "token").filter(|t| !t.is_empty()) else {
-                return refuse(&proxy, peer, Refusal::NoToken, StatusCode::UNAUTHORIZED, "token required");
+                return refuse(
+                    &proxy,
+                    peer,
+                    Refusal::NoToken,
+                    StatusCode::UNAUTHORIZED,
+                    "token required",
+                );
             };
             let claims = match key.verify(&token) {
                 Ok(c) => c,
                 Err(TokenError::Expired) => {
-                    return refuse(&proxy, peer, Refusal::ExpiredToken, StatusCode::FORBIDDEN, "token expired");
+                    return refuse(
+                        &proxy,
+                        peer,
+                        Refusal::ExpiredToken,
+                        StatusCode::FORBIDDEN,
+                        "token expired",
+                    );
                 }
-                Err(_) => return refuse(&proxy, peer, Refusal::BadToken, StatusCode::FORBIDDEN, "invalid token"),
+                Err(_) => {
+                    return refuse(
+                        &proxy,
+                        peer,
+                        Refusal::BadToken,
+                        StatusCode::FORBIDDEN,
+                        "invalid token",
+                    );
+                }
             };
             if let Some(want) = query_param(query, "desktop").filter(|d| !d.is_empty())
                 && want.parse::<u32>().ok() != Some(claims.desktop)
             {
-                return refuse(&proxy, peer, Refusal::WrongDesktop, StatusCode::FORBIDDEN, "token is for another desktop");
+                return refuse(
+                    &proxy,
+                    peer,
+                    Refusal::WrongDesktop,
+                    StatusCode::FORBIDDEN,
+                    "token is for another desktop",
+                );
             }
             let Some(port) = u16::try_from(u32::from(*vnc_base) + claims.desktop)
                 .ok()
                 .filter(|p| *p != 0)
             else {
-                return refuse(&proxy, peer, Refusal::BadToken, StatusCode::FORBIDDEN, "desktop out of range");
+                return refuse(
+                    &proxy,
+                    peer,
+                    Refusal::BadToken,
+                    StatusCode::FORBIDDEN,
+                    "desktop out of range",
+                );
             };
             let addr = SocketAddr::new(*vnc_host, port);
             let role = match claims.role {
@@ -534,7 +612,12 @@ fn websocket(
                 Role::Control => "control",
             };
             info!(%peer, desktop = claims.desktop, role, sub = %claims.sub, "websocket accepted");
-            (Dest::TcpAddr(addr), Some(claims.desktop), role, addr.to_string())
+            (
+                Dest::TcpAddr(addr),
+                Some(claims.desktop),
+                role,
+                addr.to_string(),
+            )
         }
     };
 

@@ -74,7 +74,12 @@ fn content_type(path: &Path) -> HeaderValue {
 }
 
 /// Serves `path` (the URL path, without query) from `root` (canonical).
-pub async fn serve(root: &Path, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+pub async fn serve(
+    root: &Path,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         r.headers_mut()
@@ -157,7 +162,9 @@ pub async fn serve(root: &Path, method: &Method, path: &str, headers: &HeaderMap
                 .ok()
                 .and_then(|s| httpdate::parse_http_date(s).ok())
                 .is_some_and(|since| {
-                    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+                    t.duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
                         <= since
                             .duration_since(UNIX_EPOCH)
                             .map(|d| d.as_secs())

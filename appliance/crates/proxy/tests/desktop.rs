@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 use x11rb::connection::Connection;
-use x11rb::wrapper::ConnectionExt as _;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
+use x11rb::wrapper::ConnectionExt as _;
 use zigral_proxy::{Config, Routing};
 use zigral_tests::{Proc, Xvfb, free_port, tcp_open, wait_for};
 use zigral_token::{Role, SigningKey};
@@ -65,8 +65,11 @@ fn x_connect(display: u32) -> (x11rb::rust_connection::RustConnection, xproto::W
 /// Paints the root window one solid colour (0xRRGGBB on the 24-bit TrueColor visual).
 fn paint_root(display: u32, rgb: u32) {
     let (c, root) = x_connect(display);
-    c.change_window_attributes(root, &xproto::ChangeWindowAttributesAux::new().background_pixel(rgb))
-        .expect("change attrs");
+    c.change_window_attributes(
+        root,
+        &xproto::ChangeWindowAttributesAux::new().background_pixel(rgb),
+    )
+    .expect("change attrs");
     c.clear_area(false, root, 0, 0, 0, 0).expect("clear");
     c.sync().expect("sync");
 }
@@ -152,7 +155,10 @@ impl Cdp {
         self.next += 1;
         let id = self.next;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();
-        self.ws.send(Message::Text(msg.into())).await.expect("CDP send");
+        self.ws
+            .send(Message::Text(msg.into()))
+            .await
+            .expect("CDP send");
         loop {
             let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
                 .await
@@ -180,7 +186,13 @@ impl Cdp {
     }
 
     /// Polls `expr` until `ok` accepts its value.
-    async fn eval_until(&mut self, secs: u64, expr: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    async fn eval_until(
+        &mut self,
+        secs: u64,
+        expr: &str,
+        what: &str,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let v = self.eval(expr).await;
@@ -236,17 +248,23 @@ async fn novnc_in_chromium_shows_the_x_display_through_the_proxy() {
     let (foreign, _) = SigningKey::generate().mint_for(0, Role::View, "eve", 60);
     let url = format!("http://{}/?token={foreign}&desktop=0", p.addr);
     cdp.call("Page.navigate", json!({"url": url})).await;
-    cdp.eval_until(30, "window.zigralViewer && window.zigralViewer.state", "refusal", |v| {
-        v == "error" || v == "disconnected"
-    })
+    cdp.eval_until(
+        30,
+        "window.zigralViewer && window.zigralViewer.state",
+        "refusal",
+        |v| v == "error" || v == "disconnected",
+    )
     .await;
 
     let (token, _) = key.mint_for(0, Role::View, "alice", 300);
     let url = format!("http://{}/?token={token}&desktop=0", p.addr);
     cdp.call("Page.navigate", json!({"url": url})).await;
-    cdp.eval_until(60, "window.zigralViewer && window.zigralViewer.state", "noVNC to connect", |v| {
-        v == "connected"
-    })
+    cdp.eval_until(
+        60,
+        "window.zigralViewer && window.zigralViewer.state",
+        "noVNC to connect",
+        |v| v == "connected",
+    )
     .await;
     cdp.eval_until(60, CENTER_PIXEL, "the green desktop on the canvas", |v| {
         near(v, [0x20, 0xc0, 0x40])
@@ -281,7 +299,10 @@ impl Reader<'_> {
 
 /// Speaks RFB 3.8 (security None) through the proxy up to ServerInit.
 async fn rfb_handshake(ws: &mut Ws) {
-    let mut r = Reader { ws, buf: Vec::new() };
+    let mut r = Reader {
+        ws,
+        buf: Vec::new(),
+    };
     let version = r.take(12).await;
     assert!(version.starts_with(b"RFB 003."), "{version:?}");
     send(r.ws, b"RFB 003.008\n").await;
@@ -323,7 +344,8 @@ async fn drive(p: &Running, key: &SigningKey, role: Role, display: u32) -> (bool
     c.sync().expect("sync");
     c.set_input_focus(xproto::InputFocus::POINTER_ROOT, win, x11rb::CURRENT_TIME)
         .expect("focus");
-    c.warp_pointer(x11rb::NONE, root, 0, 0, 0, 0, 10, 10).expect("warp");
+    c.warp_pointer(x11rb::NONE, root, 0, 0, 0, 0, 10, 10)
+        .expect("warp");
     c.sync().expect("sync");
     while c.poll_for_event().expect("events").is_some() {}
 
@@ -338,7 +360,11 @@ async fn drive(p: &Running, key: &SigningKey, role: Role, display: u32) -> (bool
     send(&mut ws, &input).await;
 
     let pointer_at = || {
-        let r = c.query_pointer(root).expect("query").reply().expect("reply");
+        let r = c
+            .query_pointer(root)
+            .expect("query")
+            .reply()
+            .expect("reply");
         (r.root_x, r.root_y)
     };
     let mut key_seen = false;

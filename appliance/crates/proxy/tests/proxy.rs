@@ -62,16 +62,12 @@ async fn unreachable_target_closes_1011_and_hangup_closes_1000() {
     let p = start(fixed(dead)).await;
     let (mut ws, _) = connect(&p.url("/")).await.expect("connect");
     assert_eq!(close_code(&mut ws).await, 1011);
-    assert_eq!(
-        p.proxy
-            .metrics()
-            .totals()
-            .target_connect_failures,
-        1
-    );
+    assert_eq!(p.proxy.metrics().totals().target_connect_failures, 1);
 
     // A target that says goodbye and hangs up: data first, then 1000.
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.expect("accept");
@@ -107,8 +103,12 @@ async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
     let key = SigningKey::generate();
     // desktop 0 and 1 targets on consecutive ports
     let base = zigral_tests::free_port_range(2);
-    let l0 = tokio::net::TcpListener::bind(("127.0.0.1", base)).await.expect("bind");
-    let l1 = tokio::net::TcpListener::bind(("127.0.0.1", base + 1)).await.expect("bind");
+    let l0 = tokio::net::TcpListener::bind(("127.0.0.1", base))
+        .await
+        .expect("bind");
+    let l1 = tokio::net::TcpListener::bind(("127.0.0.1", base + 1))
+        .await
+        .expect("bind");
     let (_, acc0, mut rx0) = recording_on(l0, b"desk0").await;
     let (_, acc1, _rx1) = recording_on(l1, b"desk1").await;
     let p = start(token_config(&key, base)).await;
@@ -129,9 +129,18 @@ async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
 
     assert_eq!(status_of(&p.url("/websockify")).await, 401);
     assert_eq!(status_of(&p.url("/websockify?token=")).await, 401);
-    assert_eq!(status_of(&p.url(&format!("/websockify?token={foreign}"))).await, 403);
-    assert_eq!(status_of(&p.url(&format!("/websockify?token={tampered}"))).await, 403);
-    assert_eq!(status_of(&p.url(&format!("/websockify?token={expired}"))).await, 403);
+    assert_eq!(
+        status_of(&p.url(&format!("/websockify?token={foreign}"))).await,
+        403
+    );
+    assert_eq!(
+        status_of(&p.url(&format!("/websockify?token={tampered}"))).await,
+        403
+    );
+    assert_eq!(
+        status_of(&p.url(&format!("/websockify?token={expired}"))).await,
+        403
+    );
     assert_eq!(status_of(&p.url("/websockify?token=garbage")).await, 403);
     // desktop 1's token used for desktop 0
     assert_eq!(
@@ -139,8 +148,16 @@ async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
         403
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(acc0.load(Ordering::SeqCst), 0, "refused requests reached desktop 0");
-    assert_eq!(acc1.load(Ordering::SeqCst), 0, "refused requests reached desktop 1");
+    assert_eq!(
+        acc0.load(Ordering::SeqCst),
+        0,
+        "refused requests reached desktop 0"
+    );
+    assert_eq!(
+        acc1.load(Ordering::SeqCst),
+        0,
+        "refused requests reached desktop 1"
+    );
     let refused = p.proxy.metrics().totals().refused;
     assert_eq!(refused[&zigral_proxy::metrics::Refusal::NoToken], 2);
     assert_eq!(refused[&zigral_proxy::metrics::Refusal::BadToken], 3);
@@ -154,7 +171,9 @@ async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
     assert_eq!(read_bytes(&mut ws, 5).await, b"desk0");
     send(&mut ws, b"hi").await;
     assert_eq!(rx0.recv().await.expect("recv"), b"hi");
-    let (mut ws1, _) = connect(&p.url(&format!("/?token={other}"))).await.expect("valid");
+    let (mut ws1, _) = connect(&p.url(&format!("/?token={other}")))
+        .await
+        .expect("valid");
     assert_eq!(read_bytes(&mut ws1, 5).await, b"desk1");
     assert_eq!(acc1.load(Ordering::SeqCst), 1);
 }
@@ -189,7 +208,9 @@ async fn view_tokens_drop_input_and_control_tokens_pass_it() {
         (Role::Control, stream.clone()),
     ] {
         let (t, _) = key.mint_for(0, role, "u", 60);
-        let (mut ws, _) = connect(&p.url(&format!("/websockify?token={t}"))).await.expect("connect");
+        let (mut ws, _) = connect(&p.url(&format!("/websockify?token={t}")))
+            .await
+            .expect("connect");
         assert_eq!(read_bytes(&mut ws, 12).await, b"RFB 003.008\n");
         // Split at awkward places to exercise the streaming parser.
         for chunk in stream.chunks(5) {
@@ -253,13 +274,21 @@ async fn hostile_clients_lose_their_connection_and_others_keep_working() {
     };
     let cases: Vec<(&str, Vec<u8>, Option<u16>)> = vec![
         ("unmasked", vec![0x82, 0x03, 1, 2, 3], Some(1002)),
-        ("oversized", {
-            let mut f = vec![0x82, 0xFF];
-            f.extend((1u64 << 40).to_be_bytes());
-            f.extend([1, 2, 3, 4]);
-            f
-        }, Some(1009)),
-        ("just over the limit", frame(true, 2, &vec![0u8; 64 * 1024 + 1]), Some(1009)),
+        (
+            "oversized",
+            {
+                let mut f = vec![0x82, 0xFF];
+                f.extend((1u64 << 40).to_be_bytes());
+                f.extend([1, 2, 3, 4]);
+                f
+            },
+            Some(1009),
+        ),
+        (
+            "just over the limit",
+            frame(true, 2, &vec![0u8; 64 * 1024 + 1]),
+            Some(1009),
+        ),
         ("reserved bits", vec![0xF2, 0x80, 0, 0, 0, 0], Some(1002)),
         ("bad opcode", vec![0x8B, 0x80, 0, 0, 0, 0], Some(1002)),
         ("text frame", frame(true, 1, b"text"), Some(1003)),
@@ -286,8 +315,14 @@ async fn hostile_clients_lose_their_connection_and_others_keep_working() {
     slow_cfg.routing = Routing::Fixed(Target::Tcp(blaster.to_string()));
     let slow_proxy = start(slow_cfg).await;
     let slow = raw_ws(slow_proxy.addr, "/websockify").await;
-    eventually(20, "slow client session to start", || slow_proxy.sessions_open() == 1).await;
-    eventually(30, "slow client to be dropped", || slow_proxy.sessions_open() == 0).await;
+    eventually(20, "slow client session to start", || {
+        slow_proxy.sessions_open() == 1
+    })
+    .await;
+    eventually(30, "slow client to be dropped", || {
+        slow_proxy.sessions_open() == 0
+    })
+    .await;
     drop(slow);
     // An idle client (sends nothing, answers no pings) is closed too.
     let mut idle = raw_ws(p.addr, "/websockify").await;
@@ -302,7 +337,10 @@ async fn hostile_clients_lose_their_connection_and_others_keep_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_connections_all_echo() {
     let hard = raise_nofile();
-    assert!(hard >= 5000, "need RLIMIT_NOFILE >= 5000, hard limit is {hard}");
+    assert!(
+        hard >= 5000,
+        "need RLIMIT_NOFILE >= 5000, hard limit is {hard}"
+    );
     let (echo, accepted) = echo_server().await;
     let mut cfg = fixed(echo);
     cfg.max_per_ip = 0;
@@ -349,10 +387,11 @@ async fn origin_allowlist_and_connection_limits() {
     cfg.max_per_ip = 3;
     let p = start(cfg).await;
     let with_origin = |o: &str| {
-        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            p.url("/websockify"),
-        )
-        .expect("req");
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                p.url("/websockify"),
+            )
+            .expect("req");
         req.headers_mut().insert("Origin", o.parse().expect("hv"));
         req
     };
@@ -373,7 +412,9 @@ async fn origin_allowlist_and_connection_limits() {
         101
     );
     let own = format!("http://{}", p.addr);
-    let (a, _) = tokio_tungstenite::connect_async(with_origin(&own)).await.expect("own origin");
+    let (a, _) = tokio_tungstenite::connect_async(with_origin(&own))
+        .await
+        .expect("own origin");
     let (b, _) = connect(&p.url("/websockify")).await.expect("second");
     let (c, _) = connect(&p.url("/websockify")).await.expect("third");
     // The fourth connection from this IP is turned away with 503.
@@ -430,18 +471,28 @@ async fn serves_static_files_safely() {
 
     let (s, head, body) = http(p.addr, &get("/", "")).await;
     assert_eq!((s, body.as_slice()), (200, b"<p>hi</p>".as_slice()));
-    assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
     assert!(head.contains("cache-control: no-cache"), "{head}");
     let (s, head, body) = http(p.addr, &get("/rfb.js", "")).await;
     assert_eq!((s, body.as_slice()), (200, b"export default 1;".as_slice()));
     assert!(head.contains("content-type: text/javascript"), "{head}");
-    assert!(head.contains("cache-control: public, max-age=600"), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=600"),
+        "{head}"
+    );
     let etag = head
         .lines()
         .find_map(|l| l.strip_prefix("etag: "))
         .expect("etag")
         .to_owned();
-    let (s, _, body) = http(p.addr, &get("/rfb.js", &format!("If-None-Match: {etag}\r\n"))).await;
+    let (s, _, body) = http(
+        p.addr,
+        &get("/rfb.js", &format!("If-None-Match: {etag}\r\n")),
+    )
+    .await;
     assert_eq!((s, body.len()), (304, 0));
     let (s, head, _) = http(p.addr, &get("/sub/a.png", "")).await;
     assert_eq!(s, 200);
@@ -472,7 +523,11 @@ async fn serves_static_files_safely() {
         assert_eq!(s, 404, "{bad}");
         assert!(!String::from_utf8_lossy(&body).contains("outside"), "{bad}");
     }
-    let (s, _, _) = http(p.addr, "POST /rfb.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    let (s, _, _) = http(
+        p.addr,
+        "POST /rfb.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(s, 405);
     // /metrics is served to loopback clients.
     let (s, _, body) = http(p.addr, &get("/metrics", "")).await;
@@ -484,7 +539,24 @@ fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) 
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -531,7 +603,9 @@ async fn tls_and_plain_share_the_port_unless_ssl_only() {
     let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/websockify", tls)
         .await
         .expect("wss handshake");
-    ws.send(Message::Binary(b"secure".to_vec().into())).await.expect("send");
+    ws.send(Message::Binary(b"secure".to_vec().into()))
+        .await
+        .expect("send");
     let mut got = Vec::new();
     while got.len() < 6 {
         if let Some(Ok(Message::Binary(b))) = ws.next().await {
@@ -548,7 +622,11 @@ async fn tls_and_plain_share_the_port_unless_ssl_only() {
     let only = start(cfg).await;
     assert_eq!(http(only.addr, &get("/", "")).await.0, 403);
     let tls = tls_connect(only.addr, &cert).await;
-    assert!(tokio_tungstenite::client_async("wss://localhost/", tls).await.is_ok());
+    assert!(
+        tokio_tungstenite::client_async("wss://localhost/", tls)
+            .await
+            .is_ok()
+    );
     // bad key file → clear error
     let err = zigral_proxy::tls::load(&cert, Some(&dir.path().join("nope.pem")))
         .expect_err("missing key");
@@ -565,9 +643,7 @@ async fn metrics_show_stream_health_and_rtt() {
     send(&mut ws, &[1u8; 1234]).await;
     assert_eq!(read_bytes(&mut ws, 1234).await.len(), 1234);
     // tungstenite answers pings while we keep reading.
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(_)) = ws.next().await {}
-    });
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
     let m = p.proxy.metrics();
     eventually(20, "an RTT measurement", || {
         m.sessions().first().and_then(|s| s.rtt_us).is_some()
@@ -580,8 +656,14 @@ async fn metrics_show_stream_health_and_rtt() {
     let (st, _, body) = http(p.addr, &get("/metrics", "")).await;
     assert_eq!(st, 200);
     let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("zigral_proxy_bytes_total{direction=\"to_client\"} 1234"), "{text}");
-    assert!(text.contains("zigral_proxy_session_rtt_seconds{session=\"1\""), "{text}");
+    assert!(
+        text.contains("zigral_proxy_bytes_total{direction=\"to_client\"} 1234"),
+        "{text}"
+    );
+    assert!(
+        text.contains("zigral_proxy_session_rtt_seconds{session=\"1\""),
+        "{text}"
+    );
     assert!(text.contains("zigral_proxy_sessions_open 1"), "{text}");
     let (st, _, body) = http(p.addr, &get("/sessions", "")).await;
     assert_eq!(st, 200);
@@ -602,7 +684,10 @@ async fn shutdown_closes_sessions_with_1001_and_drains() {
     let took = p.stop().await;
     assert_eq!(closer.await.expect("close task"), 1001);
     assert!(took < Duration::from_secs(4), "drain took {took:?}");
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[derive(Parser)]
@@ -633,7 +718,12 @@ fn command_line_is_websockify_compatible_and_safe() {
     assert!(matches!(cfg.routing, Routing::Token { vnc_base: 5910, .. }));
     assert!(dir.path().join("proxy-signing.key").exists());
     assert!(parse(&["6081", "localhost:5900", "--state-dir", sd]).is_err());
-    assert!(parse(&["6081"]).expect_err("nothing").to_string().contains("TARGET"));
+    assert!(
+        parse(&["6081"])
+            .expect_err("nothing")
+            .to_string()
+            .contains("TARGET")
+    );
     assert!(parse(&["6081", "--state-dir", sd, "--no-auth"]).is_err());
     assert!(parse(&["6081", "nonsense"]).is_err());
     assert!(parse(&["abc", "localhost:5900"]).is_err());
@@ -641,7 +731,15 @@ fn command_line_is_websockify_compatible_and_safe() {
     assert!(parse(&["6081", "localhost:5900", "--allow-origin", "evil"]).is_err());
     assert!(parse(&["6081", "localhost:5900", "--ssl-only"]).is_err());
     assert!(parse(&["6081", "localhost:5900", "--heartbeat", "-1"]).is_err());
-    let (_, cfg) = parse(&["6081", "localhost:5900", "--allow-origin", "*", "--heartbeat", "0"]).expect("ok");
+    let (_, cfg) = parse(&[
+        "6081",
+        "localhost:5900",
+        "--allow-origin",
+        "*",
+        "--heartbeat",
+        "0",
+    ])
+    .expect("ok");
     assert_eq!(cfg.origins, OriginPolicy::Any);
     assert_eq!(cfg.heartbeat, None);
 }

@@ -153,13 +153,18 @@ pub async fn blast_server() -> SocketAddr {
 }
 
 /// Opens a WebSocket offering the `binary` subprotocol (as noVNC does).
-pub async fn connect(url: &str) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+pub async fn connect(
+    url: &str,
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
     let mut req = url.into_client_request().expect("request");
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "binary".parse().expect("hv"));
-    tokio::time::timeout(Duration::from_secs(20), tokio_tungstenite::connect_async(req))
-        .await
-        .expect("connect timed out")
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("connect timed out")
 }
 
 /// The HTTP status a WebSocket attempt got (101 on success).
@@ -224,7 +229,11 @@ pub async fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
             .await
             .expect("handshake timed out")
             .expect("read");
-        assert!(n == 1, "eof during handshake: {:?}", String::from_utf8_lossy(&head));
+        assert!(
+            n == 1,
+            "eof during handshake: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(b[0]);
     }
     let head = String::from_utf8_lossy(&head);
