@@ -970,3 +970,39 @@ fn packer_build_produces_a_bootable_sealed_image() {
     let st = vm.wait_poweroff(POWEROFF_TIMEOUT);
     assert!(st.success(), "QEMU exit status: {st}");
 }
+
+/// The VM's service file is valid for this build's zigral-init (schema drift shows up here,
+/// not as a VM that boots into "nothing started"), in both profiles.
+#[test]
+fn vm_init_config_is_valid() {
+    let cfg = repo_root().join("image/init.toml");
+    for bind in ["0.0.0.0", "127.0.0.1"] {
+        let out = Command::new(bin("zigral-init"))
+            .env("ZIGRAL_BIND", bind)
+            .arg("check")
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .expect("run zigral-init check");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "image/init.toml (bind {bind}):\n{text}"
+        );
+        for svc in [
+            "dhcp",
+            "sshd",
+            "proxy",
+            "control",
+            "xvfb@0",
+            "x11vnc@0",
+            "chromium@0",
+        ] {
+            assert!(
+                text.contains(svc),
+                "{svc} missing from image/init.toml:\n{text}"
+            );
+        }
+    }
+}
