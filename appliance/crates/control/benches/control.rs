@@ -40,16 +40,33 @@ fn body(i: usize) -> Value {
     json!({"role": "assistant", "content": [{"type": "text", "text": text}]})
 }
 
-async fn appends(http: &Client, base: &str, token: &str, sid: &str, clients: usize, per: usize) -> (f64, Vec<f64>) {
+async fn appends(
+    http: &Client,
+    base: &str,
+    token: &str,
+    sid: &str,
+    clients: usize,
+    per: usize,
+) -> (f64, Vec<f64>) {
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (http, url, token) = (http.clone(), format!("{base}/api/v1/sessions/{sid}/messages"), token.to_owned());
+        let (http, url, token) = (
+            http.clone(),
+            format!("{base}/api/v1/sessions/{sid}/messages"),
+            token.to_owned(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per);
             for i in 0..per {
                 let t = Instant::now();
-                let r = http.post(&url).bearer_auth(&token).json(&body(c * per + i)).send().await.expect("append");
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body(c * per + i))
+                    .send()
+                    .await
+                    .expect("append");
                 assert_eq!(r.status(), 201);
                 let _ = r.bytes().await;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
@@ -82,14 +99,29 @@ fn start_redis() -> Option<Redis> {
     let dir = tempfile::tempdir().ok()?;
     let port = zigral_tests::free_port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let r = Redis { child, port, _dir: dir };
+    let r = Redis {
+        child,
+        port,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if zigral_tests::tcp_open(port) {
@@ -103,18 +135,38 @@ fn start_redis() -> Option<Redis> {
 /// (requests/s, p50 µs, p99 µs) from redis-benchmark's CSV.
 fn redis_bench(port: u16, clients: usize, n: usize) -> Option<(f64, f64, f64)> {
     let out = Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-t", "rpush", "-n", &n.to_string(), "-c", &clients.to_string(), "-d", "330", "--csv"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-t",
+            "rpush",
+            "-n",
+            &n.to_string(),
+            "-c",
+            &clients.to_string(),
+            "-d",
+            "330",
+            "--csv",
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("\"RPUSH"))?;
-    let f: Vec<f64> = line.split(',').skip(1).filter_map(|x| x.trim_matches('"').parse().ok()).collect();
+    let f: Vec<f64> = line
+        .split(',')
+        .skip(1)
+        .filter_map(|x| x.trim_matches('"').parse().ok())
+        .collect();
     // rps, avg, min, p50, p95, p99, max (ms)
     Some((f[0], f[3] * 1000.0, f[5] * 1000.0))
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(run());
 }
 
@@ -124,20 +176,43 @@ async fn run() {
     cfg.admin_password = Some(PW.into());
     cfg.require_supervisor = false;
     let store = zigral_store::Store::open_in(dir.path()).expect("store");
-    zigral_control::bootstrap::ensure_admin(&store, Some(PW)).await.expect("admin");
+    zigral_control::bootstrap::ensure_admin(&store, Some(PW))
+        .await
+        .expect("admin");
     let state = AppState::new(cfg, store.clone(), zigral_token::SigningKey::generate());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(zigral_control::serve(listener, state, std::future::pending()));
-    let http = Client::builder().pool_max_idle_per_host(32).build().expect("client");
+    tokio::spawn(zigral_control::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let http = Client::builder()
+        .pool_max_idle_per_host(32)
+        .build()
+        .expect("client");
     let login: Value = http
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"username": "admin", "password": PW}))
-        .send().await.expect("login").json().await.expect("json");
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
     let token = login["token"].as_str().expect("token").to_owned();
     let sess: Value = http
-        .post(format!("{base}/api/v1/sessions")).bearer_auth(&token)
-        .json(&json!({"title": "bench"})).send().await.expect("session").json().await.expect("json");
+        .post(format!("{base}/api/v1/sessions"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "bench"}))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
     let sid = sess["id"].as_str().expect("id").to_owned();
 
     // Warm-up, then 1 client and 16 clients.
@@ -151,8 +226,14 @@ async fn run() {
     println!("append_durable_1client_p50_us: {:.0}", pct(&mut lat1, 0.5));
     println!("append_durable_1client_p99_us: {:.0}", pct(&mut lat1, 0.99));
     println!("append_durable_16clients_per_s: {rate16:.0}");
-    println!("append_durable_16clients_p50_us: {:.0}", pct(&mut lat16, 0.5));
-    println!("append_durable_16clients_p99_us: {:.0}", pct(&mut lat16, 0.99));
+    println!(
+        "append_durable_16clients_p50_us: {:.0}",
+        pct(&mut lat16, 0.5)
+    );
+    println!(
+        "append_durable_16clients_p99_us: {:.0}",
+        pct(&mut lat16, 0.99)
+    );
     match (r1, r16) {
         (Some(a), Some(b)) => {
             println!("redis_rpush_fsync_always_1client_per_s: {:.0}", a.0);
@@ -164,16 +245,24 @@ async fn run() {
             println!("append_1client_vs_redis: {:.2}x", rate1 / a.0);
             println!("append_16clients_vs_redis: {:.2}x", rate16 / b.0);
         }
-        _ => println!("redis_rpush_fsync_always: unavailable (install redis-server and redis-tools)"),
+        _ => {
+            println!("redis_rpush_fsync_always: unavailable (install redis-server and redis-tools)")
+        }
     }
     let redis_rss = redis.as_ref().and_then(|r| rss_kib(r.child.id()));
     drop(redis);
 
     // Context window over a 100,000-message session (built in durable batches of 1,000).
     let big: Value = http
-        .post(format!("{base}/api/v1/sessions")).bearer_auth(&token)
+        .post(format!("{base}/api/v1/sessions"))
+        .bearer_auth(&token)
         .json(&json!({"title": "big", "system_prompt": "You are a careful browser agent."}))
-        .send().await.expect("session").json().await.expect("json");
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
     let big_id = big["id"].as_str().expect("id").to_owned();
     let t0 = Instant::now();
     for b in 0..100 {
@@ -190,7 +279,10 @@ async fn run() {
                 }
             })
             .collect();
-        store.append_messages(&big_id, msgs).await.expect("bulk append");
+        store
+            .append_messages(&big_id, msgs)
+            .await
+            .expect("bulk append");
     }
     println!("build_100k_session_s: {:.1}", t0.elapsed().as_secs_f64());
     let session = store.get_session(&big_id).expect("get").expect("exists");
@@ -204,32 +296,60 @@ async fn run() {
             n = w.messages.len();
         }
         println!("context_100k_budget{budget}_turns: {n}");
-        println!("context_100k_budget{budget}_p50_us: {:.0}", pct(&mut lat, 0.5));
-        println!("context_100k_budget{budget}_p99_us: {:.0}", pct(&mut lat, 0.99));
+        println!(
+            "context_100k_budget{budget}_p50_us: {:.0}",
+            pct(&mut lat, 0.5)
+        );
+        println!(
+            "context_100k_budget{budget}_p99_us: {:.0}",
+            pct(&mut lat, 0.99)
+        );
         if budget == 8_000 {
-            println!("context_100k_p50_vs_goal_5ms: {:.3}x", pct(&mut lat, 0.5) / 5000.0);
+            println!(
+                "context_100k_p50_vs_goal_5ms: {:.3}x",
+                pct(&mut lat, 0.5) / 5000.0
+            );
         }
     }
     let mut lat = Vec::new();
     for _ in 0..100 {
         let t = Instant::now();
         let r = http
-            .get(format!("{base}/api/v1/sessions/{big_id}/context?budget_tokens=8000"))
-            .bearer_auth(&token).send().await.expect("context");
+            .get(format!(
+                "{base}/api/v1/sessions/{big_id}/context?budget_tokens=8000"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("context");
         assert_eq!(r.status(), 200);
         let _ = r.bytes().await;
         lat.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    println!("context_100k_http_budget8000_p50_us: {:.0}", pct(&mut lat, 0.5));
+    println!(
+        "context_100k_http_budget8000_p50_us: {:.0}",
+        pct(&mut lat, 0.5)
+    );
 
     // Idle RSS of the real binary on a fresh state dir.
     let exe = std::env::current_exe().expect("exe");
-    let zigral: PathBuf = exe.parent().and_then(|p| p.parent()).map(|p| p.join("zigral")).expect("dir");
+    let zigral: PathBuf = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("zigral"))
+        .expect("dir");
     if zigral.exists() {
         let sdir = tempfile::tempdir().expect("tempdir");
         let port = zigral_tests::free_port();
         let mut child = Command::new(&zigral)
-            .args(["control", "--listen", &format!("127.0.0.1:{port}"), "--require-supervisor", "false", "--state-dir"])
+            .args([
+                "control",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--require-supervisor",
+                "false",
+                "--state-dir",
+            ])
             .arg(sdir.path())
             .env("ZIGRAL_ADMIN_PASSWORD", PW)
             .stdout(Stdio::null())
@@ -237,12 +357,17 @@ async fn run() {
             .spawn()
             .expect("spawn zigral control");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && !matches!(zigral_tests::http_get(port, "/healthz"), Ok((200, _))) {
+        while Instant::now() < deadline
+            && !matches!(zigral_tests::http_get(port, "/healthz"), Ok((200, _)))
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         // One login and a few requests, then idle.
-        let _ = http.post(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PW})).send().await;
+        let _ = http
+            .post(format!("http://127.0.0.1:{port}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": PW}))
+            .send()
+            .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss = rss_kib(child.id()).unwrap_or(0) as f64 / 1024.0;
         let _ = child.kill();

@@ -60,16 +60,31 @@ pub async fn ensure_admin(store: &Store, configured: Option<&str>) -> anyhow::Re
     Ok(outcome)
 }
 
-/// Prints a generated admin password to the console (stdout, not the log).
-pub fn print_generated(password: &str, url: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
+/// Prints a generated admin password to the console: stdout when `to` is `-`, else the given
+/// device or file (e.g. `/dev/console`), never to the log.
+pub fn print_generated(password: &str, url: &str, to: &std::path::Path) {
+    let banner = format!(
         "\n==================== zigral control: first start ====================\n\
          created administrator  user: {ADMIN}  password: {password}\n\
          log in at {url}  (this password is shown only once; change it with\n\
          POST /api/v1/auth/password)\n\
          =====================================================================\n"
     );
+    if to.as_os_str() != "-" {
+        match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(to)
+        {
+            Ok(mut f) => {
+                let _ = f.write_all(banner.as_bytes());
+                return;
+            }
+            Err(e) => tracing::warn!(path = %to.display(), error = %e,
+                "cannot open the admin banner target; printing to stdout"),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes());
     let _ = out.flush();
 }

@@ -31,6 +31,9 @@ pub struct Config {
     pub events_queue: usize,
     /// Default lifetime of minted view/control tokens, seconds.
     pub view_token_ttl_secs: u64,
+    /// Where the generated first-admin password is printed: `-` (stdout) or a device/file
+    /// such as `/dev/console` (so it reaches the console but not the service log).
+    pub admin_banner: PathBuf,
     /// Failed logins per user name (and 4x per client address) allowed per window.
     pub login_max_failures: u32,
     /// Length of the login rate-limit window, seconds.
@@ -54,6 +57,7 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("events_queue", &self.events_queue)
             .field("view_token_ttl_secs", &self.view_token_ttl_secs)
+            .field("admin_banner", &self.admin_banner)
             .field("login_max_failures", &self.login_max_failures)
             .field("login_window_secs", &self.login_window_secs)
             .finish()
@@ -76,6 +80,7 @@ impl Config {
             max_body_bytes: 1024 * 1024,
             events_queue: 256,
             view_token_ttl_secs: 300,
+            admin_banner: PathBuf::from("-"),
             login_max_failures: 5,
             login_window_secs: 60,
         }
@@ -102,6 +107,7 @@ pub struct Layer {
     pub max_body_bytes: Option<usize>,
     pub events_queue: Option<usize>,
     pub view_token_ttl_secs: Option<u64>,
+    pub admin_banner: Option<PathBuf>,
     pub login_max_failures: Option<u32>,
     pub login_window_secs: Option<u64>,
 }
@@ -161,6 +167,7 @@ impl Layer {
                 "MAX_BODY_BYTES" => l.max_body_bytes = Some(num(&v).map_err(bad)?),
                 "EVENTS_QUEUE" => l.events_queue = Some(num(&v).map_err(bad)?),
                 "VIEW_TOKEN_TTL_SECS" => l.view_token_ttl_secs = Some(num(&v).map_err(bad)?),
+                "ADMIN_BANNER" => l.admin_banner = Some(v.into()),
                 "LOGIN_MAX_FAILURES" => l.login_max_failures = Some(num(&v).map_err(bad)?),
                 "LOGIN_WINDOW_SECS" => l.login_window_secs = Some(num(&v).map_err(bad)?),
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
@@ -187,6 +194,7 @@ impl Layer {
             max_body_bytes,
             events_queue,
             view_token_ttl_secs,
+            admin_banner,
             login_max_failures,
             login_window_secs
         );
@@ -222,6 +230,9 @@ impl Layer {
         }
         if let Some(x) = self.view_token_ttl_secs {
             c.view_token_ttl_secs = x;
+        }
+        if let Some(x) = self.admin_banner {
+            c.admin_banner = x;
         }
         if let Some(x) = self.login_max_failures {
             c.login_max_failures = x;

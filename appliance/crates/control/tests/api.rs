@@ -54,7 +54,9 @@ async fn login_sets_a_strict_http_only_cookie_and_returns_a_bearer_token() {
         .await
         .unwrap();
     assert_eq!(me["kind"], "session_cookie");
-    let (st, me) = s.call(Method::GET, "/api/v1/auth/me", Some(token), None).await;
+    let (st, me) = s
+        .call(Method::GET, "/api/v1/auth/me", Some(token), None)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(me["kind"], "user");
     assert_eq!(me["scopes"], json!(["read", "write", "control", "admin"]));
@@ -67,9 +69,13 @@ async fn login_sets_a_strict_http_only_cookie_and_returns_a_bearer_token() {
         );
     }
     // Logout revokes the token for both cookie and bearer use.
-    let (st, _) = s.call(Method::POST, "/api/v1/auth/logout", Some(token), None).await;
+    let (st, _) = s
+        .call(Method::POST, "/api/v1/auth/logout", Some(token), None)
+        .await;
     assert_eq!(st, 204);
-    let (st, e) = s.call(Method::GET, "/api/v1/auth/me", Some(token), None).await;
+    let (st, e) = s
+        .call(Method::GET, "/api/v1/auth/me", Some(token), None)
+        .await;
     assert_eq!(st, 401);
     assert_eq!(e["error"], "unauthorized");
     let r = s
@@ -105,7 +111,11 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
             Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
         )
         .await;
-    assert_eq!(r.status(), 429, "even the right password waits out the window");
+    assert_eq!(
+        r.status(),
+        429,
+        "even the right password waits out the window"
+    );
     assert!(r.headers().get("retry-after").is_some());
     // Unknown users look exactly like wrong passwords.
     let (st, e) = s
@@ -116,15 +126,26 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
             Some(json!({"username": "nobody", "password": "whatever1"})),
         )
         .await;
-    assert_eq!((st, e["message"].as_str()), (401, Some("invalid user name or password")));
+    assert_eq!(
+        (st, e["message"].as_str()),
+        (401, Some("invalid user name or password"))
+    );
     let (_, audit) = {
         // A fresh admin session is impossible while limited; read the audit via the store.
         let a = s.state.store().list_audit(None, 100).unwrap();
         (0, a)
     };
-    assert!(audit.iter().filter(|a| a.action == "auth.login_failed").count() >= 4);
     assert!(
-        audit.iter().all(|a| !a.detail.to_string().contains("wrong-password")),
+        audit
+            .iter()
+            .filter(|a| a.action == "auth.login_failed")
+            .count()
+            >= 4
+    );
+    assert!(
+        audit
+            .iter()
+            .all(|a| !a.detail.to_string().contains("wrong-password")),
         "passwords never reach the audit log"
     );
 }
@@ -158,16 +179,28 @@ async fn api_tokens_have_scopes_and_can_be_revoked() {
     // Read works; writes are refused by scope.
     let sid = s.session(&alice, None).await;
     let (st, _) = s
-        .call(Method::GET, &format!("/api/v1/sessions/{sid}"), Some(&reader), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{sid}"),
+            Some(&reader),
+            None,
+        )
         .await;
     assert_eq!(st, 200);
     let (st, e) = s
-        .call(Method::POST, "/api/v1/sessions", Some(&reader), Some(json!({})))
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(&reader),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(st, 403, "{e}");
     assert!(e["message"].as_str().unwrap().contains("write"));
     // Listing shows no secret.
-    let (st, list) = s.call(Method::GET, "/api/v1/tokens", Some(&alice), None).await;
+    let (st, list) = s
+        .call(Method::GET, "/api/v1/tokens", Some(&alice), None)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert!(list[0].get("token").is_none());
@@ -175,15 +208,30 @@ async fn api_tokens_have_scopes_and_can_be_revoked() {
     let bob = s.user(&admin, "bob").await;
     let id = t["id"].as_str().unwrap();
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/v1/tokens/{id}"), Some(&bob), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!(st, 403);
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/v1/tokens/{id}"), Some(&alice), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&alice),
+            None,
+        )
         .await;
     assert_eq!(st, 204);
-    let (st, e) = s.call(Method::GET, "/api/v1/sessions", Some(&reader), None).await;
-    assert_eq!((st, e["message"].as_str()), (401, Some("invalid or revoked token")));
+    let (st, e) = s
+        .call(Method::GET, "/api/v1/sessions", Some(&reader), None)
+        .await;
+    assert_eq!(
+        (st, e["message"].as_str()),
+        (401, Some("invalid or revoked token"))
+    );
     // Expiry.
     let (_, t) = s
         .call(
@@ -194,10 +242,14 @@ async fn api_tokens_have_scopes_and_can_be_revoked() {
         )
         .await;
     let short = t["token"].as_str().unwrap().to_owned();
-    let (st, _) = s.call(Method::GET, "/api/v1/sessions", Some(&short), None).await;
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/sessions", Some(&short), None)
+        .await;
     assert_eq!(st, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (st, e) = s.call(Method::GET, "/api/v1/sessions", Some(&short), None).await;
+    let (st, e) = s
+        .call(Method::GET, "/api/v1/sessions", Some(&short), None)
+        .await;
     assert_eq!((st, e["message"].as_str()), (401, Some("token expired")));
 }
 
@@ -209,17 +261,36 @@ async fn sessions_are_private_to_their_owner_and_visible_to_admins() {
     let bob = s.user(&admin, "bob").await;
     let a1 = s.session(&alice, Some("You are Alice's agent.")).await;
     let b1 = s.session(&bob, None).await;
-    let (_, list) = s.call(Method::GET, "/api/v1/sessions", Some(&alice), None).await;
-    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    let (_, list) = s
+        .call(Method::GET, "/api/v1/sessions", Some(&alice), None)
+        .await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![a1.as_str()]);
-    let (_, list) = s.call(Method::GET, "/api/v1/sessions", Some(&admin), None).await;
+    let (_, list) = s
+        .call(Method::GET, "/api/v1/sessions", Some(&admin), None)
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 2);
     let (st, e) = s
-        .call(Method::GET, &format!("/api/v1/sessions/{b1}"), Some(&alice), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{b1}"),
+            Some(&alice),
+            None,
+        )
         .await;
     assert_eq!((st, e["error"].as_str()), (403, Some("forbidden")));
     let (st, v) = s
-        .call(Method::GET, &format!("/api/v1/sessions/{a1}"), Some(&admin), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{a1}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(st, 200);
     assert_eq!(v["desktop"], 0);
@@ -232,25 +303,52 @@ async fn sessions_are_private_to_their_owner_and_visible_to_admins() {
             Some(json!({"title": "renamed", "state": "running"})),
         )
         .await;
-    assert_eq!((st, v["title"].as_str(), v["state"].as_str()), (200, Some("renamed"), Some("running")));
+    assert_eq!(
+        (st, v["title"].as_str(), v["state"].as_str()),
+        (200, Some("renamed"), Some("running"))
+    );
     let (st, _) = s
-        .call(Method::POST, "/api/v1/sessions", Some(&alice), Some(json!({"desktop": 3})))
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(&alice),
+            Some(json!({"desktop": 3})),
+        )
         .await;
     assert_eq!(st, 422);
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/v1/sessions/{b1}"), Some(&alice), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{b1}"),
+            Some(&alice),
+            None,
+        )
         .await;
     assert_eq!(st, 403);
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/v1/sessions/{b1}"), Some(&bob), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{b1}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!(st, 204);
     let (st, _) = s
-        .call(Method::GET, &format!("/api/v1/sessions/{b1}"), Some(&bob), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{b1}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!(st, 404);
     let audit = s.state.store().list_audit(None, 1000).unwrap();
-    assert!(audit.iter().any(|a| a.action == "session.delete" && a.target == b1));
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "session.delete" && a.target == b1)
+    );
 }
 
 fn text(t: &str) -> Value {
@@ -262,7 +360,9 @@ async fn messages_paginate_and_context_windows_fit_their_budget() {
     let s = start(|_| {}).await;
     let admin = s.admin().await;
     let alice = s.user(&admin, "alice").await;
-    let sid = s.session(&alice, Some("You are a careful browser agent.")).await;
+    let sid = s
+        .session(&alice, Some("You are a careful browser agent."))
+        .await;
     let path = format!("/api/v1/sessions/{sid}/messages");
     for i in 0..30 {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
@@ -289,17 +389,33 @@ async fn messages_paginate_and_context_windows_fit_their_budget() {
     assert_eq!(st, 201);
     assert_eq!(img["tokens"], 804);
     // Pagination.
-    let (_, p1) = s.call(Method::GET, &format!("{path}?limit=10"), Some(&alice), None).await;
+    let (_, p1) = s
+        .call(Method::GET, &format!("{path}?limit=10"), Some(&alice), None)
+        .await;
     assert_eq!(p1["messages"].as_array().unwrap().len(), 10);
     assert_eq!(p1["next_after"], 9);
     let (_, p4) = s
-        .call(Method::GET, &format!("{path}?after=29&limit=10"), Some(&alice), None)
+        .call(
+            Method::GET,
+            &format!("{path}?after=29&limit=10"),
+            Some(&alice),
+            None,
+        )
         .await;
     assert_eq!(p4["messages"].as_array().unwrap().len(), 1);
     assert!(p4["next_after"].is_null());
-    let (st, _) = s.call(Method::GET, &format!("{path}?limit=0"), Some(&alice), None).await;
+    let (st, _) = s
+        .call(Method::GET, &format!("{path}?limit=0"), Some(&alice), None)
+        .await;
     assert_eq!(st, 422);
-    let (st, _) = s.call(Method::GET, &format!("{path}?after=abc"), Some(&alice), None).await;
+    let (st, _) = s
+        .call(
+            Method::GET,
+            &format!("{path}?after=abc"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(st, 400);
     // Bad bodies are refused and nothing is stored.
     for bad in [
@@ -311,7 +427,14 @@ async fn messages_paginate_and_context_windows_fit_their_budget() {
         assert!(st == 422 || st == 400, "{st} {e}");
         assert!(e["message"].is_string());
     }
-    let (_, sess) = s.call(Method::GET, &format!("/api/v1/sessions/{sid}"), Some(&alice), None).await;
+    let (_, sess) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{sid}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(sess["message_count"], 31);
 
     let ctx = |budget: u32| {
@@ -334,7 +457,11 @@ async fn messages_paginate_and_context_windows_fit_their_budget() {
         assert_eq!(st, 200, "{w}");
         let sys = w["system"]["tokens"].as_u64().unwrap();
         let msgs = w["messages"].as_array().unwrap();
-        let sum: u64 = sys + msgs.iter().map(|m| m["tokens"].as_u64().unwrap()).sum::<u64>();
+        let sum: u64 = sys
+            + msgs
+                .iter()
+                .map(|m| m["tokens"].as_u64().unwrap())
+                .sum::<u64>();
         assert_eq!(w["used_tokens"].as_u64().unwrap(), sum);
         assert!(sum <= budget as u64, "budget {budget} exceeded: {sum}");
         // The newest turns, contiguous, oldest first.
@@ -343,8 +470,14 @@ async fn messages_paginate_and_context_windows_fit_their_budget() {
             assert_eq!(lastseq, 30);
             assert!(seqs.windows(2).all(|p| p[1] == p[0] + 1));
         }
-        assert_eq!(w["omitted_messages"].as_u64().unwrap() + seqs.len() as u64, 31);
-        assert!(seqs.len() >= last_n, "a larger budget never yields fewer turns");
+        assert_eq!(
+            w["omitted_messages"].as_u64().unwrap() + seqs.len() as u64,
+            31
+        );
+        assert!(
+            seqs.len() >= last_n,
+            "a larger budget never yields fewer turns"
+        );
         last_n = seqs.len();
         if budget == 100_000 {
             assert_eq!(seqs.len(), 31);
@@ -376,7 +509,12 @@ async fn messages_paginate_and_context_windows_fit_their_budget() {
     assert_eq!(st, 422);
     let (_, w) = ctx(100_000).await;
     assert_eq!(w["summary"]["to_seq"], 19);
-    let seqs: Vec<u64> = w["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = w["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, (20..=30).collect::<Vec<_>>());
     assert_eq!(w["omitted_messages"], 0);
     let used = w["used_tokens"].as_u64().unwrap();
@@ -400,13 +538,22 @@ async fn view_tokens_are_signed_for_the_session_desktop_and_checked_by_scope() {
     let path = format!("/api/v1/sessions/{sid}/view-token");
     let (st, v) = s.call(Method::POST, &path, Some(&alice), None).await;
     assert_eq!(st, 201, "{v}");
-    let claims = s.state.signing_key().verify(v["token"].as_str().unwrap()).expect("valid");
+    let claims = s
+        .state
+        .signing_key()
+        .verify(v["token"].as_str().unwrap())
+        .expect("valid");
     assert_eq!((claims.desktop, claims.role), (0, zigral_token::Role::View));
     // The proxy reads the same key file.
     let on_disk = zigral_token::SigningKey::load_or_create(s.dir.path()).unwrap();
     assert!(on_disk.verify(v["token"].as_str().unwrap()).is_ok());
     let (st, v) = s
-        .call(Method::POST, &path, Some(&alice), Some(json!({"role": "control", "ttl_secs": 60})))
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"role": "control", "ttl_secs": 60})),
+        )
         .await;
     assert_eq!(st, 201);
     assert_eq!(v["role"], "control");
@@ -419,13 +566,41 @@ async fn view_tokens_are_signed_for_the_session_desktop_and_checked_by_scope() {
         )
         .await;
     let viewer = t["token"].as_str().unwrap();
-    let (st, _) = s.call(Method::POST, &path, Some(viewer), Some(json!({"role": "view"}))).await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &path,
+            Some(viewer),
+            Some(json!({"role": "view"})),
+        )
+        .await;
     assert_eq!(st, 201);
-    let (st, _) = s.call(Method::POST, &path, Some(viewer), Some(json!({"role": "control"}))).await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &path,
+            Some(viewer),
+            Some(json!({"role": "control"})),
+        )
+        .await;
     assert_eq!(st, 403, "control needs the control scope");
-    let (st, _) = s.call(Method::POST, &path, Some(&alice), Some(json!({"role": "admin"}))).await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_eq!(st, 422);
-    let (st, _) = s.call(Method::POST, &path, Some(&alice), Some(json!({"ttl_secs": 0}))).await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"ttl_secs": 0})),
+        )
+        .await;
     assert_eq!(st, 422);
 }
 
@@ -438,12 +613,16 @@ async fn ws_connect(
         .unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws connect");
     ws
 }
 
 async fn next_event(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 ) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -477,7 +656,11 @@ async fn events_websocket_sees_own_session_changes_only() {
     let sid = s.session(&alice, None).await;
     let ev = next_event(&mut ws_alice).await;
     assert_eq!(ev["kind"], "session.created");
-    assert_eq!(ev["session_id"], sid.as_str(), "bob's session is not shown to alice");
+    assert_eq!(
+        ev["session_id"],
+        sid.as_str(),
+        "bob's session is not shown to alice"
+    );
     let ev = next_event(&mut ws_admin).await;
     assert_eq!(ev["session_id"], bob_sid.as_str(), "admins see everything");
     s.call(
@@ -488,8 +671,17 @@ async fn events_websocket_sees_own_session_changes_only() {
     )
     .await;
     let ev = next_event(&mut ws_alice).await;
-    assert_eq!((ev["kind"].as_str(), ev["data"]["seq"].as_u64()), (Some("message.appended"), Some(0)));
-    s.call(Method::DELETE, &format!("/api/v1/sessions/{sid}"), Some(&alice), None).await;
+    assert_eq!(
+        (ev["kind"].as_str(), ev["data"]["seq"].as_u64()),
+        (Some("message.appended"), Some(0))
+    );
+    s.call(
+        Method::DELETE,
+        &format!("/api/v1/sessions/{sid}"),
+        Some(&alice),
+        None,
+    )
+    .await;
     assert_eq!(next_event(&mut ws_alice).await["kind"], "session.deleted");
     ws_alice.close(None).await.unwrap();
 }
@@ -504,7 +696,12 @@ async fn a_slow_events_client_is_dropped_not_buffered() {
     // buffers fill and the server-side receiver lags.
     let big = "x".repeat(8192);
     for i in 0..20_000 {
-        s.state.publish(zigral_control::events::Event::new("flood", None, None, json!({"i": i, "pad": big})));
+        s.state.publish(zigral_control::events::Event::new(
+            "flood",
+            None,
+            None,
+            json!({"i": i, "pad": big}),
+        ));
         if i % 500 == 0 {
             tokio::task::yield_now().await;
         }
@@ -525,7 +722,10 @@ async fn a_slow_events_client_is_dropped_not_buffered() {
             Err(_) => panic!("server neither delivered nor closed"),
         }
     }
-    assert!(got < 20_000, "slow client was buffered without bound ({got} delivered)");
+    assert!(
+        got < 20_000,
+        "slow client was buffered without bound ({got} delivered)"
+    );
     assert!(matches!(closed_code, Some(1013) | None), "{closed_code:?}");
     let m = s.call(Method::GET, "/metrics", Some(&admin), None).await;
     let _ = m;
@@ -552,9 +752,13 @@ async fn a_slow_events_client_is_dropped_not_buffered() {
 async fn errors_are_json_with_the_right_status_and_limits_hold() {
     let s = start(|c| c.max_body_bytes = 4096).await;
     let admin = s.admin().await;
-    let (st, e) = s.call(Method::GET, "/api/v1/nope", Some(&admin), None).await;
+    let (st, e) = s
+        .call(Method::GET, "/api/v1/nope", Some(&admin), None)
+        .await;
     assert_eq!((st, e["error"].as_str()), (404, Some("not_found")));
-    let (st, e) = s.call(Method::PUT, "/api/v1/sessions", Some(&admin), None).await;
+    let (st, e) = s
+        .call(Method::PUT, "/api/v1/sessions", Some(&admin), None)
+        .await;
     assert_eq!((st, e["error"].as_str()), (405, Some("method_not_allowed")));
     let sid = s.session(&admin, None).await;
     let big = "y".repeat(10_000);
@@ -590,12 +794,18 @@ async fn errors_are_json_with_the_right_status_and_limits_hold() {
         .unwrap();
     assert_eq!(r.status(), 415);
     // Nothing was created by the refused requests.
-    let (_, list) = s.call(Method::GET, "/api/v1/sessions", Some(&admin), None).await;
+    let (_, list) = s
+        .call(Method::GET, "/api/v1/sessions", Some(&admin), None)
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     // The OpenAPI document needs auth too and describes the API.
-    let (st, _) = s.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
     assert_eq!(st, 401);
-    let (st, doc) = s.call(Method::GET, "/api/v1/openapi.json", Some(&admin), None).await;
+    let (st, doc) = s
+        .call(Method::GET, "/api/v1/openapi.json", Some(&admin), None)
+        .await;
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/api/v1/sessions/{id}/context"]["get"].is_object());
@@ -604,7 +814,16 @@ async fn errors_are_json_with_the_right_status_and_limits_hold() {
     assert_eq!((st, h["status"].as_str()), (200, Some("ok")));
     let (st, _) = s.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(st, 401);
-    let text = s.http.get(s.url("/metrics")).bearer_auth(&admin).send().await.unwrap().text().await.unwrap();
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("# TYPE zigral_http_requests_total counter"));
     assert!(text.contains("zigral_store_commits_total"));
     assert!(text.contains("zigral_http_requests_total{class=\"4xx\"}"));
@@ -615,18 +834,35 @@ async fn users_admin_only_and_password_change() {
     let s = start(|_| {}).await;
     let admin = s.admin().await;
     let alice = s.user(&admin, "alice").await;
-    let (st, _) = s.call(Method::GET, "/api/v1/users", Some(&alice), None).await;
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/users", Some(&alice), None)
+        .await;
     assert_eq!(st, 403);
     let (st, _) = s
-        .call(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"username": "alice", "password": "another-pw"})))
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "alice", "password": "another-pw"})),
+        )
         .await;
     assert_eq!(st, 409);
     let (st, _) = s
-        .call(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"username": "b c", "password": "another-pw"})))
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "b c", "password": "another-pw"})),
+        )
         .await;
     assert_eq!(st, 422);
     let (st, _) = s
-        .call(Method::POST, "/api/v1/users", Some(&admin), Some(json!({"username": "carol", "password": "short"})))
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "carol", "password": "short"})),
+        )
         .await;
     assert_eq!(st, 422);
     let (st, _) = s
@@ -648,13 +884,22 @@ async fn users_admin_only_and_password_change() {
         .await;
     assert_eq!(st, 204);
     s.login("alice", "new-alice-pw").await;
-    let (_, me) = s.call(Method::GET, "/api/v1/auth/me", Some(&alice), None).await;
+    let (_, me) = s
+        .call(Method::GET, "/api/v1/auth/me", Some(&alice), None)
+        .await;
     let alice_id = me["user_id"].as_str().unwrap().to_owned();
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/v1/users/{alice_id}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/users/{alice_id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(st, 204);
-    let (st, _) = s.call(Method::GET, "/api/v1/auth/me", Some(&alice), None).await;
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/auth/me", Some(&alice), None)
+        .await;
     assert_eq!(st, 401, "a deleted user's tokens stop working");
 }
 
@@ -664,7 +909,20 @@ async fn tls_serves_https_and_marks_the_cookie_secure() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
     let ok = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -679,21 +937,35 @@ async fn tls_serves_https_and_marks_the_cookie_secure() {
     cfg.tls_cert = Some(cert.clone());
     cfg.tls_key = Some(key.clone());
     let store = zigral_store::Store::open_in(sdir.path()).unwrap();
-    zigral_control::bootstrap::ensure_admin(&store, Some(ADMIN_PASSWORD)).await.unwrap();
+    zigral_control::bootstrap::ensure_admin(&store, Some(ADMIN_PASSWORD))
+        .await
+        .unwrap();
     let state = zigral_control::AppState::new(cfg, store, zigral_token::SigningKey::generate());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    tokio::spawn(zigral_control::serve_tls(l, tls, state, std::future::pending()));
+    tokio::spawn(zigral_control::serve_tls(
+        l,
+        tls,
+        state,
+        std::future::pending(),
+    ));
     // Speak TLS with openssl s_client (reqwest here is built without TLS).
     let req = format!(
         "POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        json!({"username":"admin","password":ADMIN_PASSWORD}).to_string().len(),
+        json!({"username":"admin","password":ADMIN_PASSWORD})
+            .to_string()
+            .len(),
         json!({"username":"admin","password":ADMIN_PASSWORD})
     );
     let out = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut c = std::process::Command::new("openssl")
-            .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}")])
+            .args([
+                "s_client",
+                "-quiet",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -706,7 +978,10 @@ async fn tls_serves_https_and_marks_the_cookie_secure() {
     .await
     .unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    let cookie = out.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+    let cookie = out
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
     // Plain HTTP to the TLS port gets nothing useful.
     let plain = zigral_tests::http_get(port, "/healthz");

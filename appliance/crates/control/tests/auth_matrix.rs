@@ -65,12 +65,19 @@ async fn every_documented_route_refuses_bad_credentials() {
         .await;
     let revoked = t["token"].as_str().unwrap().to_owned();
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()), Some(&alice), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()),
+            Some(&alice),
+            None,
+        )
         .await;
     assert_eq!(st, 204);
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
-    let (st, doc) = s.call(Method::GET, "/api/v1/openapi.json", Some(&admin), None).await;
+    let (st, doc) = s
+        .call(Method::GET, "/api/v1/openapi.json", Some(&admin), None)
+        .await;
     assert_eq!(st, 200);
     let paths = doc["paths"].as_object().expect("paths");
     let mut checked = 0;
@@ -85,7 +92,11 @@ async fn every_documented_route_refuses_bad_credentials() {
             }
             let m: Method = method.to_uppercase().parse().unwrap();
             let url = fill(path, &alice_session);
-            let body = if m == Method::GET || m == Method::DELETE { None } else { Some(json!({})) };
+            let body = if m == Method::GET || m == Method::DELETE {
+                None
+            } else {
+                Some(json!({}))
+            };
             for (label, token) in [
                 ("no credentials", None),
                 ("expired token", Some(expired.as_str())),
@@ -94,27 +105,44 @@ async fn every_documented_route_refuses_bad_credentials() {
             ] {
                 let (st, e) = s.call(m.clone(), &url, token, body.clone()).await;
                 assert_eq!(st, 401, "{method} {path} with {label}: {e}");
-                assert_eq!(e["error"], "unauthorized", "{method} {path}: JSON error body");
+                assert_eq!(
+                    e["error"], "unauthorized",
+                    "{method} {path}: JSON error body"
+                );
             }
             if path.starts_with("/api/v1/sessions/{id}") {
                 session_routes += 1;
                 let (st, e) = s.call(m.clone(), &url, Some(&bob), body.clone()).await;
-                assert_eq!(st, 403, "{method} {path} with bob's token on alice's session: {e}");
+                assert_eq!(
+                    st, 403,
+                    "{method} {path} with bob's token on alice's session: {e}"
+                );
                 // And the owner is not refused for auth reasons (on a fresh session, so a
                 // DELETE does not remove the one the other checks use).
                 let fresh = s.session(&alice, Some("prompt")).await;
                 let own = fill(path, &fresh);
                 let (st, e) = s.call(m.clone(), &own, Some(&alice), body.clone()).await;
-                assert!(st != 401 && st != 403, "{method} {path} refused the owner: {st} {e}");
+                assert!(
+                    st != 401 && st != 403,
+                    "{method} {path} refused the owner: {st} {e}"
+                );
             }
             checked += 1;
         }
     }
     assert!(checked >= 20, "only {checked} routes found");
-    assert!(session_routes >= 6, "only {session_routes} session routes found");
+    assert!(
+        session_routes >= 6,
+        "only {session_routes} session routes found"
+    );
     // Alice's session survived bob's attempts (DELETE included).
     let (st, v): (u16, Value) = s
-        .call(Method::GET, &format!("/api/v1/sessions/{alice_session}"), Some(&alice), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{alice_session}"),
+            Some(&alice),
+            None,
+        )
         .await;
     assert_eq!(st, 200, "{v}");
 }

@@ -16,14 +16,19 @@ const PW: &str = "durable-admin-password";
 
 fn control(dir: &Path, port: u16, admin_password: Option<&str>, tag: &str) -> Proc {
     let mut c = Command::new(bin("zigral"));
-    c.args(["control", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-        .arg(dir)
-        .args(["--require-supervisor", "false"])
-        .env_remove("ZIGRAL_ADMIN_PASSWORD")
-        .env_remove("ZIGRAL_CONFIG")
-        .env("ZIGRAL_LOG", "info")
-        .stdout(std::fs::File::create(dir.join(format!("stdout-{tag}.txt"))).unwrap())
-        .stderr(std::fs::File::create(dir.join(format!("stderr-{tag}.txt"))).unwrap());
+    c.args([
+        "control",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--state-dir",
+    ])
+    .arg(dir)
+    .args(["--require-supervisor", "false"])
+    .env_remove("ZIGRAL_ADMIN_PASSWORD")
+    .env_remove("ZIGRAL_CONFIG")
+    .env("ZIGRAL_LOG", "info")
+    .stdout(std::fs::File::create(dir.join(format!("stdout-{tag}.txt"))).unwrap())
+    .stderr(std::fs::File::create(dir.join(format!("stderr-{tag}.txt"))).unwrap());
     if let Some(p) = admin_password {
         c.env("ZIGRAL_ADMIN_PASSWORD", p);
     }
@@ -72,12 +77,15 @@ async fn every_acknowledged_message_survives_kill_9() {
     for round in 0..3 {
         let mut writers = Vec::new();
         for w in 0..4 {
-            let (http, token, sid, acked) = (http.clone(), token.clone(), sid.clone(), acked.clone());
+            let (http, token, sid, acked) =
+                (http.clone(), token.clone(), sid.clone(), acked.clone());
             writers.push(tokio::spawn(async move {
                 for i in 0.. {
                     let text = format!("r{round}-w{w}-m{i}");
                     let r = http
-                        .post(format!("http://127.0.0.1:{port}/api/v1/sessions/{sid}/messages"))
+                        .post(format!(
+                            "http://127.0.0.1:{port}/api/v1/sessions/{sid}/messages"
+                        ))
                         .bearer_auth(&token)
                         .json(&json!({"role": "user", "content": [{"type": "text", "text": text}]}))
                         .timeout(Duration::from_secs(10))
@@ -85,8 +93,13 @@ async fn every_acknowledged_message_survives_kill_9() {
                         .await;
                     match r {
                         Ok(r) if r.status() == 201 => {
-                            let Ok(m) = r.json::<Value>().await else { break };
-                            acked.lock().unwrap().push((m["seq"].as_u64().unwrap(), text));
+                            let Ok(m) = r.json::<Value>().await else {
+                                break;
+                            };
+                            acked
+                                .lock()
+                                .unwrap()
+                                .push((m["seq"].as_u64().unwrap(), text));
                         }
                         _ => break,
                     }
@@ -112,7 +125,9 @@ async fn every_acknowledged_message_survives_kill_9() {
         loop {
             let q = after.map(|a| format!("&after={a}")).unwrap_or_default();
             let page: Value = http
-                .get(format!("http://127.0.0.1:{port}/api/v1/sessions/{sid}/messages?limit=1000{q}"))
+                .get(format!(
+                    "http://127.0.0.1:{port}/api/v1/sessions/{sid}/messages?limit=1000{q}"
+                ))
                 .bearer_auth(&token)
                 .send()
                 .await
@@ -134,7 +149,10 @@ async fn every_acknowledged_message_survives_kill_9() {
         }
         assert!(all.len() >= acked.len());
         let seqs: Vec<u64> = all.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-        assert!(seqs.iter().enumerate().all(|(i, s)| *s == i as u64), "contiguous seqs");
+        assert!(
+            seqs.iter().enumerate().all(|(i, s)| *s == i as u64),
+            "contiguous seqs"
+        );
         eprintln!("round {round}: {} acked, {} stored", acked.len(), all.len());
     }
 }
@@ -147,7 +165,10 @@ async fn first_start_prints_a_generated_admin_password_once() {
     let p = control(dir.path(), port, None, "a");
     wait_healthy(port);
     let out = std::fs::read_to_string(dir.path().join("stdout-a.txt")).unwrap();
-    let line = out.lines().find(|l| l.contains("user: admin")).unwrap_or_else(|| panic!("{out}"));
+    let line = out
+        .lines()
+        .find(|l| l.contains("user: admin"))
+        .unwrap_or_else(|| panic!("{out}"));
     let pw = line.split("password: ").nth(1).unwrap().trim().to_owned();
     assert!(pw.len() >= 16, "{line}");
     let token = login(&http, port, &pw).await;
@@ -210,12 +231,14 @@ ready = {{ tcp = "127.0.0.1:{port}" }}
     let mut init = Proc::spawn(c);
     wait_healthy(port);
     let http = Client::new();
-    let ready = wait_for(Duration::from_secs(30), "readyz 200", || {
-        match zigral_tests::http_get(port, "/readyz") {
+    let ready = wait_for(
+        Duration::from_secs(30),
+        "readyz 200",
+        || match zigral_tests::http_get(port, "/readyz") {
             Ok((200, body)) => Some(body),
             _ => None,
-        }
-    });
+        },
+    );
     assert!(ready.contains("\"supervisor\":\"ok\""), "{ready}");
     let token = login(&http, port, PW).await;
     let r = http
@@ -226,7 +249,12 @@ ready = {{ tcp = "127.0.0.1:{port}" }}
         .unwrap();
     assert_eq!(r.status(), 202);
     // Host mode: the supervisor stops every service and exits 0.
-    let st = init.wait_timeout(Duration::from_secs(60)).expect("zigral-init exits");
+    let st = init
+        .wait_timeout(Duration::from_secs(60))
+        .expect("zigral-init exits");
     assert!(st.success(), "{st:?}");
-    assert!(zigral_tests::http_get(port, "/healthz").is_err(), "control plane stopped");
+    assert!(
+        zigral_tests::http_get(port, "/healthz").is_err(),
+        "control plane stopped"
+    );
 }

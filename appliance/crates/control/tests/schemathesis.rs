@@ -67,7 +67,14 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
              response_schema_conformance,negative_data_rejection",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", &examples, "--seed", &seed, "--workers", "1"])
+        .args([
+            "--max-examples",
+            &examples,
+            "--seed",
+            &seed,
+            "--workers",
+            "1",
+        ])
         .args(["--request-timeout", "30", "--generation-allow-x00", "false"])
         // Powers the host off through the supervisor: tested with the real zigral-init in
         // tests/process.rs instead.
@@ -86,5 +93,16 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         "schemathesis failed ({:?}):\n{stdout}\n{stderr}",
         out.status
     );
-    eprintln!("{}", stdout.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        stdout
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
