@@ -81,6 +81,17 @@ pub struct Args {
     /// connections over cores.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Token mode: print a viewer URL (`http://LISTEN/?token=…&desktop=N`) with a fresh token
+    /// for desktop N and exit, instead of serving. For `make run` until the control plane
+    /// mints tokens; the URL is a secret until it expires.
+    #[arg(long, value_name = "DESKTOP", requires = "state_dir")]
+    pub print_url: Option<u32>,
+    /// Role of the --print-url token: control or view.
+    #[arg(long, default_value = "control", requires = "print_url")]
+    pub url_role: String,
+    /// Lifetime of the --print-url token in seconds.
+    #[arg(long, default_value_t = 8 * 3600, requires = "print_url")]
+    pub url_ttl: u64,
 }
 
 fn secs(v: f64, what: &str) -> anyhow::Result<Option<Duration>> {
@@ -165,6 +176,38 @@ impl Args {
     }
 }
 
+impl Args {
+    /// With `--print-url N`: a viewer URL carrying a fresh token for desktop N.
+    pub fn viewer_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(desktop) = self.print_url else {
+            return Ok(None);
+        };
+        let Some(dir) = &self.state_dir else {
+            bail!("--print-url needs --state-dir");
+        };
+        let role: zigral_token::Role = self.url_role.parse()?;
+        if self.url_ttl == 0 {
+            bail!("--url-ttl must be positive");
+        }
+        let listen = parse_listen(&self.listen)?;
+        let key = zigral_token::SigningKey::load_or_create(dir)
+            .with_context(|| format!("loading the signing key from {}", dir.display()))?;
+        let (token, _) = key.mint_for(desktop, role, "cli", self.url_ttl);
+        let host = if listen.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else if listen.is_ipv6() {
+            format!("[{}]", listen.ip())
+        } else {
+            listen.ip().to_string()
+        };
+        let scheme = if self.cert.is_some() { "https" } else { "http" };
+        Ok(Some(format!(
+            "{scheme}://{host}:{}/?token={token}&desktop={desktop}",
+            listen.port()
+        )))
+    }
+}
+
 /// Raises the soft open-file limit to the hard limit: every connection needs two fds.
 fn raise_nofile() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -178,6 +221,10 @@ fn raise_nofile() {
 /// Runs the proxy until SIGTERM or SIGINT, then drains. With `--threads 1` the proxy runs on
 /// a dedicated current-thread runtime and the caller's runtime just waits for it.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(url) = args.viewer_url()? {
+        println!("{url}");
+        return Ok(());
+    }
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }

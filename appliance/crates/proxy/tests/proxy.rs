@@ -742,4 +742,41 @@ fn command_line_is_websockify_compatible_and_safe() {
     .expect("ok");
     assert_eq!(cfg.origins, OriginPolicy::Any);
     assert_eq!(cfg.heartbeat, None);
+
+    // --print-url: a viewer URL whose token the proxy accepts for that desktop and role.
+    let cli = Cli::try_parse_from([
+        "proxy",
+        "127.0.0.1:6081",
+        "--state-dir",
+        sd,
+        "--print-url",
+        "2",
+        "--url-role",
+        "view",
+    ])
+    .expect("parse");
+    let url = cli.args.viewer_url().expect("url").expect("some");
+    assert!(url.starts_with("http://127.0.0.1:6081/?token=v1."), "{url}");
+    assert!(url.ends_with("&desktop=2"), "{url}");
+    let token = url
+        .split("token=")
+        .nth(1)
+        .and_then(|t| t.split('&').next())
+        .expect("token");
+    let key = SigningKey::load_or_create(dir.path()).expect("key");
+    let claims = key.verify(token).expect("valid token");
+    assert_eq!((claims.desktop, claims.role), (2, Role::View));
+    let bad = Cli::try_parse_from([
+        "proxy",
+        "6081",
+        "--state-dir",
+        sd,
+        "--print-url",
+        "0",
+        "--url-role",
+        "admin",
+    ])
+    .expect("parse");
+    assert!(bad.args.viewer_url().is_err());
+    assert!(Cli::try_parse_from(["proxy", "6081", "--print-url", "0"]).is_err());
 }
