@@ -169,7 +169,7 @@ async fn main() {
     println!("click_http_p50_ms: {click_p50:.2}");
     println!("click_http_p99_ms: {click_p99:.2}");
     println!("click_xdotool_process_p50_ms: {xdotool_p50:.2}");
-    println!("click_http_p50_vs_xdotool: {:.2}x", click_p50 / xdotool_p50);
+    println!("click_http_p50_vs_xdotool: {:.4}x", click_p50 / xdotool_p50);
     println!(
         "click_http_p50_vs_kernel_mouse_move_34ms: {:.2}x",
         click_p50 / 34.0
@@ -184,7 +184,7 @@ async fn main() {
     );
     println!("batch20_http_p50_ms: {batch_p50:.2}");
     println!("batch20_xdotool_processes_ms: {xd20_p50:.2}");
-    println!("batch20_vs_xdotool: {:.2}x", batch_p50 / xd20_p50);
+    println!("batch20_vs_xdotool: {:.4}x", batch_p50 / xd20_p50);
     drop(chrome);
     tokio::time::sleep(Duration::from_millis(100)).await;
 }

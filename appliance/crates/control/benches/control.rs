@@ -3,6 +3,8 @@
 //! in the same run; context-window assembly on a 100,000-message session (goal p50 <= 5 ms);
 //! idle RSS of the real `zigral control` process (goal <= 20 MiB) next to redis-server's.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

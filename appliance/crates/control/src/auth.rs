@@ -209,7 +209,7 @@ pub async fn blocking_crypto<T: Send + 'static>(
         .crypto_permits()
         .acquire()
         .await
-        .map_err(|e| ApiError::internal(e))?;
+        .map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("crypto task: {e}")))

@@ -2,6 +2,8 @@
 //! login (cookie + bearer), tokens and scopes, sessions, messages, context windows under
 //! several budgets, summaries, view tokens, the events websocket, errors and limits.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

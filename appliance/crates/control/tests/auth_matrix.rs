@@ -3,6 +3,8 @@
 //! token — and, for session routes, another user's valid token on someone else's session.
 //! Only /healthz, /readyz and POST /api/v1/auth/login are public.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! zigral-init supervisor behind /readyz and POST /api/v1/admin/shutdown.
 //! Needs `cargo build --release -p zigral -p zigral-init` (make test builds every binary).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,8 @@
 //! status, content type and body conforms to the document, and invalid input is rejected.
 //! Skips (loudly) only when the venv is missing and ZIGRAL_REQUIRE_ALL is not set.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::process::Stdio;

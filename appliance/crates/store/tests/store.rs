@@ -1,6 +1,8 @@
 //! Store behaviour on a real redb file: migrations, refusal of newer schemas, the tables'
 //! queries, group commit under concurrency and isolation of a failing write.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use serde_json::json;
 use zigral_store::*;
 
