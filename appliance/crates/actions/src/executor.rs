@@ -22,7 +22,7 @@ use crate::schema::{
 /// Longest wait / key hold (ms).
 pub const MAX_WAIT_MS: u64 = 60_000;
 /// Gap between the clicks of a double/triple click.
-const MULTI_CLICK_GAP: Duration = Duration::from_millis(15);
+const MULTI_CLICK_GAP: Duration = Duration::from_millis(40);
 /// Longest per-character typing delay (ms).
 pub const MAX_TYPE_DELAY_MS: u64 = 1_000;
 
@@ -191,7 +191,7 @@ impl Executor {
             }
             // Chrome counts a double/triple click only when the X timestamps of the clicks
             // differ; XTEST events flushed together share one server timestamp, so each click
-            // is its own desktop batch, 15 ms apart (xdotool waits 12 ms between repeats).
+            // is its own desktop batch, 40 ms apart (xdotool waits 12 ms between repeats).
             let click = |at| desk::Action::Click {
                 at,
                 button: button_of(button),
@@ -543,6 +543,9 @@ impl Executor {
                 Ok(outs.into_iter().rev().find_map(desk_output))
             }
             Step::DeskSpaced(segs) => {
+                // Separate the first click from whatever input came just before, too.
+                self.inner.desktop.cursor_position().await?;
+                tokio::time::sleep(MULTI_CLICK_GAP).await;
                 let mut last = None;
                 let n = segs.len();
                 for (i, seg) in segs.into_iter().enumerate() {
