@@ -9,7 +9,7 @@ set -euo pipefail
 profile=${1:-run}
 
 run_pkgs=(xvfb x11vnc chromium fonts-dejavu-core fonts-liberation2 fonts-noto-cjk x11-utils ca-certificates)
-test_pkgs=(xdotool scrot imagemagick xclip websockify novnc socat redis-server redis-tools hyperfine
+test_pkgs=(tini xdotool scrot imagemagick xclip websockify novnc socat redis-server redis-tools hyperfine
            ffmpeg python3-venv iproute2 curl procps util-linux psmisc)
 image_pkgs=(mmdebstrap e2fsprogs grub-pc-bin fdisk zstd packer openssh-client dosfstools)
 # qemu-system-x86 and qemu-utils must come from the same suite (see ARCHITECTURE.md / image/README.md):
@@ -24,7 +24,8 @@ case "$profile" in
 esac
 
 # Node.js: the machine may carry its own nodejs (with npm inside); only add Debian's when absent.
-if [[ "$profile" == test || "$profile" == all ]] && ! command -v npm >/dev/null; then
+# (npm fetches noVNC for the web viewer, so even `run` needs it.)
+if [[ "$profile" != image ]] && ! command -v npm >/dev/null; then
   want+=(nodejs npm)
 fi
 

@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 display_base=${ZIGRAL_DISPLAY_BASE:-0}
 vnc_base=${ZIGRAL_VNC_BASE:-5900}
 cdp_base=${ZIGRAL_CDP_BASE:-9222}
+proxy_port=${ZIGRAL_PROXY_PORT:-6081}
+control_port=${ZIGRAL_CONTROL_PORT:-8000}
 state_dir=${ZIGRAL_STATE_DIR:-.state}
 
 scripts/install-deps.sh run
@@ -41,7 +43,8 @@ if x_taken "$display_base"; then
   echo "run-host: pick a free display number, e.g.:  ZIGRAL_DISPLAY_BASE=10 make run" >&2
   exit 1
 fi
-for p in "$vnc_base:ZIGRAL_VNC_BASE:VNC" "$cdp_base:ZIGRAL_CDP_BASE:Chrome DevTools"; do
+for p in "$vnc_base:ZIGRAL_VNC_BASE:VNC" "$cdp_base:ZIGRAL_CDP_BASE:Chrome DevTools" \
+         "$proxy_port:ZIGRAL_PROXY_PORT:proxy" "$control_port:ZIGRAL_CONTROL_PORT:control plane"; do
   IFS=: read -r port var what <<<"$p"
   if port_taken "$port"; then
     echo "run-host: 127.0.0.1:${port} (${what}) is already in use." >&2
@@ -50,10 +53,20 @@ for p in "$vnc_base:ZIGRAL_VNC_BASE:VNC" "$cdp_base:ZIGRAL_CDP_BASE:Chrome DevTo
   fi
 done
 
+if [[ ! -f ui/dist/index.html || ui/package-lock.json -nt ui/dist/index.html ]]; then
+  if ! command -v npm >/dev/null; then
+    echo "run-host: npm is needed once to fetch noVNC for the web viewer: apt-get install npm" >&2
+    exit 1
+  fi
+  echo "run-host: building the web viewer (ui/build.sh)"
+  ui/build.sh
+fi
+
 echo "run-host: building (cargo build --release --bins)"
 cargo build --release --bins
 
 bin="${CARGO_TARGET_DIR:-target}/release/zigral-init"
-export ZIGRAL_DISPLAY_BASE=$display_base ZIGRAL_VNC_BASE=$vnc_base ZIGRAL_CDP_BASE=$cdp_base
+export ZIGRAL_DISPLAY_BASE=$display_base ZIGRAL_VNC_BASE=$vnc_base ZIGRAL_CDP_BASE=$cdp_base \
+  ZIGRAL_PROXY_PORT=$proxy_port ZIGRAL_CONTROL_PORT=$control_port
 echo "run-host: starting zigral-init (state in ${state_dir}/, logs in ${state_dir}/logs/)"
-exec "$bin" run --config config/host.toml --state-dir "$state_dir" "$@"
+exec "$bin" run --config config/host.toml --state-dir "$state_dir" --set "ui_dir=$PWD/ui/dist" "$@"

@@ -160,7 +160,24 @@ pub fn is_power_key_press(ev: &[u8]) -> bool {
 
 /// Syncs and powers off / reboots / halts. Never returns; if reboot(2) fails, keeps reaping.
 pub fn finish(action: Action) -> ! {
+    // Services are already stopped in order; end whatever else is left (stray processes
+    // outside any service), then make the root filesystem clean so the next boot needs no
+    // journal replay.
+    end_all_processes();
     nix::unistd::sync();
+    if in_initial_pid_namespace() {
+        // Only the machine's real init may remount `/`: in a PID namespace (tests) `/` is the
+        // host's root filesystem.
+        if let Err(e) = nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+            None::<&str>,
+        ) {
+            tracing::warn!("remounting / read-only failed: {e}");
+        }
+    }
     let mode = match action {
         Action::Poweroff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
         Action::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
@@ -182,6 +199,34 @@ pub fn finish(action: Action) -> ! {
             }
         }
     }
+}
+
+/// SIGTERM to every process but us, a short wait while reaping, then SIGKILL.
+fn end_all_processes() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let minus_one = nix::unistd::Pid::from_raw(-1);
+    if kill(minus_one, Signal::SIGTERM).is_err() {
+        return; // ESRCH: nobody left
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        match waitpid(minus_one, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Ok(_) => {}
+            Err(_) => return, // ECHILD: all gone
+        }
+    }
+    let _ = kill(minus_one, Signal::SIGKILL);
+    while waitpid(minus_one, None).is_ok() {}
+}
+
+/// True when this process lives in the kernel's initial PID namespace (a real boot, not a
+/// container or test namespace): its inode is the fixed PROC_PID_INIT_INO.
+fn in_initial_pid_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == PROC_PID_INIT_INO)
 }
 
 #[cfg(test)]

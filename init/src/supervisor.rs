@@ -622,7 +622,12 @@ impl Supervisor {
             return;
         }
         let reason = s.probe_failed.take().unwrap_or_else(|| desc.clone());
-        tracing::warn!("{} exited: {reason} after {} ms", s.spec.name, ms(uptime));
+        // A one-shot (never / on-failure) that succeeds has simply finished its job.
+        if success && s.spec.restart.policy != Policy::Always {
+            tracing::info!("{} finished: {reason} after {} ms", s.spec.name, ms(uptime));
+        } else {
+            tracing::warn!("{} exited: {reason} after {} ms", s.spec.name, ms(uptime));
+        }
         s.last_exit = Some(reason);
         let name = s.spec.name.clone();
         if uptime >= s.spec.restart.stable {
