@@ -1,8 +1,8 @@
 //! MCP over streamable HTTP with a real client that is not ours: the official Python `mcp`
 //! SDK lists the tools, takes a screenshot and clicks a button on a real Chrome page.
 //!
-//! Needs the SDK in a virtualenv: `python3 -m venv .venv-mcp && .venv-mcp/bin/pip install mcp`
-//! at the repository root (or point `ZIGRAL_MCP_PYTHON` at a python that has it).
+//! Needs the SDK in the test virtualenv made by `scripts/setup-python.sh` (`<repo>/.venv`,
+//! pinned in tests/requirements.txt), or `ZIGRAL_MCP_PYTHON` pointing at a python that has it.
 
 mod common;
 
@@ -32,11 +32,10 @@ pub fn mcp_python() -> std::path::PathBuf {
     if let Ok(p) = std::env::var("ZIGRAL_MCP_PYTHON") {
         return p.into();
     }
-    let p = zigral_tests::repo_root().join(".venv-mcp/bin/python");
+    let p = zigral_tests::repo_root().join(".venv/bin/python");
     assert!(
         p.exists(),
-        "{} missing: run `python3 -m venv .venv-mcp && .venv-mcp/bin/pip install mcp` at the \
-         repository root (or set ZIGRAL_MCP_PYTHON)",
+        "{} missing: run `scripts/setup-python.sh` (or set ZIGRAL_MCP_PYTHON)",
         p.display()
     );
     p
