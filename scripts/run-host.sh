@@ -65,6 +65,16 @@ fi
 echo "run-host: building (cargo build --release --bins)"
 cargo build --release --bins
 
+# First start: the control plane creates user `admin`. Unless ZIGRAL_ADMIN_PASSWORD is set,
+# generate the password here and show it on this terminal only: services' output is also
+# written to .state/logs/, and a password must never land in a log file.
+if [[ ! -e "$state_dir/zigral.redb" && -z "${ZIGRAL_ADMIN_PASSWORD:-}" ]]; then
+  ZIGRAL_ADMIN_PASSWORD=$(head -c 15 /dev/urandom | base64 | tr '+/' 'xy')
+  export ZIGRAL_ADMIN_PASSWORD
+  echo "run-host: first start: web/API login  user: admin  password: ${ZIGRAL_ADMIN_PASSWORD}"
+  echo "run-host: (shown only now; change it with POST /api/v1/auth/password)"
+fi
+
 bin="${CARGO_TARGET_DIR:-target}/release/zigral-init"
 export ZIGRAL_DISPLAY_BASE=$display_base ZIGRAL_VNC_BASE=$vnc_base ZIGRAL_CDP_BASE=$cdp_base \
   ZIGRAL_PROXY_PORT=$proxy_port ZIGRAL_CONTROL_PORT=$control_port
