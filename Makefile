@@ -32,13 +32,9 @@ python:
 build:
 	$(CARGO) build --release --workspace --bins
 
-# Everything the suite needs, then the Rust tests (unit, crate integration and whole-stack),
-# then the VM image tests. ZIGRAL_REQUIRE_ALL makes tests fail instead of skipping when a
-# tool they need is missing.
-test: deps-test ui python build
-	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release --workspace --exclude zigral-tests
-	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release -p zigral-tests --test stack
-	$(MAKE) test-image
+# Everything the suite needs, one release build, every test (crates, whole stack, VM image).
+test:
+	scripts/test.sh
 
 test-image: image
 	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release -p zigral-tests --test image -- --test-threads=1
