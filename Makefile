@@ -30,14 +30,14 @@ python:
 	scripts/setup-python.sh
 
 build:
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release --workspace --all-targets
 
 # Everything the suite needs, one release build, every test (crates, whole stack, VM image).
 test:
 	scripts/test.sh
 
 test-image: image
-	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release -p zigral-tests --test image -- --test-threads=1
+	ZIGRAL_REQUIRE_ALL=1 $(CARGO) test --release --workspace --test image -- --ignored --test-threads=1
 
 image: build ui
 	image/build.sh
@@ -46,11 +46,11 @@ boot:
 	image/boot.sh
 
 bench: deps-test ui build
-	$(CARGO) bench -p zigral-init --bench supervisor
-	$(CARGO) bench -p zigral-proxy --bench proxy
-	$(CARGO) bench -p zigral-desktop --bench desktop
-	$(CARGO) bench -p zigral-control --bench control
-	$(CARGO) bench -p zigral-actions --bench actions
+	$(CARGO) bench --workspace --bench supervisor
+	$(CARGO) bench --workspace --bench proxy
+	$(CARGO) bench --workspace --bench desktop
+	$(CARGO) bench --workspace --bench control
+	$(CARGO) bench --workspace --bench actions
 
 fmt:
 	$(CARGO) fmt --all
