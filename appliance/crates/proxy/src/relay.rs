@@ -1,17 +1,21 @@
 //! One WebSocket session: relays between the client's WebSocket and the VNC target's byte
 //! stream. Server→client: large reads into a `BytesMut` sent as one binary frame with a
 //! vectored write (header + payload, no copy); no buffer is held while the target is idle.
+//! For a plain-TCP client and a TCP target the payload never enters user space: it is
+//! spliced target → pipe → client, after a frame header sized to what the pipe took.
 //! Client→server: frames are unmasked in place and streamed on (through the view-only filter
 //! for `view` sessions). Pings measure RTT; idle and stalled clients are closed.
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, WriteHalf};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +26,10 @@ use crate::ws::{self, Decoder, Event, ProtocolError, close};
 
 /// Bytes asked for per read from the VNC server (one WebSocket frame at most this big).
 pub const READ_SIZE: usize = 256 * 1024;
+/// Pipe size asked for on the splice path (one WebSocket frame at most this big).
+const PIPE_SIZE: usize = 1024 * 1024;
+/// Below this pipe size (e.g. the user's pipe quota is spent) the copy path is used instead.
+const PIPE_MIN: usize = 64 * 1024;
 /// Initial client→server buffer: RFB client messages are small.
 const CLIENT_BUF: usize = 4 * 1024;
 /// Reads per wake-up before the other duties (pings, control frames) get a turn.
@@ -86,6 +94,54 @@ impl TargetRead {
             TargetRead::Tcp(r) => r.try_read_buf(buf),
             TargetRead::Unix(r) => r.try_read_buf(buf),
         }
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            TargetRead::Tcp(r) => Some(r.as_ref()),
+            TargetRead::Unix(_) => None,
+        }
+    }
+}
+
+/// The client half the server→client direction writes to; plain TCP can take spliced data.
+pub trait ClientSink: AsyncWrite + Unpin {
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl<C: AsyncWrite> ClientSink for WriteHalf<C> {}
+
+impl ClientSink for tcp::OwnedWriteHalf {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+/// The client's connection once the WebSocket handshake is done.
+pub enum Client<C> {
+    /// Plain TCP: server→client payload is spliced, never copied through user space.
+    Tcp(TcpStream),
+    /// Any other byte stream (TLS, or an HTTP upgrade that could not be unwrapped).
+    Other(C),
+}
+
+/// A non-blocking pipe that carries one frame's payload from the target to the client.
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    size: usize,
+}
+
+impl Pipe {
+    /// A pipe of about [`PIPE_SIZE`] bytes; `None` if one cannot be had (fd or pipe quota
+    /// exhausted), in which case the session copies instead.
+    fn new() -> Option<Pipe> {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok()?;
+        let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
+        let size = usize::try_from(fcntl(&w, FcntlArg::F_GETPIPE_SZ).ok()?).ok()?;
+        (size >= PIPE_MIN).then_some(Pipe { r, w, size })
     }
 }
 
@@ -189,9 +245,11 @@ pub async fn refuse<C: AsyncWrite + Unpin>(client: &mut C, code: u16, reason: &s
     .await;
 }
 
-/// Runs a session until either side ends; returns why.
+/// Runs a session until either side ends; returns why. `pending` holds client bytes that
+/// arrived with the handshake.
 pub async fn run<C>(
-    client: C,
+    client: Client<C>,
+    pending: Bytes,
     target: TargetStream,
     stats: Arc<SessionStats>,
     metrics: Arc<Metrics>,
@@ -200,6 +258,33 @@ pub async fn run<C>(
 ) -> End
 where
     C: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    match client {
+        Client::Tcp(s) => {
+            let (cr, cw) = s.into_split();
+            run_halves(cr, cw, pending, target, stats, metrics, params, shutdown).await
+        }
+        Client::Other(c) => {
+            let (cr, cw) = tokio::io::split(c);
+            run_halves(cr, cw, pending, target, stats, metrics, params, shutdown).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_halves<R, W>(
+    mut cr: R,
+    mut cw: W,
+    pending: Bytes,
+    target: TargetStream,
+    stats: Arc<SessionStats>,
+    metrics: Arc<Metrics>,
+    params: Params,
+    shutdown: CancellationToken,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: ClientSink,
 {
     let (tr, mut tw) = match target {
         TargetStream::Tcp(s) => {
@@ -211,7 +296,6 @@ where
             (TargetRead::Unix(r), TargetWrite::Unix(w))
         }
     };
-    let (mut cr, mut cw) = tokio::io::split(client);
     let (ctrl_tx, mut ctrl_rx) = mpsc::channel::<Ctrl>(4);
     let pinger = Pinger {
         start: Instant::now(),
@@ -219,7 +303,8 @@ where
         sent_us: AtomicU64::new(0),
     };
     let mut decoder = Decoder::new(params.max_frame);
-    let mut cbuf = BytesMut::with_capacity(CLIENT_BUF);
+    let mut cbuf = BytesMut::with_capacity(CLIENT_BUF.max(pending.len()));
+    cbuf.extend_from_slice(&pending);
     let mut filter = params.view_only.then(ViewOnlyFilter::new);
 
     let end = {
@@ -320,7 +405,7 @@ async fn write_frame<W: AsyncWrite + Unpin>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn server_to_client<W: AsyncWrite + Unpin>(
+async fn server_to_client<W: ClientSink>(
     tr: &TargetRead,
     cw: &mut W,
     ctrl: &mut mpsc::Receiver<Ctrl>,
@@ -342,6 +427,9 @@ async fn server_to_client<W: AsyncWrite + Unpin>(
         t
     });
     let mut buf = BytesMut::new();
+    // Splice when both ends are TCP sockets; the pipe is made on the first data.
+    let mut splice_ok = cw.tcp().is_some() && tr.tcp().is_some();
+    let mut pipe: Option<Pipe> = None;
     let end = loop {
         tokio::select! {
             biased;
@@ -372,9 +460,18 @@ async fn server_to_client<W: AsyncWrite + Unpin>(
                 if let Err(e) = r {
                     break End::TargetError(e);
                 }
-                match relay_ready(tr, cw, &mut buf, stats, metrics, deadline).await {
-                    Ok(()) => {}
-                    Err(e) => break e,
+                if splice_ok && pipe.is_none() {
+                    pipe = Pipe::new();
+                    splice_ok = pipe.is_some();
+                }
+                let r = match (&pipe, tr.tcp(), cw.tcp()) {
+                    (Some(p), Some(t), Some(c)) if splice_ok => {
+                        relay_ready_splice(t, c, p, stats, metrics, deadline).await
+                    }
+                    _ => relay_ready(tr, cw, &mut buf, stats, metrics, deadline).await,
+                };
+                if let Err(e) = r {
+                    break e;
                 }
             }
         }
@@ -417,6 +514,99 @@ async fn relay_ready<W: AsyncWrite + Unpin>(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(End::TargetError(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Splice path of [`relay_ready`]: moves what the target has ready into the pipe, writes a
+/// frame header for exactly that many bytes, then splices the pipe into the client.
+async fn relay_ready_splice(
+    target: &TcpStream,
+    client: &TcpStream,
+    pipe: &Pipe,
+    stats: &SessionStats,
+    metrics: &Metrics,
+    deadline: Option<Duration>,
+) -> Result<(), End> {
+    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+    for _ in 0..READS_PER_TURN {
+        // The pipe is empty here, so EAGAIN can only mean the socket has nothing ready.
+        let r = target.try_io(Interest::READABLE, || {
+            splice(target, None, &pipe.w, None, pipe.size, flags).map_err(io::Error::from)
+        });
+        let n = match r {
+            Ok(0) => return Err(End::TargetClosed),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(End::TargetError(e)),
+        };
+        let mut hdr = [0u8; 10];
+        let hl = ws::server_header(ws::OP_BINARY, n, &mut hdr);
+        let fut = async {
+            send_more(client, &hdr[..hl]).await?;
+            let mut left = n;
+            while left > 0 {
+                let r = client.try_io(Interest::WRITABLE, || {
+                    splice(&pipe.r, None, client, None, left, flags).map_err(io::Error::from)
+                });
+                match r {
+                    Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Ok(k) => left -= k.min(left),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => client.writable().await?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        match deadline {
+            Some(d) => match tokio::time::timeout(d, fut).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(End::ClientGone { mid_frame: false }),
+                Err(_) => return Err(End::Stalled),
+            },
+            None => fut
+                .await
+                .map_err(|_| End::ClientGone { mid_frame: false })?,
+        }
+        stats.bytes_to_client.fetch_add(n as u64, Relaxed);
+        stats.frames_to_client.fetch_add(1, Relaxed);
+        metrics.bytes_to_client.fetch_add(n as u64, Relaxed);
+        metrics.frames_to_client.fetch_add(1, Relaxed);
+    }
+    Ok(())
+}
+
+/// Writes all of `data` to the client with `MSG_MORE`, so the payload spliced right after it
+/// leaves in the same segments.
+async fn send_more(client: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let r = client.try_io(Interest::WRITABLE, || {
+            let fd = client.as_fd().as_raw_fd();
+            // SAFETY: `fd` is the client socket, open for as long as `client` is borrowed; the
+            // pointer and length describe the live slice `data`.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match r {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(k) => data = &data[k.min(data.len())..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => client.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

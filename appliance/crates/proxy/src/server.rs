@@ -232,6 +232,13 @@ async fn linger_close(mut sock: TcpStream, msg: &[u8]) {
     .await;
 }
 
+/// A WebSocket client after the handshake: the connection itself with the bytes hyper had
+/// already read past the request, or (should hyper's type ever differ) hyper's wrapper.
+enum Upgraded {
+    Direct(ClientIo, Bytes),
+    Hyper(TokioIo<hyper::upgrade::Upgraded>),
+}
+
 /// The client side of a connection: plain TCP or TLS.
 enum ClientIo {
     Plain(TcpStream),
@@ -639,7 +646,11 @@ fn websocket(
                 return;
             }
         };
-        let mut client = TokioIo::new(upgraded);
+        // Unwrap hyper's upgrade to reach the socket (a plain one is spliced into).
+        let mut client = match upgraded.downcast::<TokioIo<ClientIo>>() {
+            Ok(parts) => Upgraded::Direct(parts.io.into_inner(), parts.read_buf),
+            Err(u) => Upgraded::Hyper(TokioIo::new(u)),
+        };
         let metrics = p.inner.metrics.clone();
         let target = match dest.connect(connect_timeout).await {
             Ok(t) => t,
@@ -648,21 +659,31 @@ fn websocket(
                     .target_connect_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 warn!(%peer, target = %target_label, "target unreachable: {e}");
-                relay::refuse(&mut client, ws::close::INTERNAL, "target unreachable").await;
+                let (code, reason) = (ws::close::INTERNAL, "target unreachable");
+                match &mut client {
+                    Upgraded::Direct(io, _) => relay::refuse(io, code, reason).await,
+                    Upgraded::Hyper(io) => relay::refuse(io, code, reason).await,
+                }
                 return;
             }
         };
         let guard = metrics.start_session(peer, desktop, role, target_label.clone());
         let stats = guard.stats.clone();
-        let end = relay::run(
-            client,
-            target,
-            stats.clone(),
-            metrics.clone(),
-            params,
-            p.inner.shutdown.clone(),
-        )
-        .await;
+        let (m, shut) = (metrics.clone(), p.inner.shutdown.clone());
+        let end = match client {
+            Upgraded::Direct(ClientIo::Plain(s), pending) => {
+                let c = relay::Client::<ClientIo>::Tcp(s);
+                relay::run(c, pending, target, stats.clone(), m, params, shut).await
+            }
+            Upgraded::Direct(io, pending) => {
+                let c = relay::Client::Other(io);
+                relay::run(c, pending, target, stats.clone(), m, params, shut).await
+            }
+            Upgraded::Hyper(io) => {
+                let c = relay::Client::Other(io);
+                relay::run(c, Bytes::new(), target, stats.clone(), m, params, shut).await
+            }
+        };
         if matches!(end, End::Protocol(_) | End::Rfb(_)) {
             metrics
                 .protocol_errors

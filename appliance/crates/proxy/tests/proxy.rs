@@ -780,3 +780,98 @@ fn command_line_is_websockify_compatible_and_safe() {
     assert!(bad.args.viewer_url().is_err());
     assert!(Cli::try_parse_from(["proxy", "6081", "--print-url", "0"]).is_err());
 }
+
+/// The server→client path (spliced for plain TCP clients) carries a large stream byte for byte
+/// in well-formed frames, also across a client that stops reading for a while; a frame sent
+/// in the same packet as the handshake still reaches the VNC server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_stream_arrives_intact_and_pipelined_input_is_kept() {
+    const TOTAL: usize = 6 * 1024 * 1024;
+    let pattern = |i: usize| (i % 251) as u8;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let target = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut hello = [0u8; 5];
+        s.read_exact(&mut hello).await.expect("pipelined frame");
+        assert_eq!(&hello, b"hello");
+        let data: Vec<u8> = (0..TOTAL).map(pattern).collect();
+        for chunk in data.chunks(100_003) {
+            s.write_all(chunk).await.expect("target write");
+        }
+    });
+    let p = start(fixed(target)).await;
+    let mut s = TcpStream::connect(p.addr).await.expect("connect");
+    let mut req = format!(
+        "GET /websockify HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: binary\r\n\r\n",
+        p.addr
+    )
+    .into_bytes();
+    req.extend(frame(true, 2, b"hello"));
+    s.write_all(&req).await.expect("write");
+
+    let mut buf = Vec::new();
+    let mut b = vec![0u8; 256 * 1024];
+    let mut got = Vec::with_capacity(TOTAL);
+    let mut paused = false;
+    let close = loop {
+        // Parse the complete frames at the front of `buf` (after the response head).
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+            && buf.starts_with(b"HTTP/1.1 101")
+        {
+            buf.drain(..i + 4);
+        }
+        let mut close = None;
+        while !buf.starts_with(b"HTTP") && buf.len() >= 2 {
+            assert_eq!(buf[0] & 0xf0, 0x80, "FIN set, no reserved bits");
+            assert_eq!(buf[1] & 0x80, 0, "server frames are not masked");
+            let (len, at) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+                127 if buf.len() >= 10 => {
+                    let mut x = [0u8; 8];
+                    x.copy_from_slice(&buf[2..10]);
+                    (u64::from_be_bytes(x) as usize, 10)
+                }
+                126 | 127 => break,
+                n => (usize::from(n), 2),
+            };
+            if buf.len() < at + len {
+                break;
+            }
+            match buf[0] & 0x0f {
+                2 => got.extend_from_slice(&buf[at..at + len]),
+                8 => close = Some(u16::from_be_bytes([buf[at], buf[at + 1]])),
+                op => panic!("unexpected opcode {op}"),
+            }
+            buf.drain(..at + len);
+        }
+        if let Some(c) = close {
+            break c;
+        }
+        if !paused && got.len() > TOTAL / 4 {
+            // Stop reading so the proxy's writes to this client block mid-frame.
+            paused = true;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut b))
+            .await
+            .expect("read timed out")
+            .expect("read");
+        assert!(n > 0, "eof before the close frame ({} bytes)", got.len());
+        buf.extend_from_slice(&b[..n]);
+    };
+    assert_eq!(close, 1000, "target closed normally");
+    assert_eq!(got.len(), TOTAL);
+    assert!(
+        got.iter().enumerate().all(|(i, &x)| x == pattern(i)),
+        "payload corrupted"
+    );
+    eventually(10, "session end", || p.sessions_open() == 0).await;
+    let t = p.proxy.metrics().totals();
+    assert_eq!(t.bytes_to_client, TOTAL as u64);
+    assert_eq!(t.bytes_from_client, 5);
+}
