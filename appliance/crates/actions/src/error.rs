@@ -103,6 +103,21 @@ impl ActionError {
         }
     }
 
+    /// The HTTP status of an error code as found in an executed action's [`ErrorBody`]
+    /// (the status [`ActionError::status`] gives the error with that code).
+    pub fn status_for_code(code: &str) -> u16 {
+        match code {
+            "bad_request" | "unknown_action" | "invalid_action" => 400,
+            "not_found" => 404,
+            "bad_key" | "bad_text" | "out_of_bounds" | "invalid_argument" | "resize_failed"
+            | "url_not_allowed" => 422,
+            "navigation_failed" => 502,
+            "desktop_unavailable" | "browser_unavailable" => 503,
+            "timeout" => 504,
+            _ => 500,
+        }
+    }
+
     /// Index of the action that failed validation, if that is what happened.
     pub fn index(&self) -> Option<usize> {
         match self {

@@ -39,4 +39,15 @@ pub trait ActionLog: Send + Sync + 'static {
         &self,
         entries: Vec<LogEntry>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+
+    /// Records the entries of a request whose HTTP parts are known (MCP: headers such as the
+    /// session id, extensions such as [`Caller`]). Defaults to [`ActionLog::record`].
+    fn record_with<'a>(
+        &'a self,
+        parts: Option<&'a http::request::Parts>,
+        entries: Vec<LogEntry>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        let _ = parts;
+        self.record(entries)
+    }
 }

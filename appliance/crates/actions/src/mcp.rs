@@ -19,10 +19,27 @@ use serde_json::{Map, Value, json};
 use crate::schema::{Action, BatchRequest, BatchResponse, Output};
 use crate::{ActionError, ActionLog, Caller, Executor};
 
+/// A boxed future returning the executor for one tool call.
+pub type ExecutorFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Executor, ActionError>> + Send + 'a>>;
+
+/// Where a tool call's executor comes from. `parts` are the HTTP request's parts (headers,
+/// extensions such as [`Caller`]), so a host can pick the desktop from the request and connect
+/// lazily; an `Err` becomes a tool error (nothing ran). An [`Executor`] is its own source.
+pub trait ExecutorSource: Send + Sync + 'static {
+    fn executor<'a>(&'a self, parts: Option<&'a http::request::Parts>) -> ExecutorFuture<'a>;
+}
+
+impl ExecutorSource for Executor {
+    fn executor<'a>(&'a self, _parts: Option<&'a http::request::Parts>) -> ExecutorFuture<'a> {
+        Box::pin(std::future::ready(Ok(self.clone())))
+    }
+}
+
 /// The MCP tool handler for one session's executor.
 #[derive(Clone)]
 pub struct McpServer {
-    exec: Executor,
+    exec: Arc<dyn ExecutorSource>,
     log: Option<Arc<dyn ActionLog>>,
     tools: Arc<Vec<Tool>>,
 }
@@ -49,8 +66,16 @@ impl McpServer {
     /// A handler over `exec`, recording executed actions in `log` (who = the request's
     /// [`Caller`] extension, else `mcp`).
     pub fn new(exec: Executor, log: Option<Arc<dyn ActionLog>>) -> McpServer {
+        McpServer::with_source(Arc::new(exec), log)
+    }
+
+    /// A handler whose executor is resolved per tool call by `source`.
+    pub fn with_source(
+        source: Arc<dyn ExecutorSource>,
+        log: Option<Arc<dyn ActionLog>>,
+    ) -> McpServer {
         McpServer {
-            exec,
+            exec: source,
             log,
             tools: Arc::new(tools()),
         }
@@ -63,7 +88,16 @@ pub fn service(
     log: Option<Arc<dyn ActionLog>>,
     opts: McpOptions,
 ) -> StreamableHttpService<McpServer, LocalSessionManager> {
-    let server = McpServer::new(exec, log);
+    service_with(Arc::new(exec), log, opts)
+}
+
+/// Like [`service`], with the executor resolved per tool call (see [`ExecutorSource`]).
+pub fn service_with(
+    source: Arc<dyn ExecutorSource>,
+    log: Option<Arc<dyn ActionLog>>,
+    opts: McpOptions,
+) -> StreamableHttpService<McpServer, LocalSessionManager> {
+    let server = McpServer::with_source(source, log);
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(opts.allowed_hosts)
         .with_json_response(opts.json_response);
@@ -166,6 +200,7 @@ impl McpServer {
         name: &str,
         args: JsonObject,
         who: String,
+        parts: Option<&http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
         let req = if name == "batch" {
             BatchRequest::from_value(Value::Object(args))
@@ -192,10 +227,15 @@ impl McpServer {
             Ok(r) => r,
             Err(e) => return Ok(rejected(&e)),
         };
-        match self.exec.run(&req).await {
+        let exec = match self.exec.executor(parts).await {
+            Ok(e) => e,
+            Err(e) => return Ok(rejected(&e)),
+        };
+        match exec.run(&req).await {
             Ok(resp) => {
                 if let Some(log) = &self.log {
-                    log.record(resp.log_entries(&req, &who, "mcp")).await;
+                    log.record_with(parts, resp.log_entries(&req, &who, "mcp"))
+                        .await;
                 }
                 Ok(result_of(&resp))
             }
@@ -229,15 +269,14 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
-        let who = context
-            .extensions
-            .get::<http::request::Parts>()
+        let parts = context.extensions.get::<http::request::Parts>();
+        let who = parts
             .and_then(|p| p.extensions.get::<Caller>())
             .map(|c| c.0.clone())
             .unwrap_or_else(|| "mcp".to_owned());
         let name: Cow<'static, str> = request.name;
         let args = request.arguments.unwrap_or_default();
-        self.call(&name, args, who).await.map(Into::into)
+        self.call(&name, args, who, parts).await.map(Into::into)
     }
 }
 

@@ -35,6 +35,12 @@ pub struct Args {
     /// TLS private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Desktop N is X display `:(display-base + N)` (default 0).
+    #[arg(long, value_name = "N")]
+    pub display_base: Option<u32>,
+    /// Desktop N's Chrome DevTools port is `cdp-base + N` on 127.0.0.1 (default 9222).
+    #[arg(long, value_name = "PORT")]
+    pub cdp_base: Option<u16>,
 }
 
 /// Keeps the resident set small: password hashing allocates ~19 MiB per argon2 call, which
@@ -69,6 +75,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         require_supervisor: args.require_supervisor,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        display_base: args.display_base,
+        cdp_base: args.cdp_base,
         ..Layer::default()
     };
     let cfg = file.overlay(env).overlay(flags).resolve()?;

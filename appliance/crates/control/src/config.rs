@@ -38,6 +38,10 @@ pub struct Config {
     pub login_max_failures: u32,
     /// Length of the login rate-limit window, seconds.
     pub login_window_secs: u64,
+    /// Desktop N is X display `:(display_base + N)`.
+    pub display_base: u32,
+    /// Desktop N's Chrome listens for CDP on 127.0.0.1:`(cdp_base + N)`.
+    pub cdp_base: u16,
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +64,8 @@ impl std::fmt::Debug for Config {
             .field("admin_banner", &self.admin_banner)
             .field("login_max_failures", &self.login_max_failures)
             .field("login_window_secs", &self.login_window_secs)
+            .field("display_base", &self.display_base)
+            .field("cdp_base", &self.cdp_base)
             .finish()
     }
 }
@@ -83,6 +89,8 @@ impl Config {
             admin_banner: PathBuf::from("-"),
             login_max_failures: 5,
             login_window_secs: 60,
+            display_base: 0,
+            cdp_base: 9222,
         }
     }
 
@@ -110,6 +118,8 @@ pub struct Layer {
     pub admin_banner: Option<PathBuf>,
     pub login_max_failures: Option<u32>,
     pub login_window_secs: Option<u64>,
+    pub display_base: Option<u32>,
+    pub cdp_base: Option<u16>,
 }
 
 /// Why the configuration could not be built.
@@ -170,6 +180,8 @@ impl Layer {
                 "ADMIN_BANNER" => l.admin_banner = Some(v.into()),
                 "LOGIN_MAX_FAILURES" => l.login_max_failures = Some(num(&v).map_err(bad)?),
                 "LOGIN_WINDOW_SECS" => l.login_window_secs = Some(num(&v).map_err(bad)?),
+                "DISPLAY_BASE" => l.display_base = Some(num(&v).map_err(bad)?),
+                "CDP_BASE" => l.cdp_base = Some(num(&v).map_err(bad)?),
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
                 _ => {}
             }
@@ -196,7 +208,9 @@ impl Layer {
             view_token_ttl_secs,
             admin_banner,
             login_max_failures,
-            login_window_secs
+            login_window_secs,
+            display_base,
+            cdp_base
         );
         self
     }
@@ -239,6 +253,12 @@ impl Layer {
         }
         if let Some(x) = self.login_window_secs {
             c.login_window_secs = x;
+        }
+        if let Some(x) = self.display_base {
+            c.display_base = x;
+        }
+        if let Some(x) = self.cdp_base {
+            c.cdp_base = x;
         }
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(

@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
             }
         }),
     )
+    .nest_service("/mcp", crate::mcp::router(state.clone()))
     .fallback(|| async { ApiError::not_found("no such endpoint") })
     .method_not_allowed_fallback(|| async {
         ApiError::new(

@@ -9,6 +9,7 @@ use zigral_token::SigningKey;
 
 use crate::auth::LoginLimiter;
 use crate::config::Config;
+use crate::desktops::Desktops;
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 
@@ -21,6 +22,7 @@ struct Inner {
     limiter: LoginLimiter,
     crypto: Semaphore,
     started: Instant,
+    desktops: Desktops,
 }
 
 /// Everything a handler needs: configuration, the store, the signing key, the events bus.
@@ -38,6 +40,7 @@ impl AppState {
         );
         AppState {
             inner: Arc::new(Inner {
+                desktops: Desktops::new(&config),
                 events: EventBus::new(config.events_queue),
                 config,
                 store,
@@ -52,6 +55,10 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+    /// The desktops' action executors (connected lazily).
+    pub fn desktops(&self) -> &Desktops {
+        &self.inner.desktops
     }
     pub fn store(&self) -> &Store {
         &self.inner.store

@@ -8,6 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
+pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod events;
@@ -59,7 +60,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(sessions::routes())
         .merge(messages::routes())
         .merge(events::routes())
-        .merge(admin::routes());
+        .merge(admin::routes())
+        .merge(actions::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
         .nest(API_PREFIX, v1)

@@ -33,6 +33,10 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut cfg = Config::with_state_dir(dir.path());
     cfg.admin_password = Some(ADMIN_PASSWORD.into());
     cfg.require_supervisor = false;
+    // No desktop unless a test provides one: a display and a CDP port nothing serves, so the
+    // action routes answer 503 instead of driving whatever runs on :0 / 9222 on this host.
+    cfg.display_base = 60999;
+    cfg.cdp_base = zigral_tests::free_port();
     tweak(&mut cfg);
     let store = zigral_store::Store::open_in(dir.path()).expect("store");
     let key = zigral_token::SigningKey::load_or_create(dir.path()).expect("key");

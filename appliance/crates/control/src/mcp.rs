@@ -1,0 +1,151 @@
+//! `/mcp`: the agent actions as MCP tools (rmcp streamable HTTP), behind the same bearer
+//! authentication as the REST API (API token or login token, `control` scope). Tool calls act
+//! on the session named by the `X-Zigral-Session` header (which the caller must own) and are
+//! written to that session's action log.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use zigral_actions::mcp::{ExecutorFuture, ExecutorSource, McpOptions};
+use zigral_actions::{ActionError, ActionLog, BatchResponse, Caller, LogEntry};
+use zigral_store::SessionRecord;
+
+use crate::auth::{Principal, Scope, authorize_session};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Header naming the session an MCP client acts on.
+pub const SESSION_HEADER: &str = "x-zigral-session";
+
+/// The `/mcp` service: authentication middleware around the rmcp service.
+pub fn router(state: AppState) -> Router {
+    let svc = zigral_actions::mcp::service_with(
+        Arc::new(Source(state.clone())),
+        Some(Arc::new(Log(state.clone()))),
+        McpOptions::default(),
+    );
+    Router::new()
+        .fallback_service(svc)
+        .layer(axum::middleware::from_fn_with_state(state, authenticate))
+}
+
+async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let who = match Principal::from_request_parts(&mut parts, &st).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = who.require(Scope::Control) {
+        return e.into_response();
+    }
+    if let Some(v) = parts.headers.get(SESSION_HEADER) {
+        let Ok(id) = v.to_str() else {
+            return ApiError::bad_request("X-Zigral-Session is not a valid session id")
+                .into_response();
+        };
+        if let Err(e) = authorize_session(&st, &who, id.trim()) {
+            return e.into_response();
+        }
+    }
+    parts.extensions.insert(Caller(who.actor()));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The session of a tool call, checked against the authenticated caller.
+fn session_of(st: &AppState, parts: Option<&Parts>) -> Result<SessionRecord, ActionError> {
+    let parts = parts.ok_or_else(|| ActionError::BadRequest("no HTTP request context".into()))?;
+    let id = parts
+        .headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ActionError::BadRequest(
+                "tool calls need the X-Zigral-Session header: the id of a session you own \
+                 (POST /api/v1/sessions creates one)"
+                    .into(),
+            )
+        })?;
+    let who = parts
+        .extensions
+        .get::<Principal>()
+        .ok_or_else(|| ActionError::BadRequest("unauthenticated request".into()))?;
+    authorize_session(st, who, id).map_err(|e| ActionError::BadRequest(e.message))
+}
+
+struct Source(AppState);
+
+impl ExecutorSource for Source {
+    fn executor<'a>(&'a self, parts: Option<&'a Parts>) -> ExecutorFuture<'a> {
+        Box::pin(async move {
+            let s = session_of(&self.0, parts)?;
+            match self.0.desktops().executor(s.desktop).await {
+                Ok(e) => Ok(e),
+                Err(e) => {
+                    self.0.desktops().note_failure(s.desktop, e.code()).await;
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+struct Log(AppState);
+
+impl ActionLog for Log {
+    fn record(
+        &self,
+        entries: Vec<LogEntry>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            tracing::error!(
+                n = entries.len(),
+                "MCP actions without a session cannot be logged"
+            );
+        })
+    }
+
+    fn record_with<'a>(
+        &'a self,
+        parts: Option<&'a Parts>,
+        entries: Vec<LogEntry>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let s = match session_of(&self.0, parts) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot log MCP actions");
+                    return;
+                }
+            };
+            // Reconstruct the batch outcome for the event from the entries.
+            let failed = entries.iter().find(|e| !e.ok);
+            let resp = BatchResponse {
+                ok: failed.is_none(),
+                results: entries
+                    .iter()
+                    .map(|e| zigral_actions::ActionResult {
+                        index: e.index,
+                        action: e.action.clone(),
+                        ok: e.ok,
+                        duration_ms: e.duration_ms,
+                        output: None,
+                        error: (!e.ok).then(|| zigral_actions::ErrorBody {
+                            error: e.result["error"].as_str().unwrap_or("error").to_owned(),
+                            message: e.result["message"].as_str().unwrap_or("").to_owned(),
+                        }),
+                    })
+                    .collect(),
+                failed_index: failed.map(|e| e.index),
+                screenshot: None,
+                duration_ms: entries.iter().map(|e| e.duration_ms).sum(),
+            };
+            crate::api::actions::record_batch(&self.0, &s, "mcp", entries, &resp).await;
+        })
+    }
+}
