@@ -768,7 +768,7 @@ async fn mcp_with_api_token_and_session_header() {
         .await;
     assert_eq!(s, 201, "{v}");
     let api = v["token"].as_str().expect("token").to_owned();
-    let token_id = v["info"]["id"].as_str().expect("id").to_owned();
+    let token_id = v["id"].as_str().expect("id").to_owned();
 
     // Someone else's session: refused before MCP sees the request.
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
