@@ -30,7 +30,7 @@ cargo build --release --workspace --all-targets
 
 export ZIGRAL_REQUIRE_ALL=1
 step "tests: every crate and the whole host-mode stack (cargo test --release --workspace)"
-cargo test --release --workspace
+cargo test --release --workspace --no-fail-fast
 
 step "VM image (waiting for the OS layer)"
 if ! wait "$os_pid"; then

@@ -42,6 +42,17 @@ fn start(dir: &Path, p: &Ports) -> Init {
             &format!("vnc_base={}", p.vnc),
             "--set",
             &format!("cdp_base={}", p.cdp),
+            // host.toml also runs the proxy and the control plane: keep them off the default
+            // ports so these tests run beside `make run` and each other.
+            "--set",
+            &format!("proxy_port={}", zigral_tests::free_port()),
+            "--set",
+            &format!("control_port={}", zigral_tests::free_port()),
+            "--set",
+            &format!(
+                "ui_dir={}",
+                zigral_tests::repo_root().join("ui/dist").display()
+            ),
         ],
     )
 }
@@ -176,6 +187,7 @@ fn spawn_and_destroy_desktop_1_over_the_control_socket() {
         .unwrap()
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_string())
+        .filter(|n| n.contains('@'))
         .collect();
     assert_eq!(names, vec!["xvfb@0", "x11vnc@0", "chromium@0"]);
     // Desktop 0 was untouched.

@@ -2,6 +2,8 @@
 //! picking free ports and X display numbers without races, waiting for readiness, and
 //! process guards that kill what a test started (by PID / process group) when dropped.
 
+pub mod api;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -7,8 +7,7 @@
 //! in about a second when `make image` built it already) with this build's binaries.
 //! One VM at a time (a process-wide lock): TCG on two cores is slow enough without contention.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use zigral_tests::api::{create_session, http, json_ok, login, rfb_greeting, view_token};
 use zigral_tests::{Proc, bin, free_port, repo_root, wait_for};
 
 /// Boot to control-plane ready under TCG on a loaded 2-core machine: generous.
@@ -242,118 +242,6 @@ impl Vm {
     }
 }
 
-/// Minimal HTTP/1.1 client for the control plane (JSON in, body text out).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<&Value>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(5),
-    )?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    if let Some(t) = bearer {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    s.write_all(req.as_bytes())?;
-    let mut r = BufReader::new(s);
-    let mut status_line = String::new();
-    r.read_line(&mut status_line)?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
-    let (mut len, mut chunked) = (None, false);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "content-length" {
-                len = v.parse::<usize>().ok();
-            } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            let mut chunk = vec![0u8; n + 2];
-            r.read_exact(&mut chunk)?;
-            out.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = len {
-        out.resize(n, 0);
-        r.read_exact(&mut out)?;
-    } else {
-        r.read_to_end(&mut out)?;
-    }
-    Ok((status, String::from_utf8_lossy(&out).into_owned()))
-}
-
-fn json_ok(
-    port: u16,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<&Value>,
-) -> Value {
-    let (st, text) =
-        http(port, method, path, bearer, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    assert!((200..300).contains(&st), "{method} {path} -> {st}: {text}");
-    if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{method} {path}: bad JSON {e}: {text}"))
-    }
-}
-
-fn login(port: u16, password: &str) -> String {
-    let v = json_ok(
-        port,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(&json!({"username": "admin", "password": password})),
-    );
-    v["token"].as_str().expect("login token").to_owned()
-}
-
-fn create_session(port: u16, token: &str, title: &str) -> String {
-    let v = json_ok(
-        port,
-        "POST",
-        "/api/v1/sessions",
-        Some(token),
-        Some(&json!({"title": title})),
-    );
-    v["id"].as_str().expect("session id").to_owned()
-}
-
 fn post_message(port: u16, token: &str, session: &str, text: &str) -> std::io::Result<u16> {
     http(
         port,
@@ -393,68 +281,6 @@ fn message_texts(port: u16, token: &str, session: &str) -> Vec<String> {
             None => return texts,
         }
     }
-}
-
-/// Opens a WebSocket to the proxy with a view token and returns the first binary payload
-/// (the VNC server's RFB greeting).
-fn rfb_greeting(proxy_port: u16, token: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", proxy_port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET /websockify?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{proxy_port}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: binary\r\n\r\n"
-    )?;
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b)? == 0 {
-            return Err(std::io::Error::other(format!(
-                "closed during handshake: {}",
-                String::from_utf8_lossy(&head)
-            )));
-        }
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    if !head.starts_with("HTTP/1.1 101") {
-        return Err(std::io::Error::other(format!("no upgrade: {head}")));
-    }
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h)?;
-    let mut len = u64::from(h[1] & 0x7f);
-    if len == 126 {
-        let mut e = [0u8; 2];
-        s.read_exact(&mut e)?;
-        len = u64::from(u16::from_be_bytes(e));
-    } else if len == 127 {
-        let mut e = [0u8; 8];
-        s.read_exact(&mut e)?;
-        len = u64::from_be_bytes(e);
-    }
-    let mut payload = vec![0u8; len.min(4096) as usize];
-    s.read_exact(&mut payload)?;
-    let text = String::from_utf8_lossy(&payload).into_owned();
-    // 0x2 = binary data; a close frame (0x8) means the VNC server is not up yet: retry.
-    if h[0] & 0x0f != 0x2 {
-        return Err(std::io::Error::other(format!(
-            "frame opcode {:#x}: {text:?}",
-            h[0] & 0x0f
-        )));
-    }
-    Ok(text)
-}
-
-fn view_token(port: u16, token: &str, session: &str) -> String {
-    let v = json_ok(
-        port,
-        "POST",
-        &format!("/api/v1/sessions/{session}/view-token"),
-        Some(token),
-        Some(&json!({})),
-    );
-    v["token"].as_str().expect("view token").to_owned()
 }
 
 /// Clicks and takes a screenshot through the action API (native schema of zigral-actions:

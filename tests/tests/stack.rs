@@ -1,6 +1,8 @@
 //! The default host-mode stack (config/host.toml under zigral-init, as `make run` starts it)
 //! comes up for real: the X display accepts a connection, x11vnc answers the RFB handshake,
-//! Chromium's DevTools answers /json/version; SIGTERM stops all of it.
+//! Chromium's DevTools answers /json/version, the control plane is ready; a user logs in,
+//! creates a session, gets a viewer token and reaches the desktop's VNC server through the
+//! proxy, and drives it through the action API; SIGTERM stops all of it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,7 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use zigral_tests::{Proc, bin, claim_displays, free_port_range, http_get, repo_root, wait_for};
+use zigral_tests::api::{create_session, json_ok, login, rfb_greeting, view_token};
+use zigral_tests::{
+    Proc, bin, claim_displays, free_port, free_port_range, http_get, repo_root, wait_for,
+};
 
 fn call(sock: &Path, req: &str) -> Option<Value> {
     let mut s = UnixStream::connect(sock).ok()?;
@@ -35,6 +40,8 @@ fn x11_accepts(display: u32) -> bool {
 fn default_host_stack_comes_up_and_stops_cleanly() {
     let claim = claim_displays(1);
     let (d, vnc, cdp) = (claim.n, free_port_range(1), free_port_range(1));
+    let (proxy, control) = (free_port(), free_port());
+    let password = "stack-test-admin-pw";
     let state =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
@@ -49,6 +56,10 @@ fn default_host_stack_comes_up_and_stops_cleanly() {
         .env("ZIGRAL_DISPLAY_BASE", d.to_string())
         .env("ZIGRAL_VNC_BASE", vnc.to_string())
         .env("ZIGRAL_CDP_BASE", cdp.to_string())
+        .env("ZIGRAL_PROXY_PORT", proxy.to_string())
+        .env("ZIGRAL_CONTROL_PORT", control.to_string())
+        .env("ZIGRAL_UI_DIR", repo_root().join("ui/dist"))
+        .env("ZIGRAL_ADMIN_PASSWORD", password)
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     let mut init = Proc::spawn(cmd);
@@ -58,10 +69,26 @@ fn default_host_stack_comes_up_and_stops_cleanly() {
     let st = wait_for(Duration::from_secs(120), "all services ready", || {
         let st = call(&sock, r#"{"cmd":"status"}"#)?;
         let list = st["result"]["services"].as_array()?.clone();
-        (list.len() == 3 && list.iter().all(|s| s["state"] == "ready")).then_some(list)
+        // Everything is up once each long-running service is ready and the one-shot
+        // viewer-url has printed its link and finished.
+        let up = list.iter().all(|s| {
+            s["state"] == "ready" || (s["name"] == "viewer-url" && s["state"] == "stopped")
+        });
+        (list.len() == 6 && up).then_some(list)
     });
-    let names: Vec<&str> = st.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["xvfb@0", "x11vnc@0", "chromium@0"]);
+    let mut names: Vec<&str> = st.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "chromium@0",
+            "control",
+            "proxy",
+            "viewer-url",
+            "x11vnc@0",
+            "xvfb@0"
+        ]
+    );
     eprintln!("stack ready in {:?}", t0.elapsed());
 
     assert!(x11_accepts(d), "X display :{d} refuses connections");
@@ -81,14 +108,63 @@ fn default_host_stack_comes_up_and_stops_cleanly() {
             .unwrap()
             .starts_with("ws://127.0.0.1:")
     );
-    // The ready banner names where things run.
+    // The ready banner names where things run, and the one-shot printed a viewer link.
     let out = output();
     assert!(out.contains(&format!("X display :{d}")), "{out}");
     assert!(out.contains(&format!("127.0.0.1:{vnc}")), "{out}");
+    assert!(
+        out.contains(&format!("[viewer-url] http://127.0.0.1:{proxy}/?token=v1.")),
+        "{out}"
+    );
+    // The configured admin password is never printed or logged.
+    assert!(
+        !out.contains(password),
+        "admin password in the console output"
+    );
+    let logs = std::fs::read_dir(state.join("logs")).unwrap();
+    for f in logs.flatten() {
+        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+        assert!(!text.contains(password), "admin password in {:?}", f.path());
+    }
+
+    // A person's path: log in, create a session, watch the desktop through the proxy.
+    let token = login(control, password);
+    let session = create_session(control, &token, "stack");
+    let viewer = view_token(control, &token, &session);
+    let greeting = wait_for(
+        Duration::from_secs(30),
+        "RFB greeting via the proxy",
+        || rfb_greeting(proxy, &viewer).ok(),
+    );
+    assert_eq!(greeting, "RFB 003.008\n");
+    // A forged token is refused before anything reaches x11vnc.
+    assert!(rfb_greeting(proxy, "v1.e30.AAAA").is_err());
+
+    // An agent's path: a click and a screenshot through the action API, logged.
+    let r = json_ok(
+        control,
+        "POST",
+        &format!("/api/v1/sessions/{session}/actions"),
+        Some(&token),
+        Some(&serde_json::json!({"actions": [
+            {"action": "left_click", "x": 640, "y": 400},
+            {"action": "screenshot"}
+        ]})),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let log = json_ok(
+        control,
+        "GET",
+        &format!("/api/v1/sessions/{session}/actions"),
+        Some(&token),
+        None,
+    );
+    assert!(log.to_string().contains("left_click"), "{log}");
 
     let pids: Vec<i32> = st
         .iter()
-        .map(|s| s["pid"].as_i64().unwrap() as i32)
+        .filter_map(|s| s["pid"].as_i64())
+        .map(|p| p as i32)
         .collect();
     init.signal(nix::sys::signal::Signal::SIGTERM);
     let status = init

@@ -50,6 +50,9 @@ impl Init {
             .env_remove("ZIGRAL_DISPLAY_BASE")
             .env_remove("ZIGRAL_VNC_BASE")
             .env_remove("ZIGRAL_CDP_BASE")
+            .env_remove("ZIGRAL_PROXY_PORT")
+            .env_remove("ZIGRAL_CONTROL_PORT")
+            .env_remove("ZIGRAL_ADMIN_PASSWORD")
             .stdout(f.try_clone().unwrap())
             .stderr(f);
         let proc = Proc::spawn(cmd);
