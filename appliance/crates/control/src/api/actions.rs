@@ -93,7 +93,7 @@ fn reject(e: &ActionError) -> Response {
         .into_response()
 }
 
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
         let status = r.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -101,7 +101,7 @@ fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
         } else {
             "bad_request"
         };
-        ApiError::new(status, code, r.body_text()).into_response()
+        ApiError::new(status, code, r.body_text())
     })
 }
 
@@ -121,11 +121,8 @@ fn batch_status(resp: &BatchResponse) -> StatusCode {
 }
 
 /// The session's executor (connecting to its desktop if needed).
-async fn executor(st: &AppState, s: &SessionRecord) -> Result<Executor, Response> {
-    match st.desktops().executor(s.desktop).await {
-        Ok(e) => Ok(e),
-        Err(e) => Err(reject(&e)),
-    }
+async fn executor(st: &AppState, s: &SessionRecord) -> Result<Executor, ActionError> {
+    st.desktops().executor(s.desktop).await
 }
 
 /// Writes every entry to the session's action log (before the reply), publishes one
@@ -204,7 +201,7 @@ async fn run_actions(
     };
     let body = match body_of(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let req = match BatchRequest::from_json(&body) {
         Ok(r) => r,
@@ -212,7 +209,7 @@ async fn run_actions(
     };
     let exec = match executor(&st, &s).await {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(e) => return reject(&e),
     };
     match exec.run(&req).await {
         Ok(resp) => {
@@ -276,7 +273,7 @@ async fn run_anthropic(
     };
     let body = match body_of(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let input: anthropic::ComputerInput = match serde_json::from_slice(&body) {
         Ok(i) => i,
@@ -295,7 +292,7 @@ async fn run_anthropic(
     };
     let exec = match executor(&st, &s).await {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(e) => return reject(&e),
     };
     match anthropic::run(&exec, &input, &opts).await {
         Ok((out, req, resp)) => {
@@ -347,7 +344,7 @@ async fn run_openai(
     };
     let body = match body_of(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let call = match serde_json::from_slice::<Value>(&body)
         .map_err(|e| ActionError::BadRequest(format!("body is not JSON: {e}")))
@@ -364,7 +361,7 @@ async fn run_openai(
     };
     let exec = match executor(&st, &s).await {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(e) => return reject(&e),
     };
     match openai::run(&exec, &call, &opts).await {
         Ok((out, req, resp)) => {
@@ -458,7 +455,7 @@ async fn screenshot(
     };
     let exec = match executor(&st, &s).await {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(e) => return reject(&e),
     };
     match exec.screenshot_bytes(&spec).await {
         Ok(shot) => {
@@ -505,7 +502,7 @@ async fn create_checkpoint(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<CheckpointMeta>)> {
     let s = prepare(&st, &who, &id)?;
-    let body = body_of(body).map_err(|_| ApiError::bad_request("cannot read the body"))?;
+    let body = body_of(body)?;
     let req: NewCheckpoint = if body.iter().all(u8::is_ascii_whitespace) {
         NewCheckpoint::default()
     } else {
