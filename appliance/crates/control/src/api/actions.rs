@@ -195,12 +195,8 @@ async fn run_actions(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let s = match prepare(&st, &who, &id) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    let body = match body_of(body) {
-        Ok(b) => b,
+    let (s, body) = match prepare_with_body(&st, &who, &id, body) {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let req = match BatchRequest::from_json(&body) {
@@ -230,6 +226,17 @@ async fn run_actions(
 fn prepare(st: &AppState, who: &Principal, id: &str) -> ApiResult<SessionRecord> {
     who.require(Scope::Control)?;
     authorize_session(st, who, id)
+}
+
+/// [`prepare`], then the request body (size limit and extraction errors as JSON).
+fn prepare_with_body(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(SessionRecord, Bytes)> {
+    let s = prepare(st, who, id)?;
+    Ok((s, body_of(body)?))
 }
 
 /// Query of the Anthropic adapter.
@@ -267,12 +274,8 @@ async fn run_anthropic(
     Query(q): Query<AnthropicQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let s = match prepare(&st, &who, &id) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    let body = match body_of(body) {
-        Ok(b) => b,
+    let (s, body) = match prepare_with_body(&st, &who, &id, body) {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let input: anthropic::ComputerInput = match serde_json::from_slice(&body) {
@@ -338,12 +341,8 @@ async fn run_openai(
     Query(q): Query<OpenAiQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let s = match prepare(&st, &who, &id) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    let body = match body_of(body) {
-        Ok(b) => b,
+    let (s, body) = match prepare_with_body(&st, &who, &id, body) {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let call = match serde_json::from_slice::<Value>(&body)
