@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use zigral_proxy::{Config, OriginPolicy, Routing, Target};
-use zigral_token::{Claims, Role, SigningKey};
+use zigral_token::{Clock, ManualClock, Role, SigningKey};
 
 fn fixed(addr: std::net::SocketAddr) -> Config {
     Config::new(Routing::Fixed(Target::Tcp(addr.to_string())))
@@ -100,7 +100,9 @@ async fn relays_to_a_unix_socket_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
-    let key = SigningKey::generate();
+    // The proxy checks expiry against the key's clock: a manual one, moved by the test.
+    let clock = ManualClock::new(zigral_token::now_secs());
+    let key = SigningKey::generate().with_clock(clock.clone());
     // desktop 0 and 1 targets on consecutive ports
     let base = zigral_tests::free_port_range(2);
     let l0 = tokio::net::TcpListener::bind(("127.0.0.1", base))
@@ -116,13 +118,7 @@ async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
     let (good, _) = key.mint_for(0, Role::Control, "alice", 60);
     let (other, _) = key.mint_for(1, Role::Control, "bob", 60);
     let (foreign, _) = SigningKey::generate().mint_for(0, Role::Control, "eve", 60);
-    let expired = key.mint(&Claims {
-        desktop: 0,
-        role: Role::Control,
-        exp: zigral_token::now_secs() - 1,
-        sub: "alice".into(),
-        nonce: "n".into(),
-    });
+    let (expired, _) = key.mint_at(0, Role::Control, "alice", 60, clock.now_secs() - 60);
     let mut tampered = good.clone();
     tampered.pop();
     tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
@@ -147,17 +143,6 @@ async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
         status_of(&p.url(&format!("/websockify?token={other}&desktop=0"))).await,
         403
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        acc0.load(Ordering::SeqCst),
-        0,
-        "refused requests reached desktop 0"
-    );
-    assert_eq!(
-        acc1.load(Ordering::SeqCst),
-        0,
-        "refused requests reached desktop 1"
-    );
     let refused = p.proxy.metrics().totals().refused;
     assert_eq!(refused[&zigral_proxy::metrics::Refusal::NoToken], 2);
     assert_eq!(refused[&zigral_proxy::metrics::Refusal::BadToken], 3);
@@ -171,11 +156,41 @@ async fn tokens_are_checked_before_any_byte_reaches_the_vnc_server() {
     assert_eq!(read_bytes(&mut ws, 5).await, b"desk0");
     send(&mut ws, b"hi").await;
     assert_eq!(rx0.recv().await.expect("recv"), b"hi");
+    // Requests are served in order: had a refused one reached desktop 0, it would have been
+    // accepted before this valid one.
+    assert_eq!(
+        acc0.load(Ordering::SeqCst),
+        1,
+        "refused requests reached desktop 0"
+    );
     let (mut ws1, _) = connect(&p.url(&format!("/?token={other}")))
         .await
         .expect("valid");
     assert_eq!(read_bytes(&mut ws1, 5).await, b"desk1");
-    assert_eq!(acc1.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        acc1.load(Ordering::SeqCst),
+        1,
+        "refused requests reached desktop 1"
+    );
+
+    // The same valid token, once the clock passes its expiry: refused, nothing reaches VNC.
+    clock.advance(59);
+    let (mut ws2, _) = connect(&p.url(&format!("/websockify?token={good}")))
+        .await
+        .expect("valid for one more second");
+    assert_eq!(read_bytes(&mut ws2, 5).await, b"desk0");
+    clock.advance(1);
+    assert_eq!(
+        status_of(&p.url(&format!("/websockify?token={good}"))).await,
+        403
+    );
+    let refused = p.proxy.metrics().totals().refused;
+    assert_eq!(refused[&zigral_proxy::metrics::Refusal::ExpiredToken], 2);
+    assert_eq!(
+        acc0.load(Ordering::SeqCst),
+        2,
+        "an expired token reached VNC"
+    );
 }
 
 /// A minimal RFB 3.8 client handshake + messages, as bytes.

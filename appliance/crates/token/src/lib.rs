@@ -4,12 +4,18 @@
 //! `v1.<base64url(claims JSON)>.<base64url(HMAC-SHA256(key, "v1." + claims part))>`, signed with
 //! a 32-byte key kept in the state directory (`proxy-signing.key`, mode 0600) that both
 //! processes read. Verification is constant-time and checks version, signature, then expiry.
+//!
+//! Time comes from a [`Clock`] held by the key: the system clock unless a test injects a
+//! [`ManualClock`] (`SigningKey::with_clock`), so expiry is tested by moving that clock, not by
+//! sleeping. [`SigningKey::mint_at`] and [`SigningKey::verify_at`] take the time explicitly.
 
 use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -102,9 +108,56 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// The HMAC key shared by the control plane and the proxy.
+/// The time tokens are minted and checked at, in seconds since the Unix epoch.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now_secs(&self) -> u64;
+}
+
+/// The system's wall clock (the default of every [`SigningKey`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_secs(&self) -> u64 {
+        now_secs()
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time (tests).
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock reading `secs`.
+    pub fn new(secs: u64) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(secs)))
+    }
+
+    /// Sets the time to `secs`.
+    pub fn set(&self, secs: u64) {
+        self.0.store(secs, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `secs`.
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_secs(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The HMAC key shared by the control plane and the proxy, with the clock it mints and checks
+/// expiry against.
 #[derive(Clone)]
-pub struct SigningKey([u8; KEY_LEN]);
+pub struct SigningKey {
+    bytes: [u8; KEY_LEN],
+    clock: Arc<dyn Clock>,
+}
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,14 +168,30 @@ impl fmt::Debug for SigningKey {
 impl SigningKey {
     /// A key from raw bytes (tests, or keys provisioned elsewhere).
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        SigningKey(bytes)
+        SigningKey {
+            bytes,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// A fresh random key.
     pub fn generate() -> Self {
         let mut k = [0u8; KEY_LEN];
         rand::fill(&mut k);
-        SigningKey(k)
+        Self::from_bytes(k)
+    }
+
+    /// The same key, minting and checking expiry against `clock` instead of the system clock.
+    pub fn with_clock(self, clock: impl Clock + 'static) -> Self {
+        SigningKey {
+            bytes: self.bytes,
+            clock: Arc::new(clock),
+        }
+    }
+
+    /// The current time of this key's clock (seconds since the epoch).
+    pub fn now_secs(&self) -> u64 {
+        self.clock.now_secs()
     }
 
     /// Path of the key file in `state_dir`.
@@ -147,7 +216,7 @@ impl SigningKey {
         {
             Ok(mut f) => {
                 let key = Self::generate();
-                f.write_all(&key.0).map_err(io)?;
+                f.write_all(&key.bytes).map_err(io)?;
                 f.sync_all().map_err(io)?;
                 Ok(key)
             }
@@ -174,7 +243,7 @@ impl SigningKey {
                 }
                 let mut k = [0u8; KEY_LEN];
                 k.copy_from_slice(&bytes);
-                return Ok(SigningKey(k));
+                return Ok(Self::from_bytes(k));
             }
             if !bytes.is_empty() || attempt == 49 {
                 return Err(TokenError::KeyLength {
@@ -193,7 +262,7 @@ impl SigningKey {
     fn mac(&self, signed_part: &[u8]) -> Hmac<Sha256> {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.bytes).expect("HMAC takes any key length");
         mac.update(signed_part);
         mac
     }
@@ -206,14 +275,27 @@ impl SigningKey {
         format!("{signed}.{}", B64.encode(sig))
     }
 
-    /// Mints a token for `desktop`/`role` valid for `ttl_secs` from now.
+    /// Mints a token for `desktop`/`role` valid for `ttl_secs` from now (this key's clock).
     pub fn mint_for(&self, desktop: u32, role: Role, sub: &str, ttl_secs: u64) -> (String, Claims) {
+        self.mint_at(desktop, role, sub, ttl_secs, self.clock.now_secs())
+    }
+
+    /// Mints a token for `desktop`/`role` valid for `ttl_secs` from `now` (seconds since the
+    /// epoch).
+    pub fn mint_at(
+        &self,
+        desktop: u32,
+        role: Role,
+        sub: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> (String, Claims) {
         let mut n = [0u8; 9];
         rand::fill(&mut n);
         let claims = Claims {
             desktop,
             role,
-            exp: now_secs().saturating_add(ttl_secs),
+            exp: now.saturating_add(ttl_secs),
             sub: sub.to_owned(),
             nonce: B64.encode(n),
         };
@@ -239,9 +321,9 @@ impl SigningKey {
         Ok(claims)
     }
 
-    /// Checks a token against the current time.
+    /// Checks a token against the current time of this key's clock.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        self.verify_at(token, now_secs())
+        self.verify_at(token, self.clock.now_secs())
     }
 }
 
@@ -280,11 +362,31 @@ mod tests {
     }
 
     #[test]
+    fn expiry_follows_the_injected_clock() {
+        let clock = ManualClock::new(1_000_000);
+        let k = SigningKey::generate().with_clock(clock.clone());
+        let (t, c) = k.mint_for(0, Role::Control, "bob", 60);
+        assert_eq!(c.exp, 1_000_060, "minted from the injected clock");
+        assert_eq!(k.verify(&t).unwrap(), c);
+        clock.advance(59);
+        assert_eq!(k.verify(&t).unwrap(), c, "valid until the last second");
+        clock.advance(1);
+        assert!(matches!(k.verify(&t), Err(TokenError::Expired)));
+        // The same key with the system clock: this token expired decades ago.
+        let system = SigningKey::from_bytes(k.bytes);
+        assert!(matches!(system.verify(&t), Err(TokenError::Expired)));
+        let (t2, c2) = k.mint_at(1, Role::View, "bob", 10, 5);
+        assert_eq!(c2.exp, 15);
+        assert!(k.verify_at(&t2, 14).is_ok());
+        assert!(matches!(k.verify_at(&t2, 15), Err(TokenError::Expired)));
+    }
+
+    #[test]
     fn key_file_is_created_once_with_0600() {
         let dir = tempfile::tempdir().unwrap();
         let a = SigningKey::load_or_create(dir.path()).unwrap();
         let b = SigningKey::load_or_create(dir.path()).unwrap();
-        assert_eq!(a.0, b.0);
+        assert_eq!(a.bytes, b.bytes);
         let mode = fs::metadata(SigningKey::path_in(dir.path()))
             .unwrap()
             .permissions()
