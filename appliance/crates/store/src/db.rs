@@ -624,22 +624,41 @@ impl Store {
         session: &str,
         a: NewAction,
     ) -> Result<ActionRecord, StoreError> {
+        let mut v = self.append_actions(session, vec![a]).await?;
+        v.pop()
+            .ok_or_else(|| StoreError::Storage("append returned nothing".into()))
+    }
+
+    /// Appends the action-log entries of one batch in order, in one write transaction (one
+    /// commit); returns them with their seqs and timestamps. All or nothing: fails (nothing
+    /// written) when the session does not exist.
+    pub async fn append_actions(
+        &self,
+        session: &str,
+        actions: Vec<NewAction>,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
         let sid = session.to_owned();
         self.write(move |w| {
             require_session(w, &sid)?;
             let mut t = w.open_table(ACTIONS)?;
-            let seq = next_seq_in(&t, &sid)?;
-            let rec = ActionRecord {
-                seq,
-                who: a.who.clone(),
-                what: a.what.clone(),
-                result: a.result.clone(),
-                ok: a.ok,
-                duration_ms: a.duration_ms,
-                timestamp: now_ms(),
-            };
-            t.insert((sid.as_str(), seq), enc(&rec)?.as_slice())?;
-            Ok(rec)
+            let mut seq = next_seq_in(&t, &sid)?;
+            let now = now_ms();
+            let mut out = Vec::with_capacity(actions.len());
+            for a in &actions {
+                let rec = ActionRecord {
+                    seq,
+                    who: a.who.clone(),
+                    what: a.what.clone(),
+                    result: a.result.clone(),
+                    ok: a.ok,
+                    duration_ms: a.duration_ms,
+                    timestamp: now,
+                };
+                t.insert((sid.as_str(), seq), enc(&rec)?.as_slice())?;
+                seq += 1;
+                out.push(rec);
+            }
+            Ok(out)
         })
         .await
     }

@@ -249,3 +249,54 @@ async fn users_tokens_actions_checkpoints_summaries_config_audit() {
     assert_eq!(s.list_checkpoints("ab").unwrap().len(), 1);
     assert_eq!(s.list_sessions(Some("u1")).unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_batch_of_actions_is_one_commit_and_all_or_nothing() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).unwrap();
+    s.create_session(session("b", "u1")).await.unwrap();
+    s.append_action(
+        "b",
+        NewAction {
+            who: "agent".into(),
+            what: json!({"first": true}),
+            result: json!({}),
+            ok: true,
+            duration_ms: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let batch: Vec<NewAction> = (0..20)
+        .map(|i| NewAction {
+            who: "agent".into(),
+            what: json!({"index": i}),
+            result: json!(null),
+            ok: true,
+            duration_ms: 2,
+        })
+        .collect();
+    let before = s.stats().commits.load(Ordering::Relaxed);
+    let recs = s.append_actions("b", batch).await.unwrap();
+    assert_eq!(s.stats().commits.load(Ordering::Relaxed) - before, 1);
+    let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+    assert_eq!(s.list_actions("b", None, 100).unwrap().len(), 21);
+    // A missing session: an error, and nothing is written.
+    let e = s
+        .append_actions(
+            "gone",
+            vec![NewAction {
+                who: "agent".into(),
+                what: json!({}),
+                result: json!(null),
+                ok: true,
+                duration_ms: 0,
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+    assert!(s.list_actions("gone", None, 10).unwrap().is_empty());
+}
