@@ -30,6 +30,7 @@ mod error;
 mod keys;
 mod keysym_table;
 mod owner;
+pub mod xauth;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -398,7 +399,16 @@ impl Desktop {
     /// and starts the owner thread. Blocking but quick (a few round trips): fine to call from
     /// async code.
     pub fn connect(display: &str) -> Result<Desktop, DesktopError> {
-        let inner = owner::Handle::connect(display)?;
+        Desktop::connect_with_xauthority(display, None)
+    }
+
+    /// [`Desktop::connect`] authenticating with the MIT-MAGIC-COOKIE-1 for `display` found in
+    /// the Xauthority file `xauthority` (each desktop has its own cookie file).
+    pub fn connect_with_xauthority(
+        display: &str,
+        xauthority: Option<&std::path::Path>,
+    ) -> Result<Desktop, DesktopError> {
+        let inner = owner::Handle::connect(display, xauthority)?;
         Ok(Desktop {
             inner: Arc::new(inner),
         })

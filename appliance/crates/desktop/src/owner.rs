@@ -103,13 +103,39 @@ fn normalize_display(display: &str) -> Result<String, DesktopError> {
 }
 
 impl Handle {
-    pub(crate) fn connect(display: &str) -> Result<Handle, DesktopError> {
+    pub(crate) fn connect(
+        display: &str,
+        xauthority: Option<&std::path::Path>,
+    ) -> Result<Handle, DesktopError> {
         let name = normalize_display(display)?;
-        let (conn, screen_num) =
-            RustConnection::connect(Some(&name)).map_err(|e| DesktopError::NoDisplay {
-                display: name.clone(),
-                reason: e.to_string(),
-            })?;
+        let no_display = |reason: String| DesktopError::NoDisplay {
+            display: name.clone(),
+            reason,
+        };
+        let (conn, screen_num) = match xauthority {
+            None => RustConnection::connect(Some(&name)).map_err(|e| no_display(e.to_string()))?,
+            Some(path) => {
+                // A local display with its own cookie: the Unix socket, then the setup request
+                // with that cookie (never $XAUTHORITY's).
+                let num: u32 = name[1..]
+                    .parse()
+                    .map_err(|_| no_display("bad display".into()))?;
+                let cookie = crate::xauth::read_cookie(path, num)?;
+                let sock =
+                    std::os::unix::net::UnixStream::connect(format!("/tmp/.X11-unix/X{num}"))
+                        .map_err(|e| no_display(e.to_string()))?;
+                let (stream, _) = x11rb::rust_connection::DefaultStream::from_unix_stream(sock)
+                    .map_err(|e| no_display(e.to_string()))?;
+                let conn = RustConnection::connect_to_stream_with_auth_info(
+                    stream,
+                    0,
+                    b"MIT-MAGIC-COOKIE-1".to_vec(),
+                    cookie,
+                )
+                .map_err(|e| no_display(e.to_string()))?;
+                (conn, 0)
+            }
+        };
         let conn = Arc::new(conn);
         let (owner, info) = Owner::new(conn.clone(), screen_num, name.clone())?;
         let (tx, rx) = mpsc::channel();
