@@ -62,8 +62,10 @@ if [[ ! -f ui/dist/index.html || ui/package-lock.json -nt ui/dist/index.html ]];
   ui/build.sh
 fi
 
-echo "run-host: building (cargo build --release --bins)"
-cargo build --release --bins
+# The same build as `make test` / `make build` (one profile, one feature set): running after
+# testing (or the reverse) compiles nothing again.
+echo "run-host: building (cargo build --release --workspace --all-targets)"
+cargo build --release --workspace --all-targets
 
 # First start: the control plane creates user `admin`. Unless ZIGRAL_ADMIN_PASSWORD is set,
 # generate the password here and show it on this terminal only: services' output is also
