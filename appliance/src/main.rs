@@ -1,5 +1,7 @@
-//! `zigral`: the appliance binary. Thin: parses the subcommand, sets up logging and the tokio
-//! runtime, and hands over to the library crate that owns that service.
+//! `zigral`: the appliance binary. Thin: parses the subcommand, sets up logging and hands over
+//! to the library crate that owns that service. Each service runs on exactly one tokio runtime:
+//! the proxy builds its own (current-thread by default, `--threads N`), the control plane runs
+//! on the multi-thread runtime built here.
 
 use clap::{Parser, Subcommand};
 
@@ -29,13 +31,11 @@ fn main() -> anyhow::Result<()> {
         // Under zigral-init stderr is a pipe into the log files: no colour codes there.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        match cli.cmd {
-            Cmd::Proxy(args) => zigral_proxy::cli::run(args).await,
-            Cmd::Control(args) => zigral_control::cli::run(args).await,
-        }
-    })
+    match cli.cmd {
+        Cmd::Proxy(args) => zigral_proxy::cli::run(args),
+        Cmd::Control(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(zigral_control::cli::run(args)),
+    }
 }

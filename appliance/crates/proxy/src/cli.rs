@@ -218,41 +218,27 @@ fn raise_nofile() {
     }
 }
 
-/// Runs the proxy until SIGTERM or SIGINT, then drains. With `--threads 1` the proxy runs on
-/// a dedicated current-thread runtime and the caller's runtime just waits for it.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// Runs the proxy until SIGTERM or SIGINT, then drains, on the one tokio runtime of the
+/// process, built here: a current-thread runtime with `--threads 1` (the default: lowest
+/// latency), else a multi-thread runtime with that many workers. Call it outside any runtime.
+pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(url) = args.viewer_url()? {
         println!("{url}");
         return Ok(());
     }
-    if args.threads == 0 {
-        bail!("--threads must be at least 1");
+    let rt = match args.threads {
+        0 => bail!("--threads must be at least 1"),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
     }
-    if args.threads == 1 {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("zigral-proxy".into())
-            .spawn(move || {
-                let r = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("building the proxy runtime")
-                    .and_then(|rt| rt.block_on(run_here(args)));
-                let _ = tx.send(r);
-            })
-            .context("starting the proxy thread")?;
-        return rx.await.context("proxy thread ended without a result")?;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()
-        .context("building the proxy runtime")?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rt.spawn(async move {
-        let _ = tx.send(run_here(args).await);
-    });
-    let r = rx.await.context("proxy runtime ended without a result")?;
+    .context("building the proxy runtime")?;
+    let r = rt.block_on(run_here(args));
+    // Connections still draining after the timeout are dropped, not awaited.
     rt.shutdown_background();
     r
 }
