@@ -123,6 +123,15 @@ pub struct Settings {
     pub ready_message: Option<String>,
     /// Most template instances alive at once (default 16).
     pub max_instances: Option<u32>,
+    /// When the supervisor runs as root: the unprivileged user that owns the state dir (mode
+    /// 0711) and may use the control socket (group access, 0660); created when missing.
+    pub state_user: Option<String>,
+    /// When the supervisor runs as root: private port ranges. Each entry is a first port (e.g.
+    /// `"${vnc_base}"`); the range is [`PRIVATE_SPAN`] ports from there. Only root and
+    /// `state_user` may open TCP connections to them (an nftables table owned by zigral-init,
+    /// removed at exit), so no desktop user reaches another desktop's VNC or DevTools.
+    #[serde(default)]
+    pub private_ports: Vec<String>,
 }
 
 /// One readiness probe (`ready = { ... }`): exactly one of `path`, `tcp`, `http`, `x11`.
@@ -255,10 +264,41 @@ impl Default for LogDef {
 #[serde(deny_unknown_fields)]
 pub struct FileDef {
     pub path: String,
-    pub content: String,
+    /// The file's text (exactly one of `content` and `xauthority`).
+    pub content: Option<String>,
+    /// Write a fresh Xauthority file with a random MIT-MAGIC-COOKIE-1 for this X display
+    /// (`":5"`) before every start (implies `replace`).
+    pub xauthority: Option<String>,
     /// Overwrite an existing file (default: only create when missing).
     #[serde(default)]
     pub replace: bool,
+    /// Octal permission bits (default `"0644"`, `"0640"` for Xauthority files).
+    pub mode: Option<String>,
+    /// Owner when the supervisor is root (default: the service's `user`).
+    pub owner: Option<String>,
+    /// Group when the supervisor is root (default: the owner's primary group).
+    pub group: Option<String>,
+}
+
+/// A `mkdir` entry: a path, or `{ path, mode, owner, group }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DirDef {
+    Path(String),
+    Full(DirFull),
+}
+
+/// The table form of a `mkdir` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirFull {
+    pub path: String,
+    /// Octal permission bits applied at every start (e.g. `"2750"`).
+    pub mode: Option<String>,
+    /// Owner when the supervisor is root (default: the service's `user`; `"root"` keeps root).
+    pub owner: Option<String>,
+    /// Group when the supervisor is root (default: the owner's primary group).
+    pub group: Option<String>,
 }
 
 /// One service as written in the file (`[[service]]` or `[[template.service]]`).
@@ -272,8 +312,15 @@ pub struct ServiceDef {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+    /// Run as this user when the supervisor is root (as an ordinary user, every service runs
+    /// as that user).
     pub user: Option<String>,
     pub group: Option<String>,
+    /// Create `user` (a system user with its own group, no login) when it does not exist.
+    #[serde(default)]
+    pub create_user: bool,
+    /// File creation mask of the service's processes, octal (e.g. `"027"`).
+    pub umask: Option<String>,
     #[serde(default)]
     pub after: Vec<String>,
     pub ready: Option<ReadyDef>,
@@ -295,7 +342,7 @@ pub struct ServiceDef {
     pub restart_with_deps: bool,
     /// Directories created (with parents) before each start.
     #[serde(default)]
-    pub mkdir: Vec<String>,
+    pub mkdir: Vec<DirDef>,
     #[serde(default)]
     pub files: Vec<FileDef>,
 }
@@ -381,6 +428,8 @@ pub struct ServiceSpec {
     pub cwd: Option<PathBuf>,
     pub user: Option<String>,
     pub group_name: Option<String>,
+    pub create_user: bool,
+    pub umask: Option<u32>,
     pub after: Vec<String>,
     pub ready: Option<Probe>,
     pub restart: RestartSpec,
@@ -390,8 +439,49 @@ pub struct ServiceSpec {
     pub log: LogDef,
     pub autostart: bool,
     pub restart_with_deps: bool,
-    pub mkdir: Vec<PathBuf>,
-    pub files: Vec<(PathBuf, String, bool)>,
+    pub mkdir: Vec<DirSpec>,
+    pub files: Vec<FileSpec>,
+}
+
+/// A directory a service needs, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSpec {
+    pub path: PathBuf,
+    pub mode: Option<u32>,
+    /// `None`: the service's user.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// What a seeded file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    Text(String),
+    /// A fresh cookie for this X display number at every start.
+    Xauthority(u32),
+}
+
+/// A file seeded before a service starts, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: PathBuf,
+    pub content: FileContent,
+    pub replace: bool,
+    pub mode: u32,
+    /// `None`: the service's user.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// Parses octal permission bits (`"0750"`, `"2750"`, `"027"`).
+pub fn parse_mode(s: &str, max: u32) -> Result<u32, String> {
+    let t = s.trim();
+    let v = u32::from_str_radix(t, 8)
+        .map_err(|_| format!("bad mode {s:?}: octal digits like \"0750\""))?;
+    if v > max {
+        return Err(format!("bad mode {s:?}: above {max:o}"));
+    }
+    Ok(v)
 }
 
 /// A validated configuration.
@@ -405,7 +495,12 @@ pub struct Config {
     /// Global services plus the services of the instances listed in the file.
     pub services: Vec<ServiceSpec>,
     pub templates: Vec<TemplateDef>,
+    /// `[settings] private_ports`, expanded: inclusive port ranges.
+    pub private_ports: Vec<(u16, u16)>,
 }
+
+/// Ports per `private_ports` entry (desktop N of a template uses base + N).
+pub const PRIVATE_SPAN: u16 = 100;
 
 /// Inputs that do not come from the file.
 #[derive(Debug, Clone, Default)]
@@ -437,6 +532,15 @@ const RESERVED_VARS: &[&str] = &[
     "vnc_port",
     "cdp_port",
 ];
+
+/// A user name `useradd` accepts (and nothing that could look like an option).
+pub fn valid_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
@@ -553,22 +657,93 @@ fn build_spec(
         .map(|(k, v)| (k.clone(), x(v, &format!("env.{k}"))))
         .collect();
     let cwd = def.cwd.as_ref().map(|c| PathBuf::from(x(c, "cwd")));
-    let mkdir: Vec<PathBuf> = def
-        .mkdir
-        .iter()
-        .map(|d| state_dir.join(x(d, "mkdir")))
-        .collect();
-    let files: Vec<(PathBuf, String, bool)> = def
-        .files
-        .iter()
-        .map(|f| {
-            (
-                state_dir.join(x(&f.path, "files.path")),
-                x(&f.content, "files.content"),
-                f.replace,
-            )
-        })
-        .collect();
+    let mut mode_errs: Vec<String> = Vec::new();
+    fn mode_of(
+        m: &Option<String>,
+        what: &str,
+        max: u32,
+        default: u32,
+        ctx: &str,
+        errs: &mut Vec<String>,
+    ) -> u32 {
+        match m {
+            None => default,
+            Some(m) => parse_mode(m, max).unwrap_or_else(|e| {
+                errs.push(format!("{ctx}: {what}: {e}"));
+                default
+            }),
+        }
+    }
+    let mut mkdir: Vec<DirSpec> = Vec::new();
+    for d in &def.mkdir {
+        let spec = match d {
+            DirDef::Path(p) => DirSpec {
+                path: state_dir.join(x(p, "mkdir")),
+                mode: None,
+                owner: None,
+                group: None,
+            },
+            DirDef::Full(f) => DirSpec {
+                path: state_dir.join(x(&f.path, "mkdir.path")),
+                mode: f.mode.as_ref().map(|m| {
+                    mode_of(
+                        &Some(m.clone()),
+                        "mkdir.mode",
+                        0o7777,
+                        0o755,
+                        ctx,
+                        &mut mode_errs,
+                    )
+                }),
+                owner: f.owner.as_ref().map(|o| x(o, "mkdir.owner")),
+                group: f.group.as_ref().map(|g| x(g, "mkdir.group")),
+            },
+        };
+        mkdir.push(spec);
+    }
+    let mut files: Vec<FileSpec> = Vec::new();
+    for f in &def.files {
+        let path = state_dir.join(x(&f.path, "files.path"));
+        let content = match (&f.content, &f.xauthority) {
+            (Some(c), None) => FileContent::Text(x(c, "files.content")),
+            (None, Some(d)) => match parse_x11_display(&x(d, "files.xauthority")) {
+                Ok(n) => FileContent::Xauthority(n),
+                Err(e) => {
+                    mode_errs.push(format!("{ctx}: files.xauthority: {e}"));
+                    FileContent::Xauthority(0)
+                }
+            },
+            _ => {
+                mode_errs.push(format!(
+                    "{ctx}: files {}: needs exactly one of content and xauthority",
+                    f.path
+                ));
+                FileContent::Text(String::new())
+            }
+        };
+        let xauth = matches!(content, FileContent::Xauthority(_));
+        files.push(FileSpec {
+            path,
+            replace: f.replace || xauth,
+            mode: mode_of(
+                &f.mode,
+                "files.mode",
+                0o7777,
+                if xauth { 0o640 } else { 0o644 },
+                ctx,
+                &mut mode_errs,
+            ),
+            owner: f.owner.as_ref().map(|o| x(o, "files.owner")),
+            group: f.group.as_ref().map(|g| x(g, "files.group")),
+            content,
+        });
+    }
+    let umask = def
+        .umask
+        .as_ref()
+        .map(|m| mode_of(&Some(m.clone()), "umask", 0o777, 0o022, ctx, &mut mode_errs));
+    let user = def.user.as_ref().map(|u| x(u, "user"));
+    let group_name = def.group.as_ref().map(|g| x(g, "group"));
     let ready_raw = def.ready.as_ref().map(|r| {
         (
             r.path.as_ref().map(|p| x(p, "ready.path")),
@@ -691,10 +866,20 @@ fn build_spec(
     if def.log.max_size.0 < 4096 {
         errs.push(format!("{ctx}: log.max_size must be at least 4K"));
     }
-    if let Some(u) = &def.user
+    errs.append(&mut mode_errs);
+    if let Some(u) = &user
         && u.is_empty()
     {
         errs.push(format!("{ctx}: user is empty"));
+    }
+    if def.create_user {
+        match &user {
+            None => errs.push(format!("{ctx}: create_user needs a user")),
+            Some(u) if !valid_user_name(u) => {
+                errs.push(format!("{ctx}: user {u:?} is not a valid name to create"))
+            }
+            _ => {}
+        }
     }
     ServiceSpec {
         name,
@@ -703,8 +888,10 @@ fn build_spec(
         args,
         env,
         cwd,
-        user: def.user.clone(),
-        group_name: def.group.clone(),
+        user,
+        group_name,
+        create_user: def.create_user,
+        umask,
         after: Vec::new(),
         ready,
         restart: RestartSpec {
@@ -949,6 +1136,24 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
     {
         errs.push(format!("[settings] ready_message: {e}"));
     }
+    let mut private_ports = Vec::new();
+    for p in &settings.private_ports {
+        match expand(p, &vars).map(|v| v.trim().parse::<u16>()) {
+            Ok(Ok(first)) if first > 0 && first <= u16::MAX - PRIVATE_SPAN => {
+                private_ports.push((first, first + (PRIVATE_SPAN - 1)));
+            }
+            Ok(_) => errs.push(format!(
+                "[settings] private_ports: {p:?} must be a port number 1-{}",
+                u16::MAX - PRIVATE_SPAN
+            )),
+            Err(e) => errs.push(format!("[settings] private_ports: {e}")),
+        }
+    }
+    if let Some(u) = &settings.state_user
+        && !valid_user_name(u)
+    {
+        errs.push(format!("[settings] state_user: bad user name {u:?}"));
+    }
 
     // Services.
     let mut defs: Vec<ServiceDef> = Vec::new();
@@ -1136,6 +1341,7 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
             socket,
             services,
             templates,
+            private_ports,
         })
     } else {
         Err(ConfigErrors(errs))

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::{Gid, Pid, Uid};
 
-use crate::config::ServiceSpec;
+use crate::config::{FileContent, ServiceSpec};
+use crate::privilege::{self, Owner, PrivilegeError};
 
 /// A started service process.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub struct Spawned {
 pub enum SpawnError {
     #[error("preparing {path}: {err}")]
     Prepare { path: String, err: std::io::Error },
+    #[error("{0}")]
+    Privilege(#[from] PrivilegeError),
     #[error("unknown user {0:?}")]
     UnknownUser(String),
     #[error("unknown group {0:?}")]
@@ -45,8 +48,14 @@ struct Ids {
     groups: Vec<Gid>,
 }
 
+/// The user a service runs as: its `user` when the supervisor is root, else none (every
+/// service runs as the supervisor's own user).
+fn effective_user(spec: &ServiceSpec) -> Option<&str> {
+    spec.user.as_deref().filter(|_| privilege::is_root())
+}
+
 fn resolve_ids(spec: &ServiceSpec) -> Result<Option<(Ids, String, String)>, SpawnError> {
-    let Some(uname) = &spec.user else {
+    let Some(uname) = effective_user(spec) else {
         if let Some(g) = &spec.group_name {
             let grp = nix::unistd::Group::from_name(g)?
                 .ok_or_else(|| SpawnError::UnknownGroup(g.clone()))?;
@@ -64,7 +73,7 @@ fn resolve_ids(spec: &ServiceSpec) -> Result<Option<(Ids, String, String)>, Spaw
         return Ok(None);
     };
     let user = nix::unistd::User::from_name(uname)?
-        .ok_or_else(|| SpawnError::UnknownUser(uname.clone()))?;
+        .ok_or_else(|| SpawnError::UnknownUser(uname.to_owned()))?;
     let gid = match &spec.group_name {
         Some(g) => {
             nix::unistd::Group::from_name(g)?
@@ -73,7 +82,7 @@ fn resolve_ids(spec: &ServiceSpec) -> Result<Option<(Ids, String, String)>, Spaw
         }
         None => user.gid,
     };
-    let cname = CString::new(uname.as_str()).map_err(|_| SpawnError::UnknownUser(uname.clone()))?;
+    let cname = CString::new(uname).map_err(|_| SpawnError::UnknownUser(uname.to_owned()))?;
     let groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
     Ok(Some((
         Ids {
@@ -82,33 +91,65 @@ fn resolve_ids(spec: &ServiceSpec) -> Result<Option<(Ids, String, String)>, Spaw
             groups,
         },
         user.dir.display().to_string(),
-        uname.clone(),
+        uname.to_owned(),
     )))
 }
 
-/// Creates the service's directories and seeds its files (existing files are kept unless
-/// `replace`).
-pub fn prepare(spec: &ServiceSpec) -> Result<(), SpawnError> {
-    for d in &spec.mkdir {
-        std::fs::create_dir_all(d).map_err(|err| SpawnError::Prepare {
-            path: d.display().to_string(),
-            err,
-        })?;
+/// The owner a prepared path gets: `owner` (or the service's user) with `group`; none when
+/// the supervisor is not root or nobody is named.
+fn owner_of(
+    spec: &ServiceSpec,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<Owner>, SpawnError> {
+    if !privilege::is_root() {
+        return Ok(None);
     }
-    for (path, content, replace) in &spec.files {
-        if path.exists() && !replace {
+    let Some(name) = owner.or(spec.user.as_deref()) else {
+        return Ok(None);
+    };
+    Ok(Some(Owner::resolve(
+        name,
+        group.or(
+            // A group given for the service applies to its own files by default.
+            if owner.is_none() {
+                spec.group_name.as_deref()
+            } else {
+                None
+            },
+        ),
+    )?))
+}
+
+/// Creates the service's user (when asked and root), its directories and seeds its files
+/// (existing files are kept unless `replace`), with their owners and modes.
+pub fn prepare(spec: &ServiceSpec) -> Result<(), SpawnError> {
+    if spec.create_user
+        && privilege::is_root()
+        && let Some(u) = &spec.user
+    {
+        let home = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "HOME")
+            .map(|(_, v)| std::path::PathBuf::from(v))
+            .unwrap_or_else(|| "/nonexistent".into());
+        privilege::ensure_user(u, &home)?;
+    }
+    for d in &spec.mkdir {
+        let owner = owner_of(spec, d.owner.as_deref(), d.group.as_deref())?;
+        privilege::make_dir(&d.path, d.mode, owner)?;
+    }
+    for f in &spec.files {
+        if f.path.exists() && !f.replace {
             continue;
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|err| SpawnError::Prepare {
-                path: dir.display().to_string(),
-                err,
-            })?;
-        }
-        std::fs::write(path, content).map_err(|err| SpawnError::Prepare {
-            path: path.display().to_string(),
-            err,
-        })?;
+        let owner = owner_of(spec, f.owner.as_deref(), f.group.as_deref())?;
+        let data = match &f.content {
+            FileContent::Text(t) => t.as_bytes().to_vec(),
+            FileContent::Xauthority(display) => privilege::xauthority(*display)?,
+        };
+        privilege::write_file(&f.path, &data, f.mode, owner)?;
     }
     Ok(())
 }
@@ -144,14 +185,20 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&OwnedFd>) -> Result<Spawn
         cmd.current_dir(c);
     }
     let rlimits = spec.limits.rlimits.clone();
+    let umask = spec
+        .umask
+        .map(|m| nix::sys::stat::Mode::from_bits_truncate(m as nix::libc::mode_t));
     let cg_fd: Option<RawFd> = cgroup_procs.map(|f| f.as_raw_fd());
     let ids = ids.map(|(i, _, _)| i);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (setsid, setrlimit, write, setgroups, setgid, setuid,
+    // async-signal-safe system calls (setsid, umask, setrlimit, write, setgroups, setgid, setuid,
     // sigprocmask) on data prepared before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if let Some(m) = umask {
+                nix::sys::stat::umask(m);
+            }
             for (res, v) in &rlimits {
                 if nix::sys::resource::setrlimit(*res, *v, *v).is_err() {
                     // Raising above the hard limit needs CAP_SYS_RESOURCE: clamp to it.
@@ -185,7 +232,15 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&OwnedFd>) -> Result<Spawn
         });
     }
     let child = cmd.spawn().map_err(|err| SpawnError::Exec {
-        command: spec.command.clone(),
+        command: match effective_user(spec) {
+            // The usual cause: a parent directory of the binary (a checkout under /root, say)
+            // is not searchable by the service's user.
+            Some(u) if err.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                "{} (as user {u}: every parent directory must be searchable by {u})",
+                spec.command
+            ),
+            _ => spec.command.clone(),
+        },
         err,
     })?;
     let pid = Pid::from_raw(child.id() as i32);

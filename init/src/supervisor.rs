@@ -38,6 +38,10 @@ pub enum SupervisorError {
         "another zigral-init is already running with control socket {0} (stop it, or use another --state-dir)"
     )]
     AlreadyRunning(String),
+    #[error("{0}")]
+    Privilege(#[from] crate::privilege::PrivilegeError),
+    #[error("{0}")]
+    Guard(#[from] crate::guard::GuardError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -182,6 +186,10 @@ pub struct Supervisor {
     started: Instant,
     announced: bool,
     logs_dir: PathBuf,
+    /// `[settings] state_user`'s uid (root only): it may use the control socket.
+    state_uid: Option<u32>,
+    /// The private-port table (root only); removed when the supervisor is dropped.
+    _guard: Option<crate::guard::PortGuard>,
 }
 
 /// Signals the supervisor takes through its signalfd.
@@ -216,6 +224,52 @@ pub fn block_signals() -> Result<SigSet, nix::Error> {
         unsafe { nix::sys::signal::sigaction(*s, &act) }?;
     }
     Ok(set)
+}
+
+/// As root with `[settings] state_user`: creates that user, hands it the state dir (mode 0711:
+/// others may pass through to their own desktop directory but list nothing) with what an
+/// earlier run left there, and keeps `logs/` (0700) and `desktops/` (0711) for root.
+fn prepare_state_dir(cfg: &Config) -> Result<Option<crate::privilege::Owner>, SupervisorError> {
+    use crate::privilege::{self, Owner};
+    let dir = &cfg.state_dir;
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let Some(name) = cfg
+        .settings
+        .state_user
+        .as_deref()
+        .filter(|_| privilege::is_root())
+    else {
+        return Ok(None);
+    };
+    privilege::check_reachable(dir)?;
+    let u = privilege::ensure_user(name, dir)?;
+    let owner = Owner {
+        uid: u.uid,
+        gid: u.gid,
+    };
+    let root = Owner {
+        uid: nix::unistd::Uid::from_raw(0),
+        gid: nix::unistd::Gid::from_raw(0),
+    };
+    let keep_root = ["logs", "desktops"];
+    let sock_name = cfg.socket.file_name().map(|n| n.to_os_string());
+    for e in std::fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))? {
+        let e = e.map_err(io_err(format!("listing {}", dir.display())))?;
+        let n = e.file_name();
+        if keep_root.iter().any(|k| n == *k) || Some(&n) == sock_name.as_ref() {
+            continue;
+        }
+        let meta = e.metadata().map_err(io_err("stat"))?;
+        if std::os::unix::fs::MetadataExt::uid(&meta) != u.uid.as_raw() {
+            privilege::chown_tree(&e.path(), owner)?;
+        }
+    }
+    privilege::chown(dir, owner)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(io_err("chmod state dir"))?;
+    privilege::make_dir(&dir.join("logs"), Some(0o700), Some(root))?;
+    privilege::make_dir(&dir.join("desktops"), Some(0o711), Some(root))?;
+    Ok(Some(owner))
 }
 
 fn bind_socket(path: &std::path::Path) -> Result<UnixListener, SupervisorError> {
@@ -270,7 +324,36 @@ impl Supervisor {
         let logs_dir = cfg.state_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)
             .map_err(io_err(format!("creating {}", logs_dir.display())))?;
+        let state_owner = prepare_state_dir(&cfg)?;
         let listener = bind_socket(&cfg.socket)?;
+        if let Some(o) = state_owner {
+            // The state user (the control plane) may talk to zigral-init; nobody else.
+            crate::privilege::chown(
+                &cfg.socket,
+                crate::privilege::Owner {
+                    uid: nix::unistd::Uid::from_raw(0),
+                    gid: o.gid,
+                },
+            )?;
+            std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o660))
+                .map_err(io_err("chmod control socket"))?;
+        }
+        let guard = if cfg.private_ports.is_empty() {
+            None
+        } else if crate::privilege::is_root() {
+            let mut allow = vec![0];
+            allow.extend(state_owner.map(|o| o.uid.as_raw()));
+            Some(crate::guard::PortGuard::install(
+                &cfg.state_dir,
+                &cfg.private_ports,
+                &allow,
+            )?)
+        } else {
+            tracing::info!(
+                "not root: every service runs as this user and private ports are not guarded"
+            );
+            None
+        };
         let (wake_r, wake_w) = std::io::pipe().map_err(io_err("pipe"))?;
         set_nonblocking(wake_r.as_raw_fd())?;
         let (probe_tx, probe_rx) = std::sync::mpsc::channel();
@@ -311,6 +394,8 @@ impl Supervisor {
             started: Instant::now(),
             announced: false,
             logs_dir,
+            state_uid: state_owner.map(|o| o.uid.as_raw()),
+            _guard: guard,
             opts,
             cfg,
         };
@@ -972,7 +1057,7 @@ impl Supervisor {
                         &stream,
                         nix::sys::socket::sockopt::PeerCredentials,
                     )
-                    .map(|c| c.uid() == me || c.uid() == 0)
+                    .map(|c| c.uid() == me || c.uid() == 0 || Some(c.uid()) == self.state_uid)
                     .unwrap_or(false);
                     if !allowed || stream.set_nonblocking(true).is_err() {
                         continue;

@@ -198,3 +198,173 @@ fn spawn_and_destroy_desktop_1_over_the_control_socket() {
         .unwrap_err();
     assert!(e.contains("no instance desktop@1"), "{e}");
 }
+
+/// Runs `script` with `sh -c` as `user` (with that user's groups); returns (success, output).
+fn as_user(user: &str, script: &str) -> (bool, String) {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", user, "--", "sh", "-c", script])
+        .output()
+        .expect("runuser (util-linux)");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn uid_of(pid: i32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn uid_named(user: &str) -> u32 {
+    nix::unistd::User::from_name(user)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no user {user}"))
+        .uid
+        .as_raw()
+}
+
+/// The X11 setup reply's first byte for a connection to `display` presenting `cookie`
+/// (1 = accepted, 0 = refused).
+fn x11_setup_as(user: &str, display: u32, xauthority: &Path) -> (bool, String) {
+    as_user(
+        user,
+        &format!(
+            "XAUTHORITY={} xdpyinfo -display :{display} | head -1",
+            xauthority.display()
+        ),
+    )
+}
+
+/// Least privilege, as root in host mode: every desktop process runs as its desktop's own
+/// user with Chromium's sandbox on, the proxy and the control plane as `zigral`, and a process
+/// of desktop 0's user reaches neither the state dir's files, nor desktop 1's X display, VNC
+/// or DevTools (nor its own DevTools: only the control plane drives Chrome).
+#[test]
+fn desktops_run_as_their_own_users_and_cannot_reach_each_other() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test checks the user switch zigral-init does as root: run it as root (make test does)"
+    );
+    let p = ports(2);
+    let dir = scratch("privilege");
+    let init = start(&dir, &p);
+    init.wait_state("chromium@0", &["ready"], READY);
+    init.wait_state("control", &["ready"], READY);
+    init.call(json!({"cmd":"spawn","template":"desktop","instance":"1"}))
+        .unwrap();
+    init.wait_state("chromium@1", &["ready"], READY);
+    let (d0, d1, zigral) = (
+        uid_named("zigral-d0"),
+        uid_named("zigral-d1"),
+        uid_named("zigral"),
+    );
+    assert!(d0 != 0 && d1 != 0 && zigral != 0 && d0 != d1 && d0 != zigral);
+
+    // Who runs what.
+    for (svc, uid) in [
+        ("xvfb@0", d0),
+        ("x11vnc@0", d0),
+        ("chromium@0", d0),
+        ("xvfb@1", d1),
+        ("chromium@1", d1),
+        ("proxy", zigral),
+        ("control", zigral),
+    ] {
+        assert_eq!(
+            uid_of(pid_of(&init, svc)),
+            uid,
+            "{svc} runs as the wrong user"
+        );
+    }
+    let chrome_tree = pids_matching(&format!(
+        "--user-data-dir={}",
+        init.state.join("desktops/0/chrome").display()
+    ));
+    assert!(
+        chrome_tree.len() >= 3,
+        "Chromium's processes: {chrome_tree:?}"
+    );
+    let mut sandboxed_renderers = 0;
+    for pid in &chrome_tree {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        assert!(!cmd.contains("--no-sandbox"), "{pid}: {cmd}");
+        assert_ne!(uid_of(*pid), 0, "{pid} runs as root: {cmd}");
+        if cmd.contains("--type=renderer") {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            assert!(
+                st.contains("Seccomp:\t2"),
+                "renderer {pid} without seccomp-bpf:\n{st}"
+            );
+            sandboxed_renderers += 1;
+        }
+    }
+    assert!(
+        sandboxed_renderers > 0,
+        "no renderer found in {chrome_tree:?}"
+    );
+
+    // The state dir: nothing of it is readable by a desktop user.
+    let st = init.state.display().to_string();
+    for f in ["zigral.redb", "proxy-signing.key", "logs/control.log"] {
+        assert!(init.state.join(f).exists(), "{f} missing");
+        let (ok, out) = as_user("zigral-d0", &format!("cat {st}/{f} > /dev/null"));
+        assert!(!ok && out.contains("Permission denied"), "{f}: {out}");
+    }
+    let (ok, out) = as_user("zigral-d0", &format!("ls {st}"));
+    assert!(!ok && out.contains("Permission denied"), "{out}");
+    let (ok, out) = as_user(
+        "zigral-d0",
+        &format!("socat -T2 - UNIX-CONNECT:{st}/init.sock </dev/null"),
+    );
+    assert!(!ok && out.contains("Permission denied"), "init.sock: {out}");
+
+    // X: desktop 0's cookie opens desktop 0 only; desktop 1's cookie is unreadable.
+    let own = init.state.join("desktops/0/Xauthority");
+    let (ok, out) = x11_setup_as("zigral-d0", p.display, &own);
+    assert!(
+        ok && out.contains(&format!(":{}", p.display)),
+        "own display: {out}"
+    );
+    let (ok, out) = x11_setup_as("zigral-d0", p.display + 1, &own);
+    assert!(
+        !ok || !out.contains("name of display"),
+        "desktop 1's X display: {out}"
+    );
+    let (ok, out) = as_user("zigral-d0", &format!("cat {st}/desktops/1/Xauthority"));
+    assert!(!ok && out.contains("Permission denied"), "{out}");
+    let (ok, out) = as_user("zigral-d0", &format!("ls {st}/desktops/1/chrome"));
+    assert!(!ok && out.contains("Permission denied"), "{out}");
+
+    // VNC and DevTools: refused to desktop users, open to root and to the control plane's user.
+    for port in [p.vnc + 1, p.vnc] {
+        let (ok, out) = as_user(
+            "zigral-d0",
+            &format!("socat -T2 - TCP:127.0.0.1:{port} </dev/null | head -c 12"),
+        );
+        assert!(
+            !out.contains("RFB"),
+            "VNC {port} reached as zigral-d0: {ok} {out}"
+        );
+        let (_, out) = as_user(
+            "zigral",
+            &format!("socat -T2 - TCP:127.0.0.1:{port} </dev/null | head -c 12"),
+        );
+        assert!(out.contains("RFB 003.008"), "VNC {port} as zigral: {out}");
+    }
+    for port in [p.cdp + 1, p.cdp] {
+        let url = format!("http://127.0.0.1:{port}/json/version");
+        let (ok, out) = as_user("zigral-d0", &format!("curl -sS -m 5 {url}"));
+        assert!(
+            !ok && !out.contains("Browser"),
+            "DevTools {port} as zigral-d0: {out}"
+        );
+        let (ok, out) = as_user("zigral", &format!("curl -sS -m 5 {url}"));
+        assert!(
+            ok && out.contains("Browser"),
+            "DevTools {port} as zigral: {out}"
+        );
+        assert!(cdp_ok(port), "DevTools {port} as root");
+    }
+}
