@@ -573,6 +573,69 @@ fn dev_profile_ssh_tunnel() {
             .then(|| started.elapsed().as_secs_f64())
     });
     eprintln!("boot_to_chrome_ready_s: {chrome:.1}");
+
+    // Least privilege inside the VM: only zigral-init (and the system's sshd/dhclient) is
+    // root; desktop 0 runs as zigral-d0 with Chromium's sandbox on; the proxy and the control
+    // plane run as zigral; desktop 0's user reaches neither the state dir nor DevTools/VNC.
+    let ps = run(ssh_base(&key, ssh_port).args(["root@127.0.0.1", "ps -eo user:20,args"]));
+    let owner_of = |needle: &str| -> Vec<String> {
+        ps.lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    for (needle, user) in [
+        ("Xvfb :0", "zigral-d0"),
+        ("x11vnc -display :0", "zigral-d0"),
+        ("--remote-debugging-port=9222", "zigral-d0"),
+        ("zigral proxy", "zigral"),
+        ("zigral control", "zigral"),
+    ] {
+        let owners = owner_of(needle);
+        assert!(
+            !owners.is_empty() && owners.iter().all(|o| o == user),
+            "{needle}: run by {owners:?}, want {user}\n{ps}"
+        );
+    }
+    assert!(
+        !ps.contains("--no-sandbox"),
+        "Chromium without its sandbox:\n{ps}"
+    );
+    let probe = |script: &str| -> (bool, String) {
+        let out = ssh_base(&key, ssh_port)
+            .args([
+                "root@127.0.0.1",
+                &format!("runuser -u zigral-d0 -- bash -c '{script}' 2>&1"),
+            ])
+            .output()
+            .expect("ssh");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = probe("cat /var/lib/zigral/zigral.redb > /dev/null");
+    assert!(
+        !ok && out.contains("Permission denied"),
+        "redb as zigral-d0: {out}"
+    );
+    let (ok, out) = probe("cat /var/lib/zigral/proxy-signing.key > /dev/null");
+    assert!(
+        !ok && out.contains("Permission denied"),
+        "signing key as zigral-d0: {out}"
+    );
+    for port in [9222, 5900] {
+        let (ok, out) = probe(&format!("exec 3<>/dev/tcp/127.0.0.1/{port}"));
+        assert!(!ok, "port {port} reachable as zigral-d0: {out}");
+    }
+    let seccomp = run(ssh_base(&key, ssh_port).args([
+        "root@127.0.0.1",
+        "for p in $(pgrep -f -- --type=renderer); do grep Seccomp: /proc/$p/status; done",
+    ]));
+    assert!(
+        seccomp.contains("Seccomp:\t2"),
+        "no sandboxed renderer: {seccomp:?}"
+    );
     let free = run(ssh_base(&key, ssh_port).args(["root@127.0.0.1", "free -m"]));
     let used = free
         .lines()
