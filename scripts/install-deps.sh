@@ -8,7 +8,7 @@
 set -euo pipefail
 profile=${1:-run}
 
-run_pkgs=(xvfb x11vnc chromium jq fonts-dejavu-core fonts-liberation2 fonts-noto-cjk x11-utils ca-certificates)
+run_pkgs=(xvfb x11vnc chromium jq fonts-dejavu-core fonts-liberation2 fonts-noto-cjk x11-utils ca-certificates nftables passwd)
 test_pkgs=(tini xdotool scrot imagemagick xclip websockify novnc socat redis-server redis-tools hyperfine
            ffmpeg python3-venv iproute2 curl procps util-linux psmisc)
 image_pkgs=(mmdebstrap e2fsprogs grub-pc-bin fdisk zstd packer openssh-client dosfstools)

@@ -80,5 +80,10 @@ fi
 bin="${CARGO_TARGET_DIR:-target}/release/zigral-init"
 export ZIGRAL_DISPLAY_BASE=$display_base ZIGRAL_VNC_BASE=$vnc_base ZIGRAL_CDP_BASE=$cdp_base \
   ZIGRAL_PROXY_PORT=$proxy_port ZIGRAL_CONTROL_PORT=$control_port
+if [[ $(id -u) -eq 0 ]]; then
+  echo "run-host: as root, zigral-init is the only root process: the proxy and control plane run as"
+  echo "run-host: user zigral, desktop N as user zigral-dN (created on first use; Chromium keeps its"
+  echo "run-host: sandbox), and the VNC/DevTools ports are private to zigral (nftables)"
+fi
 echo "run-host: starting zigral-init (state in ${state_dir}/, logs in ${state_dir}/logs/)"
 exec "$bin" run --config config/host.toml --state-dir "$state_dir" --set "ui_dir=$PWD/ui/dist" "$@"
