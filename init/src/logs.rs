@@ -20,7 +20,12 @@ pub struct LogSink {
     console: bool,
     /// Bytes of an unfinished console line.
     partial: Vec<u8>,
+    /// The last bytes written (for services kept off the console: shown when they fail).
+    tail: Vec<u8>,
 }
+
+/// Bytes of recent output kept per service.
+const TAIL_BYTES: usize = 2048;
 
 impl LogSink {
     /// A sink for service `name` writing under `dir` per `def`.
@@ -35,6 +40,7 @@ impl LogSink {
             to_file: def.file,
             console: def.console,
             partial: Vec::new(),
+            tail: Vec::new(),
         }
     }
 
@@ -78,6 +84,12 @@ impl LogSink {
 
     /// Writes raw output bytes to the file and whole lines to the console.
     pub fn write(&mut self, data: &[u8]) {
+        if !self.console {
+            self.tail.extend_from_slice(data);
+            if self.tail.len() > TAIL_BYTES {
+                self.tail.drain(..self.tail.len() - TAIL_BYTES);
+            }
+        }
         if self.to_file {
             if self.size > 0 && self.size + data.len() as u64 > self.max {
                 self.rotate();
@@ -114,6 +126,22 @@ impl LogSink {
         }
     }
 
+    /// Up to `n` last non-empty output lines of a service that is kept off the console (empty
+    /// for console services: their output was shown already).
+    pub fn recent_lines(&self, n: usize) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.tail);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| l.chars().take(300).collect())
+            .collect()
+    }
+
+    /// Forgets the recent output (a new run starts).
+    pub fn clear_recent(&mut self) {
+        self.tail.clear();
+    }
+
     /// Prints an unfinished console line (at EOF).
     pub fn flush_partial(&mut self) {
         if self.console && !self.partial.is_empty() {
@@ -129,6 +157,26 @@ impl LogSink {
 mod tests {
     use super::*;
     use crate::config::Size;
+
+    #[test]
+    fn keeps_the_last_lines_of_a_quiet_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let quiet = LogDef {
+            console: false,
+            ..LogDef::default()
+        };
+        let mut sink = LogSink::new("chromium@0", dir.path(), &quiet);
+        sink.write(b"noise 1\nnoise 2\n\n");
+        sink.write(b"[1:1:FATAL:zygote_host_impl_linux.cc(128)] No usable sandbox!\n");
+        let last = sink.recent_lines(2);
+        assert_eq!(last.len(), 2);
+        assert!(last[1].ends_with("No usable sandbox!"), "{last:?}");
+        sink.clear_recent();
+        assert!(sink.recent_lines(2).is_empty());
+        let mut loud = LogSink::new("proxy", dir.path(), &LogDef::default());
+        loud.write(b"shown on the console already\n");
+        assert!(loud.recent_lines(2).is_empty());
+    }
 
     #[test]
     fn rotates_at_size_cap() {

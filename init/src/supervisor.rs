@@ -712,6 +712,14 @@ impl Supervisor {
             tracing::info!("{} finished: {reason} after {} ms", s.spec.name, ms(uptime));
         } else {
             tracing::warn!("{} exited: {reason} after {} ms", s.spec.name, ms(uptime));
+            // A service kept off the console (Chromium) says why it failed only in its log
+            // file ("No usable sandbox!"): show its last lines where the operator looks.
+            if let Some(sink) = self.sinks.get_mut(&s.spec.name) {
+                for line in sink.recent_lines(4) {
+                    tracing::warn!("{} last output: {line}", s.spec.name);
+                }
+                sink.clear_recent();
+            }
         }
         s.last_exit = Some(reason);
         let name = s.spec.name.clone();
