@@ -164,7 +164,7 @@ impl Scaling {
     }
 }
 
-fn invalid(code: &'static str, action: &str, m: impl Into<String>) -> ActionError {
+fn invalid(code: crate::ErrorCode, action: &str, m: impl Into<String>) -> ActionError {
     ActionError::Invalid {
         index: 0,
         code,
@@ -180,22 +180,23 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
             .coordinate
             .map(|c| sc.to_screen(c, what))
             .transpose()
-            .map_err(|m| invalid("out_of_bounds", a, m))
+            .map_err(|m| invalid(crate::ErrorCode::OutOfBounds, a, m))
     };
     let need_coord = || -> Result<(i32, i32), ActionError> {
-        coord("coordinate")?.ok_or_else(|| invalid("invalid_action", a, "coordinate is required"))
+        coord("coordinate")?
+            .ok_or_else(|| invalid(crate::ErrorCode::InvalidAction, a, "coordinate is required"))
     };
     let need_text = || -> Result<String, ActionError> {
         input
             .text
             .clone()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| invalid("invalid_action", a, "text is required"))
+            .ok_or_else(|| invalid(crate::ErrorCode::InvalidAction, a, "text is required"))
     };
     let no_text = || -> Result<(), ActionError> {
         if input.text.is_some() {
             return Err(invalid(
-                "invalid_action",
+                crate::ErrorCode::InvalidAction,
                 a,
                 "text is not used by this action",
             ));
@@ -206,7 +207,7 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
         let d = d.unwrap_or(default);
         if !(0.0..=60.0).contains(&d) {
             return Err(invalid(
-                "invalid_argument",
+                crate::ErrorCode::InvalidArgument,
                 a,
                 format!("duration must be 0..=60 seconds (got {d})"),
             ));
@@ -256,7 +257,7 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
                 Some(s) => {
                     let (sx, sy) = sc
                         .to_screen(s, "start_coordinate")
-                        .map_err(|m| invalid("out_of_bounds", a, m))?;
+                        .map_err(|m| invalid(crate::ErrorCode::OutOfBounds, a, m))?;
                     vec![Action::Drag {
                         path: vec![crate::Point { x: sx, y: sy }, crate::Point { x: ex, y: ey }],
                         button: Default::default(),
@@ -303,13 +304,17 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
                 Some("right") => ScrollDirection::Right,
                 Some(other) => {
                     return Err(invalid(
-                        "invalid_argument",
+                        crate::ErrorCode::InvalidArgument,
                         a,
                         format!("scroll_direction {other:?} is not up, down, left or right"),
                     ));
                 }
                 None => {
-                    return Err(invalid("invalid_action", a, "scroll_direction is required"));
+                    return Err(invalid(
+                        crate::ErrorCode::InvalidAction,
+                        a,
+                        "scroll_direction is required",
+                    ));
                 }
             };
             vec![Action::Scroll {
@@ -329,7 +334,7 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
         other => {
             return Err(ActionError::Invalid {
                 index: 0,
-                code: "unknown_action",
+                code: crate::ErrorCode::UnknownAction,
                 message: format!(
                     "unknown computer-use action {other:?} (expected key, type, mouse_move, \
                      left_click, left_click_drag, right_click, middle_click, double_click, \
@@ -343,14 +348,14 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
     let uses_scroll = a == "scroll";
     if !uses_scroll && (input.scroll_direction.is_some() || input.scroll_amount.is_some()) {
         return Err(invalid(
-            "invalid_action",
+            crate::ErrorCode::InvalidAction,
             a,
             "scroll_direction/scroll_amount are only used by scroll",
         ));
     }
     if a != "left_click_drag" && input.start_coordinate.is_some() {
         return Err(invalid(
-            "invalid_action",
+            crate::ErrorCode::InvalidAction,
             a,
             "start_coordinate is only used by left_click_drag",
         ));

@@ -6,21 +6,24 @@
 //! tools over rmcp's streamable HTTP transport.
 //!
 //! Flow: request body → [`BatchRequest`] (or an adapter's input → native actions) →
-//! [`Executor::run`] (validate all → take the session's input lock → run in order, stop at the
-//! first failure, time each action, optional screenshot) → [`BatchResponse`] → the caller logs
-//! [`BatchResponse::log_entries`] and replies.
+//! [`Executor::run`] (plan: validate all → take the session's input lock → run in order, stop
+//! at the first failure, time each action, optional screenshot) → [`BatchResponse`] → the
+//! caller logs [`BatchResponse::log_entries`] (typed text redacted by its [`TypedText`]
+//! policy) and replies.
 
 pub mod anthropic;
 mod error;
 mod executor;
+mod log;
 pub mod mcp;
 pub mod openai;
+mod plan;
 mod schema;
 
-pub use error::ActionError;
-pub use executor::{
-    Executor, LogEntry, MAX_TYPE_DELAY_MS, MAX_WAIT_MS, image_out, resolve_scale, screenshot_opts,
-};
+pub use error::{ActionError, ErrorCode};
+pub use executor::{Executor, image_out};
+pub use log::{FullText, LengthOnly, LogEntry, SECRET_MARKER, TypedText};
+pub use plan::{MAX_TYPE_DELAY_MS, MAX_WAIT_MS, resolve_scale, screenshot_opts};
 pub use schema::{
     Action, ActionResult, BatchRequest, BatchResponse, ErrorBody, ImageFormat, ImageOut, MAX_BATCH,
     MouseButton, Output, Point, ScaleOut, ScaleSpec, ScreenshotSpec, ScrollDirection, parse_action,
@@ -31,23 +34,29 @@ pub use schema::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
-/// Where executed actions are recorded (the control plane's action log). Called after a batch
-/// ran and before the reply is sent.
-pub trait ActionLog: Send + Sync + 'static {
-    /// Records the entries; must not fail the request (log internally on error).
-    fn record(
-        &self,
-        entries: Vec<LogEntry>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+/// Why recording executed actions failed (the actions did run).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LogError(pub String);
 
-    /// Records the entries of a request whose HTTP parts are known (MCP: headers such as the
-    /// session id, extensions such as [`Caller`]). Defaults to [`ActionLog::record`].
-    fn record_with<'a>(
+/// A boxed future of [`ActionLog::record`].
+pub type LogFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LogError>> + Send + 'a>>;
+
+/// Where executed actions are recorded (the control plane's action log). Called after a batch
+/// ran and before the reply is sent; an `Err` makes the reply an `action_log_failed` error.
+pub trait ActionLog: Send + Sync + 'static {
+    /// Records the entries of `batch`. `parts` are the HTTP request's parts when known (MCP:
+    /// headers such as the session id, extensions such as [`Caller`]).
+    fn record<'a>(
         &'a self,
         parts: Option<&'a http::request::Parts>,
+        batch: &'a BatchResponse,
         entries: Vec<LogEntry>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        let _ = parts;
-        self.record(entries)
+    ) -> LogFuture<'a>;
+
+    /// How typed text appears in the entries (default: its length only).
+    fn typed_text(&self) -> &dyn TypedText {
+        &LengthOnly
     }
 }

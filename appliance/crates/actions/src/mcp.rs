@@ -231,15 +231,35 @@ impl McpServer {
             Ok(e) => e,
             Err(e) => return Ok(rejected(&e)),
         };
-        match exec.run(&req).await {
-            Ok(resp) => {
-                if let Some(log) = &self.log {
-                    log.record_with(parts, resp.log_entries(&req, &who, "mcp"))
-                        .await;
+        // Running and logging happen in their own task: a client that goes away mid-batch
+        // does not cancel it, so every action that ran is logged.
+        let log = self.log.clone();
+        let parts = parts.cloned();
+        let task = tokio::spawn(async move {
+            let resp = exec.run(&req).await?;
+            let logged = match &log {
+                Some(log) => {
+                    let entries = resp.log_entries(&req, &who, "mcp", log.typed_text());
+                    log.record(parts.as_ref(), &resp, entries).await
                 }
-                Ok(result_of(&resp))
-            }
-            Err(e) => Ok(rejected(&e)),
+                None => Ok(()),
+            };
+            Ok::<_, ActionError>((resp, logged))
+        });
+        match task.await {
+            Ok(Ok((resp, Ok(())))) => Ok(result_of(&resp)),
+            Ok(Ok((_, Err(e)))) => Ok(CallToolResult::error(vec![ContentBlock::text(
+                json!({
+                    "error": crate::ErrorCode::ActionLogFailed,
+                    "message": format!("the actions ran but could not be logged: {e}"),
+                })
+                .to_string(),
+            )])),
+            Ok(Err(e)) => Ok(rejected(&e)),
+            Err(e) => Err(McpError::internal_error(
+                format!("the batch task failed: {e}"),
+                None,
+            )),
         }
     }
 }

@@ -134,9 +134,9 @@ impl Call {
             serde_json::from_value(v).map_err(|e| ActionError::Invalid {
                 index: i,
                 code: if e.to_string().contains("unknown variant") || ty.is_empty() {
-                    "unknown_action"
+                    crate::ErrorCode::UnknownAction
                 } else {
-                    "invalid_action"
+                    crate::ErrorCode::InvalidAction
                 },
                 message: format!("action {i} ({ty}): {e}"),
             })
@@ -221,14 +221,14 @@ fn combo(keys: &[String]) -> Option<String> {
 pub fn translate(actions: &[OaAction], sc: &Scaling) -> Result<Vec<Action>, ActionError> {
     let mut out = Vec::new();
     for (i, a) in actions.iter().enumerate() {
-        let inv = |code: &'static str, m: String| ActionError::Invalid {
+        let inv = |code: crate::ErrorCode, m: String| ActionError::Invalid {
             index: i,
             code,
             message: format!("action {i}: {m}"),
         };
         let pt = |x: i64, y: i64| -> Result<(i32, i32), ActionError> {
             sc.to_screen([x, y], "point")
-                .map_err(|m| inv("out_of_bounds", m))
+                .map_err(|m| inv(crate::ErrorCode::OutOfBounds, m))
         };
         let mods = |k: &Option<Vec<String>>| k.as_deref().and_then(combo);
         match a {
@@ -309,14 +309,15 @@ pub fn translate(actions: &[OaAction], sc: &Scaling) -> Result<Vec<Action>, Acti
                 let (x, y) = pt(*x, *y)?;
                 if mods(keys).is_some() {
                     return Err(inv(
-                        "invalid_action",
+                        crate::ErrorCode::InvalidAction,
                         "keys held during a move are not supported; use keypress".into(),
                     ));
                 }
                 out.push(Action::MouseMove { x, y });
             }
             OaAction::Keypress { keys } => {
-                let c = combo(keys).ok_or_else(|| inv("invalid_action", "keys is empty".into()))?;
+                let c = combo(keys)
+                    .ok_or_else(|| inv(crate::ErrorCode::InvalidAction, "keys is empty".into()))?;
                 out.push(Action::Key { keys: c });
             }
             OaAction::Drag { path, keys } => {
@@ -326,7 +327,7 @@ pub fn translate(actions: &[OaAction], sc: &Scaling) -> Result<Vec<Action>, Acti
                     .collect::<Result<Vec<_>, _>>()?;
                 if keys.as_ref().is_some_and(|k| !k.is_empty()) {
                     return Err(inv(
-                        "invalid_action",
+                        crate::ErrorCode::InvalidAction,
                         "keys held during a drag are not supported; use keypress".into(),
                     ));
                 }

@@ -6,7 +6,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 /// A point on the screen.
@@ -312,20 +312,33 @@ impl Action {
         )
     }
 
-    /// The action as JSON for the action log (long texts shortened).
-    pub fn log_json(&self) -> Value {
+    /// The action as JSON for the action log: typed text as `typed` allows, string fields
+    /// holding a secret placeholder ([`crate::SECRET_MARKER`]) replaced, never logged.
+    pub fn log_json(&self, typed: &dyn crate::TypedText) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        let typed_fields = self.typed_fields();
         if let Some(obj) = v.as_object_mut() {
-            for key in ["text"] {
-                if let Some(Value::String(s)) = obj.get_mut(key)
-                    && s.chars().count() > 200
-                {
-                    let n = s.chars().count();
-                    *s = format!("{}… ({n} chars)", s.chars().take(200).collect::<String>());
+            for (key, val) in obj.iter_mut() {
+                let Value::String(s) = val else { continue };
+                if s.contains(crate::SECRET_MARKER) {
+                    // The hook for secrets: a field naming one is never logged, whatever the
+                    // typed-text policy says.
+                    *val = json!({"secret": "not logged"});
+                } else if typed_fields.contains(&key.as_str()) {
+                    *val = typed.log_value(s);
                 }
             }
         }
         v
+    }
+
+    /// The input fields that carry text typed or pasted into the desktop (the log shows
+    /// them only as the [`crate::TypedText`] policy allows).
+    pub fn typed_fields(&self) -> &'static [&'static str] {
+        match self {
+            Action::Type { .. } | Action::ClipboardSet { .. } => &["text"],
+            _ => &[],
+        }
     }
 }
 
@@ -420,9 +433,9 @@ pub fn parse_action(v: Value, index: usize) -> Result<Action, crate::ActionError
     serde_json::from_value::<Action>(v).map_err(|e| crate::ActionError::Invalid {
         index,
         code: if name.is_empty() || e.to_string().contains("unknown variant") {
-            "unknown_action"
+            crate::ErrorCode::UnknownAction
         } else {
-            "invalid_action"
+            crate::ErrorCode::InvalidAction
         },
         message: if name.is_empty() {
             format!("action {index}: missing \"action\" name ({e})")
@@ -494,7 +507,8 @@ pub enum Output {
 /// A client-facing error body: a stable code and a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema)]
 pub struct ErrorBody {
-    pub error: String,
+    /// Stable code (its HTTP status and meaning are fixed per code).
+    pub error: crate::ErrorCode,
     pub message: String,
 }
 

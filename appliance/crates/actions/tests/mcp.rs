@@ -15,14 +15,17 @@ use zigral_actions::{ActionLog, LogEntry, mcp};
 struct MemLog(Mutex<Vec<LogEntry>>);
 
 impl ActionLog for MemLog {
-    fn record(
-        &self,
+    fn record<'a>(
+        &'a self,
+        _parts: Option<&'a http::request::Parts>,
+        _batch: &'a zigral_actions::BatchResponse,
         entries: Vec<LogEntry>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    ) -> zigral_actions::LogFuture<'a> {
         Box::pin(async move {
             if let Ok(mut v) = self.0.lock() {
                 v.extend(entries);
             }
+            Ok(())
         })
     }
 }

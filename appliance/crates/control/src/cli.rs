@@ -41,6 +41,12 @@ pub struct Args {
     /// Desktop N's Chrome DevTools port is `cdp-base + N` on 127.0.0.1 (default 9222).
     #[arg(long, value_name = "PORT")]
     pub cdp_base: Option<u16>,
+    /// Longest wait for an X display's connection handshake, ms (default 3000).
+    #[arg(long, value_name = "MS")]
+    pub x_connect_timeout_ms: Option<u64>,
+    /// Log text typed by actions in clear (default false: length and keyed hash only).
+    #[arg(long, value_name = "BOOL")]
+    pub log_typed_text: Option<bool>,
 }
 
 /// Keeps the resident set small: password hashing allocates ~19 MiB per argon2 call, which
@@ -77,6 +83,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tls_key: args.tls_key,
         display_base: args.display_base,
         cdp_base: args.cdp_base,
+        x_connect_timeout_ms: args.x_connect_timeout_ms,
+        log_typed_text: args.log_typed_text,
         ..Layer::default()
     };
     let cfg = file.overlay(env).overlay(flags).resolve()?;

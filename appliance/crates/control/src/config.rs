@@ -42,6 +42,12 @@ pub struct Config {
     pub display_base: u32,
     /// Desktop N's Chrome listens for CDP on 127.0.0.1:`(cdp_base + N)`.
     pub cdp_base: u16,
+    /// Longest wait for an X display's connection handshake, milliseconds (a hung X server
+    /// gives `desktop_unavailable` after this instead of stalling requests).
+    pub x_connect_timeout_ms: u64,
+    /// Write text typed or pasted by actions to the action log in clear. Off by default: the
+    /// log then holds its length and an HMAC-SHA256 keyed with `<state_dir>/log-hash.key`.
+    pub log_typed_text: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -66,6 +72,8 @@ impl std::fmt::Debug for Config {
             .field("login_window_secs", &self.login_window_secs)
             .field("display_base", &self.display_base)
             .field("cdp_base", &self.cdp_base)
+            .field("x_connect_timeout_ms", &self.x_connect_timeout_ms)
+            .field("log_typed_text", &self.log_typed_text)
             .finish()
     }
 }
@@ -91,6 +99,8 @@ impl Config {
             login_window_secs: 60,
             display_base: 0,
             cdp_base: 9222,
+            x_connect_timeout_ms: 3000,
+            log_typed_text: false,
         }
     }
 
@@ -120,6 +130,8 @@ pub struct Layer {
     pub login_window_secs: Option<u64>,
     pub display_base: Option<u32>,
     pub cdp_base: Option<u16>,
+    pub x_connect_timeout_ms: Option<u64>,
+    pub log_typed_text: Option<bool>,
 }
 
 /// Why the configuration could not be built.
@@ -182,6 +194,8 @@ impl Layer {
                 "LOGIN_WINDOW_SECS" => l.login_window_secs = Some(num(&v).map_err(bad)?),
                 "DISPLAY_BASE" => l.display_base = Some(num(&v).map_err(bad)?),
                 "CDP_BASE" => l.cdp_base = Some(num(&v).map_err(bad)?),
+                "X_CONNECT_TIMEOUT_MS" => l.x_connect_timeout_ms = Some(num(&v).map_err(bad)?),
+                "LOG_TYPED_TEXT" => l.log_typed_text = Some(num(&v).map_err(bad)?),
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
                 _ => {}
             }
@@ -210,7 +224,9 @@ impl Layer {
             login_max_failures,
             login_window_secs,
             display_base,
-            cdp_base
+            cdp_base,
+            x_connect_timeout_ms,
+            log_typed_text
         );
         self
     }
@@ -260,6 +276,12 @@ impl Layer {
         if let Some(x) = self.cdp_base {
             c.cdp_base = x;
         }
+        if let Some(x) = self.x_connect_timeout_ms {
+            c.x_connect_timeout_ms = x;
+        }
+        if let Some(x) = self.log_typed_text {
+            c.log_typed_text = x;
+        }
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key must be given together".into(),
@@ -280,6 +302,11 @@ impl Layer {
         if c.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if c.x_connect_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "x_connect_timeout_ms must be > 0".into(),
             ));
         }
         if c.events_queue == 0 {

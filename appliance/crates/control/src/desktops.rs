@@ -1,14 +1,19 @@
 //! The desktops the control plane drives: one action [`Executor`] per desktop (X display
 //! `:(display_base + N)`, Chrome CDP on 127.0.0.1:`(cdp_base + N)`), built lazily on first use,
 //! shared by every session bound to that desktop (the executor's input lock serialises them),
-//! and rebuilt on the next request after the X connection failed (Xvfb restarted).
+//! and rebuilt on the next request after its X connection was lost (Xvfb restarted).
+//!
+//! Each desktop has its own slot: the map lock is held only to find or insert a slot, and the
+//! slot's own async lock covers connecting, which runs off the runtime and is bounded by
+//! `x_connect_timeout_ms`. A hung X server on one desktop never delays another.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::Mutex;
-use zigral_actions::{ActionError, Executor};
+use zigral_actions::{ActionError, ErrorCode, Executor};
 use zigral_browser::{Browser, BrowserOptions};
 use zigral_desktop::{Desktop, DesktopError};
 
@@ -24,14 +29,18 @@ struct Inner {
     display_base: u32,
     cdp_base: u16,
     state_dir: PathBuf,
-    slots: Mutex<HashMap<u32, Slot>>,
+    connect_timeout: Duration,
+    slots: Mutex<HashMap<u32, Arc<Slot>>>,
 }
 
 struct Slot {
     /// The desktop's Chrome owner; it reconnects by itself when Chrome restarts.
     browser: Browser,
-    /// The executor while its X connection is believed healthy.
-    exec: Option<Executor>,
+    /// The executor while its X connection is believed healthy; the lock is held while
+    /// connecting, so one desktop connects once at a time.
+    exec: tokio::sync::Mutex<Option<Executor>>,
+    /// X connections made so far (a new one after each loss).
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Desktops {
@@ -39,13 +48,9 @@ impl std::fmt::Debug for Desktops {
         f.debug_struct("Desktops")
             .field("display_base", &self.inner.display_base)
             .field("cdp_base", &self.inner.cdp_base)
+            .field("connect_timeout", &self.inner.connect_timeout)
             .finish()
     }
-}
-
-/// True when an error code means the desktop's X connection should be rebuilt.
-pub fn is_connection_failure(code: &str) -> bool {
-    matches!(code, "desktop_unavailable" | "desktop_error")
 }
 
 impl Desktops {
@@ -56,6 +61,7 @@ impl Desktops {
                 display_base: config.display_base,
                 cdp_base: config.cdp_base,
                 state_dir: config.state_dir.clone(),
+                connect_timeout: Duration::from_millis(config.x_connect_timeout_ms),
                 slots: Mutex::new(HashMap::new()),
             }),
         }
@@ -75,76 +81,116 @@ impl Desktops {
             .join("downloads")
     }
 
+    /// Desktop `n`'s Xauthority file, when zigral-init wrote one.
+    fn xauthority(&self, n: u32) -> Option<PathBuf> {
+        let p = self
+            .inner
+            .state_dir
+            .join("desktops")
+            .join(n.to_string())
+            .join("Xauthority");
+        p.exists().then_some(p)
+    }
+
     fn cdp_port(&self, n: u32) -> u16 {
         let n = u16::try_from(n).unwrap_or(u16::MAX);
         self.inner.cdp_base.saturating_add(n)
     }
 
-    fn new_slot(&self, n: u32) -> Slot {
-        let mut opts = BrowserOptions::new(self.cdp_port(n));
-        opts.downloads_dir = Some(self.downloads_dir(n));
-        Slot {
-            browser: Browser::new(opts),
-            exec: None,
-        }
+    /// Desktop `n`'s slot (created on first use). The map lock is held only here.
+    fn slot(&self, n: u32) -> Arc<Slot> {
+        let mut slots = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots
+            .entry(n)
+            .or_insert_with(|| {
+                let mut opts = BrowserOptions::new(self.cdp_port(n));
+                opts.downloads_dir = Some(self.downloads_dir(n));
+                Arc::new(Slot {
+                    browser: Browser::new(opts),
+                    exec: tokio::sync::Mutex::new(None),
+                    generation: AtomicU64::new(0),
+                })
+            })
+            .clone()
     }
 
     /// The browser owner of desktop `n` (no X connection needed).
     pub async fn browser(&self, n: u32) -> Browser {
-        let mut slots = self.inner.slots.lock().await;
-        slots
-            .entry(n)
-            .or_insert_with(|| self.new_slot(n))
-            .browser
-            .clone()
+        self.slot(n).browser.clone()
+    }
+
+    /// How many X connections desktop `n` has made so far (0: never connected). It grows
+    /// only when a lost connection is replaced.
+    pub fn generation(&self, n: u32) -> u64 {
+        self.slot(n).generation.load(Ordering::Relaxed)
     }
 
     /// The executor of desktop `n`, connecting to its X display if needed. Fails with
-    /// `desktop_unavailable` (503) while the display is not up; the next call tries again.
+    /// `desktop_unavailable` (503) while the display is not up or does not answer the
+    /// handshake within the connect timeout; the next call tries again.
     pub async fn executor(&self, n: u32) -> Result<Executor, ActionError> {
-        let mut slots = self.inner.slots.lock().await;
-        let slot = slots.entry(n).or_insert_with(|| self.new_slot(n));
-        if let Some(e) = &slot.exec {
+        let slot = self.slot(n);
+        let mut exec = slot.exec.lock().await;
+        if let Some(e) = &*exec {
             return Ok(e.clone());
         }
         let xname = self.display(n);
+        let unavailable = |reason: String| {
+            ActionError::Desktop(DesktopError::NoDisplay {
+                display: xname.clone(),
+                reason,
+            })
+        };
         let d = xname.clone();
-        let desktop = tokio::task::spawn_blocking(move || Desktop::connect(&d))
-            .await
-            .map_err(|e| {
-                ActionError::Desktop(DesktopError::NoDisplay {
-                    display: xname.clone(),
-                    reason: e.to_string(),
-                })
-            })?
-            .map_err(|e| match e {
-                // Whatever the reason, a display we cannot attach to is unavailable for now.
-                DesktopError::NoDisplay { .. } | DesktopError::Closed(_) => ActionError::Desktop(e),
-                other => ActionError::Desktop(DesktopError::NoDisplay {
-                    display: xname.clone(),
-                    reason: other.to_string(),
-                }),
-            })?;
-        tracing::info!(display = %xname, "connected to the desktop");
-        let exec = Executor::new(desktop, Some(slot.browser.clone()));
-        slot.exec = Some(exec.clone());
-        Ok(exec)
+        // Each desktop's X server takes only its own cookie (written by zigral-init before
+        // Xvfb starts, group-readable by the control plane's user); without one (a display
+        // started by hand) connect as X clients usually do.
+        let xauth = self.xauthority(n);
+        // The connect blocks (socket + handshake); a stopped X server would block it forever.
+        // On timeout the blocking thread is left to finish or fail on its own.
+        let connect = tokio::task::spawn_blocking(move || {
+            Desktop::connect_with_xauthority(&d, xauth.as_deref())
+        });
+        let desktop = match tokio::time::timeout(self.inner.connect_timeout, connect).await {
+            Err(_) => {
+                return Err(unavailable(format!(
+                    "the X server did not complete the connection within {} ms",
+                    self.inner.connect_timeout.as_millis()
+                )));
+            }
+            Ok(Err(join)) => return Err(unavailable(join.to_string())),
+            // Whatever the reason, a display we cannot attach to is unavailable for now.
+            Ok(Ok(Err(e))) if e.is_connection_lost() => return Err(ActionError::Desktop(e)),
+            Ok(Ok(Err(e))) => return Err(unavailable(e.to_string())),
+            Ok(Ok(Ok(d))) => d,
+        };
+        let g = slot.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(display = %xname, generation = g, "connected to the desktop");
+        let e = Executor::new(desktop, Some(slot.browser.clone()));
+        *exec = Some(e.clone());
+        Ok(e)
     }
 
-    /// Forgets desktop `n`'s executor when `code` says its X connection failed, so the next
-    /// request reconnects (e.g. after the supervisor restarted Xvfb).
-    pub async fn note_failure(&self, n: u32, code: &str) {
-        if is_connection_failure(code) {
-            let mut slots = self.inner.slots.lock().await;
-            if let Some(s) = slots.get_mut(&n)
-                && s.exec.take().is_some()
-            {
-                tracing::warn!(
-                    desktop = n,
-                    code,
-                    "desktop connection failed; will reconnect"
-                );
-            }
+    /// Forgets desktop `n`'s executor `used` when `code` says its X connection is lost, so
+    /// the next request reconnects (e.g. after the supervisor restarted Xvfb). Other
+    /// failures (clipboard timeouts, encoding errors, browser errors) keep the connection.
+    pub async fn note_failure(&self, n: u32, used: &Executor, code: ErrorCode) {
+        if !code.connection_lost() {
+            return;
+        }
+        let slot = self.slot(n);
+        let mut exec = slot.exec.lock().await;
+        if exec.as_ref().is_some_and(|e| e.same(used)) {
+            *exec = None;
+            tracing::warn!(
+                desktop = n,
+                %code,
+                "desktop connection lost; will reconnect"
+            );
         }
     }
 }

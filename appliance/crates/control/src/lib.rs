@@ -21,6 +21,7 @@ pub mod server;
 pub mod state;
 pub mod supervisor;
 pub mod tokens_estimate;
+pub mod typed_text;
 
 pub use config::Config;
 pub use server::{load_tls, openapi, router, serve, serve_tls};

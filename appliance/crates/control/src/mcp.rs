@@ -11,7 +11,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use zigral_actions::mcp::{ExecutorFuture, ExecutorSource, McpOptions};
-use zigral_actions::{ActionError, ActionLog, BatchResponse, Caller, LogEntry};
+use zigral_actions::{
+    ActionError, ActionLog, BatchResponse, Caller, LogEntry, LogError, LogFuture, TypedText,
+};
 use zigral_store::SessionRecord;
 
 use crate::auth::{Principal, Scope, authorize_session};
@@ -84,13 +86,7 @@ impl ExecutorSource for Source {
     fn executor<'a>(&'a self, parts: Option<&'a Parts>) -> ExecutorFuture<'a> {
         Box::pin(async move {
             let s = session_of(&self.0, parts)?;
-            match self.0.desktops().executor(s.desktop).await {
-                Ok(e) => Ok(e),
-                Err(e) => {
-                    self.0.desktops().note_failure(s.desktop, e.code()).await;
-                    Err(e)
-                }
-            }
+            self.0.desktops().executor(s.desktop).await
         })
     }
 }
@@ -98,54 +94,29 @@ impl ExecutorSource for Source {
 struct Log(AppState);
 
 impl ActionLog for Log {
-    fn record(
-        &self,
+    fn record<'a>(
+        &'a self,
+        parts: Option<&'a Parts>,
+        batch: &'a BatchResponse,
         entries: Vec<LogEntry>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    ) -> LogFuture<'a> {
         Box::pin(async move {
-            tracing::error!(
-                n = entries.len(),
-                "MCP actions without a session cannot be logged"
-            );
+            let s = session_of(&self.0, parts).map_err(|e| LogError(e.to_string()))?;
+            // The executor the batch ran on (already connected: the source made it).
+            let exec = self
+                .0
+                .desktops()
+                .executor(s.desktop)
+                .await
+                .map_err(|e| LogError(e.to_string()))?;
+            crate::api::actions::record_batch(&self.0, &s, &exec, "mcp", entries, batch)
+                .await
+                .map(|_| ())
+                .map_err(|e| LogError(e.to_string()))
         })
     }
 
-    fn record_with<'a>(
-        &'a self,
-        parts: Option<&'a Parts>,
-        entries: Vec<LogEntry>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        Box::pin(async move {
-            let s = match session_of(&self.0, parts) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot log MCP actions");
-                    return;
-                }
-            };
-            // Reconstruct the batch outcome for the event from the entries.
-            let failed = entries.iter().find(|e| !e.ok);
-            let resp = BatchResponse {
-                ok: failed.is_none(),
-                results: entries
-                    .iter()
-                    .map(|e| zigral_actions::ActionResult {
-                        index: e.index,
-                        action: e.action.clone(),
-                        ok: e.ok,
-                        duration_ms: e.duration_ms,
-                        output: None,
-                        error: (!e.ok).then(|| zigral_actions::ErrorBody {
-                            error: e.result["error"].as_str().unwrap_or("error").to_owned(),
-                            message: e.result["message"].as_str().unwrap_or("").to_owned(),
-                        }),
-                    })
-                    .collect(),
-                failed_index: failed.map(|e| e.index),
-                screenshot: None,
-                duration_ms: entries.iter().map(|e| e.duration_ms).sum(),
-            };
-            crate::api::actions::record_batch(&self.0, &s, "mcp", entries, &resp).await;
-        })
+    fn typed_text(&self) -> &dyn TypedText {
+        self.0.typed_text()
     }
 }

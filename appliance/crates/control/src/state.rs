@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::desktops::Desktops;
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
+use crate::typed_text::TypedTextLog;
 
 struct Inner {
     config: Config,
@@ -23,6 +24,7 @@ struct Inner {
     crypto: Semaphore,
     started: Instant,
     desktops: Desktops,
+    typed_text: TypedTextLog,
 }
 
 /// Everything a handler needs: configuration, the store, the signing key, the events bus.
@@ -41,6 +43,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 desktops: Desktops::new(&config),
+                typed_text: TypedTextLog::new(&config.state_dir, config.log_typed_text),
                 events: EventBus::new(config.events_queue),
                 config,
                 store,
@@ -59,6 +62,10 @@ impl AppState {
     /// The desktops' action executors (connected lazily).
     pub fn desktops(&self) -> &Desktops {
         &self.inner.desktops
+    }
+    /// How typed text appears in the action log.
+    pub fn typed_text(&self) -> &TypedTextLog {
+        &self.inner.typed_text
     }
     pub fn store(&self) -> &Store {
         &self.inner.store

@@ -70,29 +70,54 @@ pub enum DesktopError {
     #[error("image encoding failed: {0}")]
     Encode(String),
 
-    /// The X connection failed or the server answered with a protocol error.
+    /// The server answered a request with an X protocol error (the connection is still up).
     #[error("X protocol error: {0}")]
     Protocol(String),
+
+    /// The X connection broke (I/O error, server gone, malformed stream): the connection
+    /// must be rebuilt.
+    #[error("X connection lost: {0}")]
+    ConnectionLost(String),
 
     /// The owner thread of the connection is gone (connection lost earlier).
     #[error("the desktop connection to {0} is closed")]
     Closed(String),
 }
 
+impl DesktopError {
+    /// True when the X connection itself is gone (or never came up): only then does a
+    /// caller need a new connection. Clipboard, encoding and protocol errors leave the
+    /// connection usable.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            DesktopError::NoDisplay { .. }
+                | DesktopError::Closed(_)
+                | DesktopError::ConnectionLost(_)
+        )
+    }
+}
+
 impl From<x11rb::errors::ConnectionError> for DesktopError {
     fn from(e: x11rb::errors::ConnectionError) -> Self {
-        DesktopError::Protocol(format!("connection: {e}"))
+        DesktopError::ConnectionLost(e.to_string())
     }
 }
 
 impl From<x11rb::errors::ReplyError> for DesktopError {
     fn from(e: x11rb::errors::ReplyError) -> Self {
-        DesktopError::Protocol(e.to_string())
+        match e {
+            x11rb::errors::ReplyError::ConnectionError(c) => c.into(),
+            x11rb::errors::ReplyError::X11Error(_) => DesktopError::Protocol(e.to_string()),
+        }
     }
 }
 
 impl From<x11rb::errors::ReplyOrIdError> for DesktopError {
     fn from(e: x11rb::errors::ReplyOrIdError) -> Self {
-        DesktopError::Protocol(e.to_string())
+        match e {
+            x11rb::errors::ReplyOrIdError::ConnectionError(c) => c.into(),
+            _ => DesktopError::Protocol(e.to_string()),
+        }
     }
 }

@@ -641,10 +641,10 @@ impl Store {
         self.write(move |w| {
             require_session(w, &sid)?;
             let mut t = w.open_table(ACTIONS)?;
-            let mut seq = next_seq_in(&t, &sid)?;
+            let first = next_seq_in(&t, &sid)?;
             let now = now_ms();
             let mut out = Vec::with_capacity(actions.len());
-            for a in &actions {
+            for (seq, a) in (first..).zip(&actions) {
                 let rec = ActionRecord {
                     seq,
                     who: a.who.clone(),
@@ -655,7 +655,6 @@ impl Store {
                     timestamp: now,
                 };
                 t.insert((sid.as_str(), seq), enc(&rec)?.as_slice())?;
-                seq += 1;
                 out.push(rec);
             }
             Ok(out)

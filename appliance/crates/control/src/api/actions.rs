@@ -1,8 +1,12 @@
 //! The agent action API of a session: native actions (one or a batch), the Anthropic and
-//! OpenAI computer-use adapters, the action log, screenshots, browser checkpoints and
-//! downloads. Every executed action is written to the session's action log before the reply.
+//! OpenAI computer-use adapters, the action log and screenshots. A batch runs and is logged in
+//! its own task ([`run_logged`]): a client that goes away mid-batch does not cancel it, every
+//! executed action is in the log (one transaction per batch) before the reply, and a failed
+//! log write makes the reply a 500 `action_log_failed`.
 
-use axum::body::{Body, Bytes};
+use std::future::Future;
+
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
@@ -12,15 +16,13 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use zigral_actions::{
-    Action, ActionError, BatchRequest, BatchResponse, Executor, ImageFormat, LogEntry, ScaleSpec,
-    ScreenshotSpec, anthropic, openai,
+    Action, ActionError, BatchRequest, BatchResponse, ErrorCode, Executor, ImageFormat, LogEntry,
+    ScaleSpec, ScreenshotSpec, anthropic, openai,
 };
-use zigral_store::{
-    ActionRecord, CheckpointMeta, CheckpointRecord, NewAction, SessionRecord, now_ms,
-};
+use zigral_store::{ActionRecord, NewAction, SessionRecord, StoreError};
 
 use crate::api::messages::Page;
-use crate::auth::{Principal, Scope, authorize_session, new_id};
+use crate::auth::{Principal, Scope, authorize_session};
 use crate::error::{ApiError, ApiResult, CommonErrors, ErrorBody, Json, Path, Query};
 use crate::events::Event;
 use crate::state::AppState;
@@ -31,10 +33,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(run_anthropic))
         .routes(routes!(run_openai))
         .routes(routes!(screenshot))
-        .routes(routes!(create_checkpoint, list_checkpoints))
-        .routes(routes!(restore_checkpoint))
-        .routes(routes!(list_downloads))
-        .routes(routes!(get_download))
 }
 
 /// Errors specific to driving a desktop (for the OpenAPI document).
@@ -69,8 +67,8 @@ pub enum ActionsBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RejectedBody {
     /// Stable code: `bad_request`, `unknown_action`, `out_of_bounds`, `bad_key`,
-    /// `url_not_allowed`, `desktop_unavailable`, ...
-    pub error: String,
+    /// `url_not_allowed`, `desktop_unavailable`, `action_log_failed`, ...
+    pub error: ErrorCode,
     pub message: String,
     /// Index of the offending action in the batch.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,7 +83,7 @@ fn reject(e: &ActionError) -> Response {
     (
         status,
         axum::Json(RejectedBody {
-            error: e.code().to_owned(),
+            error: e.code(),
             message: e.to_string(),
             index: e.index(),
         }),
@@ -93,7 +91,7 @@ fn reject(e: &ActionError) -> Response {
         .into_response()
 }
 
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
         let status = r.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -113,7 +111,7 @@ fn batch_status(resp: &BatchResponse) -> StatusCode {
         .iter()
         .find(|r| !r.ok)
         .and_then(|r| r.error.as_ref())
-        .map(|e| ActionError::status_for_code(&e.error));
+        .map(|e| e.error.status());
     match code {
         None => StatusCode::OK,
         Some(c) => StatusCode::from_u16(c).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -125,37 +123,109 @@ async fn executor(st: &AppState, s: &SessionRecord) -> Result<Executor, ActionEr
     st.desktops().executor(s.desktop).await
 }
 
-/// Writes every entry to the session's action log (before the reply), publishes one
-/// `actions.executed` event, and forgets the desktop connection if it failed.
+/// Why a logged batch did not give a normal reply.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BatchError {
+    /// The batch was refused or could not start; nothing ran.
+    #[error(transparent)]
+    Rejected(#[from] ActionError),
+    /// The actions ran but their log entries could not be written.
+    #[error("the actions ran but could not be logged: {0}")]
+    LogFailed(StoreError),
+    /// The batch task panicked or was aborted.
+    #[error("the batch task failed: {0}")]
+    Task(String),
+}
+
+impl IntoResponse for BatchError {
+    fn into_response(self) -> Response {
+        match self {
+            BatchError::Rejected(e) => reject(&e),
+            BatchError::LogFailed(_) => {
+                tracing::error!(error = %self, "action log write failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(RejectedBody {
+                        error: ErrorCode::ActionLogFailed,
+                        message: self.to_string(),
+                        index: None,
+                    }),
+                )
+                    .into_response()
+            }
+            BatchError::Task(_) => ApiError::internal(self).into_response(),
+        }
+    }
+}
+
+/// Runs `batch` (which executes actions on `exec` and yields its reply, the native request
+/// and response) in a task of its own, then writes the executed actions to the session's log
+/// in one transaction. The task outlives the request: a client that disconnects mid-batch
+/// cancels nothing, and everything that ran is logged.
+pub(crate) async fn run_logged<T, F>(
+    st: &AppState,
+    s: &SessionRecord,
+    who: String,
+    via: &'static str,
+    exec: Executor,
+    batch: impl FnOnce(Executor) -> F,
+) -> Result<(T, BatchResponse), BatchError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<(T, BatchRequest, BatchResponse), ActionError>> + Send + 'static,
+{
+    let fut = batch(exec.clone());
+    let (st, s) = (st.clone(), s.clone());
+    let task = tokio::spawn(async move {
+        let (out, req, resp) = match fut.await {
+            Ok(v) => v,
+            Err(e) => {
+                st.desktops().note_failure(s.desktop, &exec, e.code()).await;
+                return Err(BatchError::Rejected(e));
+            }
+        };
+        let entries = resp.log_entries(&req, &who, via, st.typed_text());
+        record_batch(&st, &s, &exec, via, entries, &resp)
+            .await
+            .map_err(BatchError::LogFailed)?;
+        Ok((out, resp))
+    });
+    task.await.map_err(|e| BatchError::Task(e.to_string()))?
+}
+
+/// Writes every entry to the session's action log in one transaction, publishes one
+/// `actions.executed` event, and forgets the desktop connection if the batch lost it.
 pub(crate) async fn record_batch(
     st: &AppState,
     s: &SessionRecord,
+    exec: &Executor,
     via: &str,
     entries: Vec<LogEntry>,
     resp: &BatchResponse,
-) {
+) -> Result<Vec<u64>, StoreError> {
     let count = entries.len();
-    let mut seqs = Vec::with_capacity(count);
-    for e in entries {
-        let rec = NewAction {
+    let recs = entries
+        .into_iter()
+        .map(|e| NewAction {
             who: e.who,
             what: json!({"action": e.action, "input": e.input, "via": e.via, "index": e.index}),
             result: e.result,
             ok: e.ok,
             duration_ms: e.duration_ms.round().max(0.0) as u64,
-        };
-        match st.store().append_action(&s.id, rec).await {
-            Ok(r) => seqs.push(r.seq),
-            Err(e) => tracing::error!(session = %s.id, error = %e, "cannot write action log"),
-        }
-    }
+        })
+        .collect();
+    let logged = st.store().append_actions(&s.id, recs).await;
     if let Some(code) = resp
         .results
         .iter()
-        .find_map(|r| r.error.as_ref().map(|e| e.error.clone()))
+        .find_map(|r| r.error.as_ref().map(|e| e.error))
     {
-        st.desktops().note_failure(s.desktop, &code).await;
+        st.desktops().note_failure(s.desktop, exec, code).await;
     }
+    let seqs: Vec<u64> = match &logged {
+        Ok(r) => r.iter().map(|a| a.seq).collect(),
+        Err(_) => Vec::new(),
+    };
     st.publish(Event::new(
         "actions.executed",
         Some(&s.id),
@@ -167,14 +237,11 @@ pub(crate) async fn record_batch(
             "failed_index": resp.failed_index,
             "actions": resp.results.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
             "seqs": seqs,
+            "logged": logged.is_ok(),
             "duration_ms": resp.duration_ms,
         }),
     ));
-}
-
-async fn rejected(st: &AppState, s: &SessionRecord, e: &ActionError) -> Response {
-    st.desktops().note_failure(s.desktop, e.code()).await;
-    reject(e)
+    logged.map(|_| seqs)
 }
 
 /// Runs one action or a batch on the session's desktop and browser. Everything is validated
@@ -207,23 +274,18 @@ async fn run_actions(
         Ok(e) => e,
         Err(e) => return reject(&e),
     };
-    match exec.run(&req).await {
-        Ok(resp) => {
-            record_batch(
-                &st,
-                &s,
-                "rest",
-                resp.log_entries(&req, &who.actor(), "rest"),
-                &resp,
-            )
-            .await;
-            (batch_status(&resp), axum::Json(resp)).into_response()
-        }
-        Err(e) => rejected(&st, &s, &e).await,
+    let ran = run_logged(&st, &s, who.actor(), "rest", exec, |exec| async move {
+        let resp = exec.run(&req).await?;
+        Ok(((), req, resp))
+    })
+    .await;
+    match ran {
+        Ok(((), resp)) => (batch_status(&resp), axum::Json(resp)).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
-fn prepare(st: &AppState, who: &Principal, id: &str) -> ApiResult<SessionRecord> {
+pub(crate) fn prepare(st: &AppState, who: &Principal, id: &str) -> ApiResult<SessionRecord> {
     who.require(Scope::Control)?;
     authorize_session(st, who, id)
 }
@@ -297,13 +359,13 @@ async fn run_anthropic(
         Ok(e) => e,
         Err(e) => return reject(&e),
     };
-    match anthropic::run(&exec, &input, &opts).await {
-        Ok((out, req, resp)) => {
-            let entries = resp.log_entries(&req, &who.actor(), "anthropic");
-            record_batch(&st, &s, "anthropic", entries, &resp).await;
-            (batch_status(&resp), axum::Json(out)).into_response()
-        }
-        Err(e) => rejected(&st, &s, &e).await,
+    let ran = run_logged(&st, &s, who.actor(), "anthropic", exec, |exec| async move {
+        anthropic::run(&exec, &input, &opts).await
+    })
+    .await;
+    match ran {
+        Ok((out, resp)) => (batch_status(&resp), axum::Json(out)).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -362,13 +424,13 @@ async fn run_openai(
         Ok(e) => e,
         Err(e) => return reject(&e),
     };
-    match openai::run(&exec, &call, &opts).await {
-        Ok((out, req, resp)) => {
-            let entries = resp.log_entries(&req, &who.actor(), "openai");
-            record_batch(&st, &s, "openai", entries, &resp).await;
-            (batch_status(&resp), axum::Json(out)).into_response()
-        }
-        Err(e) => rejected(&st, &s, &e).await,
+    let ran = run_logged(&st, &s, who.actor(), "openai", exec, |exec| async move {
+        openai::run(&exec, &call, &opts).await
+    })
+    .await;
+    match ran {
+        Ok((out, resp)) => (batch_status(&resp), axum::Json(out)).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -475,211 +537,18 @@ async fn screenshot(
             )
                 .into_response()
         }
-        Err(e) => rejected(&st, &s, &e).await,
+        Err(e) => {
+            st.desktops().note_failure(s.desktop, &exec, e.code()).await;
+            reject(&e)
+        }
     }
 }
 
-/// New checkpoint.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewCheckpoint {
-    /// Free label (up to 200 characters).
-    pub label: Option<String>,
-}
-
-/// Captures the session's browser state (cookies, localStorage/sessionStorage of the open
-/// origins, open tabs and URLs) as a checkpoint. The stored data holds live cookie values; it
-/// is never returned by the API.
-#[utoipa::path(post, path = "/sessions/{id}/checkpoints", tag = "actions",
-    request_body(content = Option<NewCheckpoint>, content_type = "application/json"),
-    params(("id" = String, Path, description = "session id")),
-    responses((status = 201, body = CheckpointMeta), CommonErrors, DesktopErrors))]
-async fn create_checkpoint(
-    State(st): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<CheckpointMeta>)> {
-    let s = prepare(&st, &who, &id)?;
-    let body = body_of(body)?;
-    let req: NewCheckpoint = if body.iter().all(u8::is_ascii_whitespace) {
-        NewCheckpoint::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
-    };
-    let label = req.label.unwrap_or_default();
-    if label.chars().count() > 200 {
-        return Err(ApiError::invalid("label must have at most 200 characters"));
-    }
-    let browser = st.desktops().browser(s.desktop).await;
-    let cp = browser.checkpoint().await.map_err(browser_error)?;
-    let action_seq = st.store().last_actions(&id, 1)?.first().map(|a| a.seq);
-    let meta = CheckpointMeta {
-        id: new_id(),
-        label,
-        action_seq,
-        created_at: now_ms(),
-        size_bytes: 0,
-        meta: json!({
-            "tabs": cp.tabs.iter().map(|t| json!({"url": t.url, "title": t.title, "active": t.active})).collect::<Vec<_>>(),
-            "cookies": cp.cookies.len(),
-            "origins": cp.origins.iter().map(|o| o.origin.clone()).collect::<Vec<_>>(),
-        }),
-    };
-    let data = serde_json::to_value(&cp).map_err(ApiError::internal)?;
-    let stored = st
-        .store()
-        .put_checkpoint(&id, CheckpointRecord { meta, data })
-        .await?;
-    st.audit(
-        &who.actor(),
-        "checkpoint.create",
-        &id,
-        json!({"checkpoint": stored.id}),
-    )
-    .await;
-    st.publish(Event::new(
-        "checkpoint.created",
-        Some(&id),
-        Some(&s.owner),
-        json!({"checkpoint": stored.id, "label": stored.label}),
-    ));
-    Ok((StatusCode::CREATED, Json(stored)))
-}
-
-fn browser_error(e: zigral_browser::BrowserError) -> ApiError {
+pub(crate) fn browser_error(e: zigral_browser::BrowserError) -> ApiError {
     let e = ActionError::Browser(e);
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         return ApiError::internal(e);
     }
-    ApiError::new(status, e.code(), e.to_string())
-}
-
-/// The session's checkpoints (metadata only).
-#[utoipa::path(get, path = "/sessions/{id}/checkpoints", tag = "actions",
-    params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = Vec<CheckpointMeta>), CommonErrors))]
-async fn list_checkpoints(
-    State(st): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Vec<CheckpointMeta>>> {
-    authorize_session(&st, &who, &id)?;
-    Ok(Json(st.store().list_checkpoints(&id)?))
-}
-
-/// Restores a checkpoint: cookies replaced, tabs reopened at their URLs with their storage.
-#[utoipa::path(post, path = "/sessions/{id}/checkpoints/{cid}/restore", tag = "actions",
-    params(("id" = String, Path, description = "session id"),
-        ("cid" = String, Path, description = "checkpoint id")),
-    responses((status = 200, body = CheckpointMeta), CommonErrors, DesktopErrors))]
-async fn restore_checkpoint(
-    State(st): State<AppState>,
-    who: Principal,
-    Path((id, cid)): Path<(String, String)>,
-) -> ApiResult<Json<CheckpointMeta>> {
-    let s = prepare(&st, &who, &id)?;
-    let rec = st
-        .store()
-        .get_checkpoint(&id, &cid)?
-        .ok_or_else(|| ApiError::not_found("checkpoint not found"))?;
-    let cp: zigral_browser::Checkpoint = serde_json::from_value(rec.data)
-        .map_err(|e| ApiError::internal(format!("checkpoint {cid} is unreadable: {e}")))?;
-    let browser = st.desktops().browser(s.desktop).await;
-    let policy = zigral_browser::UrlPolicy::default();
-    browser.restore(&cp, &policy).await.map_err(browser_error)?;
-    st.audit(
-        &who.actor(),
-        "checkpoint.restore",
-        &id,
-        json!({"checkpoint": cid}),
-    )
-    .await;
-    st.publish(Event::new(
-        "checkpoint.restored",
-        Some(&id),
-        Some(&s.owner),
-        json!({"checkpoint": cid}),
-    ));
-    Ok(Json(rec.meta))
-}
-
-/// A file in the desktop's downloads directory.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DownloadEntry {
-    pub name: String,
-    pub size: u64,
-    /// Last modification, Unix milliseconds.
-    pub modified_ms: u64,
-    /// False while Chrome is still writing it.
-    pub complete: bool,
-}
-
-/// Files Chrome downloaded on the session's desktop, newest first.
-#[utoipa::path(get, path = "/sessions/{id}/downloads", tag = "actions",
-    params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = Vec<DownloadEntry>), CommonErrors))]
-async fn list_downloads(
-    State(st): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Vec<DownloadEntry>>> {
-    let s = authorize_session(&st, &who, &id)?;
-    let browser = st.desktops().browser(s.desktop).await;
-    let list = browser.downloads().map_err(browser_error)?;
-    Ok(Json(
-        list.into_iter()
-            .map(|d| DownloadEntry {
-                name: d.name,
-                size: d.size,
-                modified_ms: d.modified_ms,
-                complete: d.complete,
-            })
-            .collect(),
-    ))
-}
-
-/// One downloaded file's bytes (`Content-Disposition: attachment`).
-#[utoipa::path(get, path = "/sessions/{id}/downloads/{name}", tag = "actions",
-    params(("id" = String, Path, description = "session id"),
-        ("name" = String, Path, description = "file name (no directories)")),
-    responses((status = 200, description = "the file", content_type = "application/octet-stream", body = Vec<u8>),
-        CommonErrors))]
-async fn get_download(
-    State(st): State<AppState>,
-    who: Principal,
-    Path((id, name)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let s = authorize_session(&st, &who, &id)?;
-    let browser = st.desktops().browser(s.desktop).await;
-    let path = browser.download_path(&name).map_err(browser_error)?;
-    let data = match tokio::fs::read(&path).await {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found("no such download"));
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{safe}\""),
-            ),
-        ],
-        Body::from(data),
-    )
-        .into_response())
+    ApiError::new(status, e.code().as_str(), e.to_string())
 }

@@ -11,6 +11,8 @@ use crate::state::AppState;
 pub mod actions;
 pub mod admin;
 pub mod auth;
+pub mod checkpoints;
+pub mod downloads;
 pub mod events;
 pub mod health;
 pub mod messages;
@@ -61,7 +63,9 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(messages::routes())
         .merge(events::routes())
         .merge(admin::routes())
-        .merge(actions::routes());
+        .merge(actions::routes())
+        .merge(checkpoints::routes())
+        .merge(downloads::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
         .nest(API_PREFIX, v1)
