@@ -50,7 +50,7 @@ bench: deps-test ui build
 	$(CARGO) bench --workspace --bench proxy
 	$(CARGO) bench --workspace --bench desktop
 	$(CARGO) bench --workspace --bench control
-	$(CARGO) bench --workspace --bench actions
+	$(CARGO) bench -p zigral-control --bench actions
 
 fmt:
 	$(CARGO) fmt --all
