@@ -6,110 +6,27 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-/// What `shutdown` does once every service is stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Poweroff,
-    Reboot,
-    Halt,
-}
-
-impl Action {
-    /// Name used in logs and the protocol.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Poweroff => "poweroff",
-            Action::Reboot => "reboot",
-            Action::Halt => "halt",
-        }
-    }
-}
-
-/// One request line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Status,
-    Start(String),
-    Stop(String),
-    Restart(String),
-    Spawn { template: String, instance: u32 },
-    Destroy { template: String, instance: u32 },
-    Shutdown(Action),
-}
-
-/// Largest request line accepted.
-pub const MAX_LINE: usize = 64 * 1024;
-
-fn field<'a>(v: &'a Value, k: &str) -> Result<&'a str, String> {
-    v.get(k)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("missing string field \"{k}\""))
-}
+pub use zigral_init_protocol::{
+    Destroyed, MAX_LINE, Reply, Request, ServiceReply, ServiceState, ServiceStatus,
+    ShutdownAction as Action, ShutdownReply, Spawned, Status,
+};
 
 /// Parses one request line.
 pub fn parse_request(line: &str) -> Result<Request, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
-    if !v.is_object() {
-        return Err("request must be a JSON object".into());
-    }
-    let cmd = field(&v, "cmd")?;
-    let instance = || -> Result<u32, String> {
-        match v.get("instance") {
-            Some(Value::String(s)) => s
-                .parse()
-                .map_err(|_| format!("instance must be a number, got {s:?}")),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("bad instance {n}")),
-            _ => Err("missing field \"instance\"".into()),
-        }
-    };
-    Ok(match cmd {
-        "status" => Request::Status,
-        "start" => Request::Start(field(&v, "service")?.to_string()),
-        "stop" => Request::Stop(field(&v, "service")?.to_string()),
-        "restart" => Request::Restart(field(&v, "service")?.to_string()),
-        "spawn" => Request::Spawn {
-            template: field(&v, "template")?.to_string(),
-            instance: instance()?,
-        },
-        "destroy" => Request::Destroy {
-            template: field(&v, "template")?.to_string(),
-            instance: instance()?,
-        },
-        "shutdown" => Request::Shutdown(match v.get("action").and_then(Value::as_str) {
-            None | Some("poweroff") => Action::Poweroff,
-            Some("reboot") => Action::Reboot,
-            Some("halt") => Action::Halt,
-            Some(o) => {
-                return Err(format!(
-                    "unknown shutdown action {o:?} (poweroff|reboot|halt)"
-                ));
-            }
-        }),
-        other => {
-            return Err(format!(
-                "unknown cmd {other:?} (status|start|stop|restart|spawn|destroy|shutdown)"
-            ));
-        }
-    })
+    Request::parse(line)
 }
 
 /// `{"ok":true,"result":...}` as a line.
-pub fn ok_line(result: Value) -> String {
-    let mut s = json!({"ok": true, "result": result}).to_string();
-    s.push('\n');
-    s
+pub fn ok_line(result: &impl Serialize) -> String {
+    Reply::ok(result).to_line()
 }
 
 /// `{"ok":false,"error":...}` as a line.
 pub fn err_line(msg: &str) -> String {
-    let mut s = json!({"ok": false, "error": msg}).to_string();
-    s.push('\n');
-    s
+    Reply::Err(msg.to_owned()).to_line()
 }
 
 /// Errors of the blocking client.
@@ -125,31 +42,24 @@ pub enum ClientError {
     Remote(String),
 }
 
-/// Sends `req` and returns the `result` of an ok reply.
-pub fn call(socket: &Path, req: &Value, timeout: Duration) -> Result<Value, ClientError> {
+/// Sends `req` (a [`Request`], or any JSON object: tests send malformed ones) and returns the
+/// `result` of an ok reply.
+pub fn call(socket: &Path, req: &impl Serialize, timeout: Duration) -> Result<Value, ClientError> {
     let mut s = UnixStream::connect(socket).map_err(|err| ClientError::Connect {
         path: socket.display().to_string(),
         err,
     })?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let mut line = req.to_string();
+    let mut line = serde_json::to_string(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
     line.push('\n');
     s.write_all(line.as_bytes())?;
     let mut r = BufReader::new(s);
     let mut reply = String::new();
     r.read_line(&mut reply)?;
-    let v: Value =
-        serde_json::from_str(reply.trim()).map_err(|_| ClientError::BadReply(reply.clone()))?;
-    if v.get("ok").and_then(Value::as_bool) == Some(true) {
-        Ok(v.get("result").cloned().unwrap_or(Value::Null))
-    } else {
-        Err(ClientError::Remote(
-            v.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error")
-                .to_string(),
-        ))
+    match Reply::parse(&reply).map_err(|_| ClientError::BadReply(reply.clone()))? {
+        Reply::Ok(v) => Ok(v),
+        Reply::Err(e) => Err(ClientError::Remote(e)),
     }
 }
 
@@ -214,26 +124,11 @@ mod tests {
     fn parses_requests() {
         assert_eq!(parse_request(r#"{"cmd":"status"}"#), Ok(Request::Status));
         assert_eq!(
-            parse_request(r#"{"cmd":"spawn","template":"desktop","instance":"3"}"#),
-            Ok(Request::Spawn {
-                template: "desktop".into(),
-                instance: 3
-            })
-        );
-        assert_eq!(
-            parse_request(r#"{"cmd":"destroy","template":"desktop","instance":2}"#),
-            Ok(Request::Destroy {
-                template: "desktop".into(),
-                instance: 2
-            })
-        );
-        assert_eq!(
             parse_request(r#"{"cmd":"shutdown","action":"reboot"}"#),
-            Ok(Request::Shutdown(Action::Reboot))
+            Ok(Request::Shutdown {
+                action: Action::Reboot
+            })
         );
-        assert!(parse_request(r#"{"cmd":"stop"}"#).is_err());
         assert!(parse_request(r#"{"cmd":"explode"}"#).is_err());
-        assert!(parse_request("not json").is_err());
-        assert!(parse_request(r#"{"cmd":"spawn","template":"d","instance":"x"}"#).is_err());
     }
 }

@@ -18,7 +18,6 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use serde_json::{Value, json};
 
 use crate::cgroup::Cgroups;
 use crate::config::{Config, Policy, ServiceSpec, instantiate};
@@ -71,16 +70,17 @@ pub enum State {
 }
 
 impl State {
-    /// Protocol name.
-    pub fn as_str(self) -> &'static str {
+    /// The state as the control socket reports it.
+    pub fn public(self) -> control::ServiceState {
+        use control::ServiceState as P;
         match self {
-            State::Stopped => "stopped",
-            State::Waiting | State::Starting => "starting",
-            State::Ready => "ready",
-            State::Running => "running",
-            State::Backoff => "backoff",
-            State::Stopping => "stopping",
-            State::Failed => "failed",
+            State::Stopped => P::Stopped,
+            State::Waiting | State::Starting => P::Starting,
+            State::Ready => P::Ready,
+            State::Running => P::Running,
+            State::Backoff => P::Backoff,
+            State::Stopping => P::Stopping,
+            State::Failed => P::Failed,
         }
     }
 }
@@ -1154,8 +1154,8 @@ impl Supervisor {
         }
         let not_found = |n: &str| control::err_line(&format!("unknown service {n:?}"));
         Some(match req {
-            Request::Status => control::ok_line(self.status()),
-            Request::Start(n) => {
+            Request::Status => control::ok_line(&self.status()),
+            Request::Start { service: n } => {
                 let Some(i) = self.idx(&n) else {
                     return Some(not_found(&n));
                 };
@@ -1167,9 +1167,12 @@ impl Supervisor {
                     s.consecutive = 0;
                 }
                 tracing::info!("control: start {n}");
-                control::ok_line(json!({"service": n, "state": s.state.as_str()}))
+                control::ok_line(&control::ServiceReply {
+                    service: n,
+                    state: Some(s.state.public()),
+                })
             }
-            Request::Stop(n) => {
+            Request::Stop { service: n } => {
                 let Some(i) = self.idx(&n) else {
                     return Some(not_found(&n));
                 };
@@ -1177,9 +1180,12 @@ impl Supervisor {
                 s.want_up = false;
                 s.restart_pending = false;
                 tracing::info!("control: stop {n}");
-                control::ok_line(json!({"service": n}))
+                control::ok_line(&control::ServiceReply {
+                    service: n,
+                    state: None,
+                })
             }
-            Request::Restart(n) => {
+            Request::Restart { service: n } => {
                 let Some(i) = self.idx(&n) else {
                     return Some(not_found(&n));
                 };
@@ -1193,7 +1199,10 @@ impl Supervisor {
                     s.state = State::Waiting;
                 }
                 tracing::info!("control: restart {n}");
-                control::ok_line(json!({"service": n}))
+                control::ok_line(&control::ServiceReply {
+                    service: n,
+                    state: None,
+                })
             }
             Request::Spawn { template, instance } => self.spawn_instance(&template, instance),
             Request::Destroy { template, instance } => {
@@ -1220,9 +1229,9 @@ impl Supervisor {
                 self.pending_destroy.push((client, group));
                 return None;
             }
-            Request::Shutdown(action) => {
+            Request::Shutdown { action } => {
                 self.begin_shutdown(action, "control socket");
-                control::ok_line(json!({"action": action.as_str()}))
+                control::ok_line(&control::ShutdownReply { action })
             }
         })
     }
@@ -1274,7 +1283,10 @@ impl Supervisor {
                     self.add_service(s);
                 }
                 tracing::info!("control: spawn {group}: {}", names.join(", "));
-                control::ok_line(json!({"group": group, "services": names}))
+                control::ok_line(&control::Spawned {
+                    group,
+                    services: names,
+                })
             }
             Err(errs) => control::err_line(&errs.join("; ")),
         }
@@ -1310,7 +1322,11 @@ impl Supervisor {
             tracing::info!("destroyed {group}");
             if let Some(c) = self.clients.iter_mut().find(|c| c.id == client) {
                 c.outbuf.extend_from_slice(
-                    control::ok_line(json!({"destroyed": group, "services": names})).as_bytes(),
+                    control::ok_line(&control::Destroyed {
+                        destroyed: group,
+                        services: names,
+                    })
+                    .as_bytes(),
                 );
                 flush_client(c);
             }
@@ -1318,29 +1334,32 @@ impl Supervisor {
     }
 
     /// The `status` result.
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> control::Status {
         let now = Instant::now();
-        let list: Vec<Value> = self
+        let services = self
             .services
             .iter()
-            .map(|s| {
-                json!({
-                    "name": s.spec.name,
-                    "group": s.spec.group,
-                    "state": s.state.as_str(),
-                    "pid": s.pid.map(|p| p.as_raw()),
-                    "restarts": s.restarts,
-                    "last_exit": s.last_exit,
-                    "next_restart_ms": if s.state == State::Backoff {
-                        s.next_start.map(|t| ms(t.saturating_duration_since(now)))
-                    } else { None },
-                    "backoff_ms": s.backoff.map(ms),
-                    "uptime_ms": s.pid.and(s.started_at).map(|t| ms(t.elapsed())),
-                    "ready_ms": s.ready_after.map(ms),
-                })
+            .map(|s| control::ServiceStatus {
+                name: s.spec.name.clone(),
+                group: s.spec.group.clone(),
+                state: s.state.public(),
+                pid: s.pid.map(|p| p.as_raw()),
+                restarts: s.restarts,
+                last_exit: s.last_exit.clone(),
+                next_restart_ms: if s.state == State::Backoff {
+                    s.next_start.map(|t| ms(t.saturating_duration_since(now)))
+                } else {
+                    None
+                },
+                backoff_ms: s.backoff.map(ms),
+                uptime_ms: s.pid.and(s.started_at).map(|t| ms(t.elapsed())),
+                ready_ms: s.ready_after.map(ms),
             })
             .collect();
-        json!({ "services": list, "shutting_down": self.shutdown.is_some() })
+        control::Status {
+            services,
+            shutting_down: self.shutdown.is_some(),
+        }
     }
 }
 

@@ -1,10 +1,10 @@
-//! Client of the supervisor's control socket (`<state>/init.sock`): one JSON request line,
-//! one JSON reply line (`{"ok":true,"result":..}` or `{"ok":false,"error":".."}`).
+//! Client of the supervisor's control socket (`<state>/init.sock`): one typed request line,
+//! one reply line, both from `zigral-init-protocol` (the types zigral-init itself uses).
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -28,25 +28,29 @@ pub enum SupervisorError {
 /// Longest reply line we read.
 const MAX_REPLY: u64 = 1024 * 1024;
 
-/// Sends `request` and returns the `result` of an `ok` reply.
-pub async fn request(
+pub use zigral_init_protocol::{Request, ShutdownAction, ShutdownReply, Status};
+
+/// Sends `request` and returns the `result` of an `ok` reply as `T`.
+pub async fn request<T: DeserializeOwned>(
     socket: &Path,
-    request: &Value,
+    request: &Request,
     timeout: Duration,
-) -> Result<Value, SupervisorError> {
+) -> Result<T, SupervisorError> {
     tokio::time::timeout(timeout, exchange(socket, request))
         .await
         .map_err(|_| SupervisorError::Timeout(timeout))?
 }
 
-async fn exchange(socket: &Path, request: &Value) -> Result<Value, SupervisorError> {
+async fn exchange<T: DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+) -> Result<T, SupervisorError> {
     let unreachable = |source| SupervisorError::Unreachable {
         path: socket.display().to_string(),
         source,
     };
     let mut stream = UnixStream::connect(socket).await.map_err(unreachable)?;
-    let mut line = request.to_string();
-    line.push('\n');
+    let line = request.to_line();
     stream
         .write_all(line.as_bytes())
         .await
@@ -59,18 +63,10 @@ async fn exchange(socket: &Path, request: &Value) -> Result<Value, SupervisorErr
             "connection closed without a reply".into(),
         ));
     }
-    let v: Value = serde_json::from_str(reply.trim_end())
-        .map_err(|e| SupervisorError::BadReply(e.to_string()))?;
-    match v.get("ok").and_then(Value::as_bool) {
-        Some(true) => Ok(v.get("result").cloned().unwrap_or(Value::Null)),
-        Some(false) => Err(SupervisorError::Refused(
-            v.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason given")
-                .to_owned(),
-        )),
-        None => Err(SupervisorError::BadReply(
-            "reply has no boolean 'ok'".into(),
-        )),
+    match zigral_init_protocol::Reply::parse(&reply).map_err(SupervisorError::BadReply)? {
+        zigral_init_protocol::Reply::Ok(v) => {
+            serde_json::from_value(v).map_err(|e| SupervisorError::BadReply(e.to_string()))
+        }
+        zigral_init_protocol::Reply::Err(e) => Err(SupervisorError::Refused(e)),
     }
 }

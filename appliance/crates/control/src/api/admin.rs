@@ -77,9 +77,11 @@ async fn shutdown(
         json!({"action": "poweroff"}),
     )
     .await;
-    match crate::supervisor::request(
+    match crate::supervisor::request::<crate::supervisor::ShutdownReply>(
         &st.config().init_socket,
-        &json!({"cmd": "shutdown", "action": "poweroff"}),
+        &crate::supervisor::Request::Shutdown {
+            action: crate::supervisor::ShutdownAction::Poweroff,
+        },
         Duration::from_secs(5),
     )
     .await

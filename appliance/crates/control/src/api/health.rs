@@ -57,9 +57,9 @@ async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         }
     };
     let supervisor = if st.config().require_supervisor {
-        match crate::supervisor::request(
+        match crate::supervisor::request::<crate::supervisor::Status>(
             &st.config().init_socket,
-            &serde_json::json!({"cmd": "status"}),
+            &crate::supervisor::Request::Status,
             Duration::from_secs(2),
         )
         .await

@@ -1,0 +1,352 @@
+//! The zigral-init control-socket protocol (`init/PROTOCOL.md`), typed once: one JSON object
+//! per line each way. zigral-init parses [`Request`]s and answers [`Reply`] lines; its clients
+//! (`zigral-init ctl`, the control plane, tests) build requests and read typed results
+//! ([`Status`], [`Spawned`], [`Destroyed`]). std + serde only.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// Largest request line zigral-init accepts.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What `shutdown` does once every service is stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownAction {
+    #[default]
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+impl ShutdownAction {
+    /// Name used in logs and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownAction::Poweroff => "poweroff",
+            ShutdownAction::Reboot => "reboot",
+            ShutdownAction::Halt => "halt",
+        }
+    }
+}
+
+/// One request line: `{"cmd": "...", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Status,
+    Start {
+        service: String,
+    },
+    Stop {
+        service: String,
+    },
+    Restart {
+        service: String,
+    },
+    Spawn {
+        template: String,
+        #[serde(with = "instance")]
+        instance: u32,
+    },
+    Destroy {
+        template: String,
+        #[serde(with = "instance")]
+        instance: u32,
+    },
+    Shutdown {
+        #[serde(default)]
+        action: ShutdownAction,
+    },
+}
+
+/// Names of the commands, for error messages.
+pub const COMMANDS: &str = "status|start|stop|restart|spawn|destroy|shutdown";
+
+/// `instance` is a number, or a string holding one (both are accepted; numbers are sent).
+mod instance {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(n: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(*n)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        let bad = |what: String| serde::de::Error::custom(what);
+        match Raw::deserialize(d)? {
+            Raw::N(n) => u32::try_from(n).map_err(|_| bad(format!("bad instance {n}"))),
+            Raw::S(s) => s
+                .parse()
+                .map_err(|_| bad(format!("instance must be a number, got {s:?}"))),
+        }
+    }
+}
+
+impl Request {
+    /// Parses one request line, with messages meant for people typing them.
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
+        let Some(obj) = v.as_object() else {
+            return Err("request must be a JSON object".into());
+        };
+        match obj.get("cmd").and_then(Value::as_str) {
+            None => return Err("missing string field \"cmd\"".into()),
+            Some(c) if !COMMANDS.split('|').any(|k| k == c) => {
+                return Err(format!("unknown cmd {c:?} ({COMMANDS})"));
+            }
+            Some(_) => {}
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    /// The request as one line (with its newline).
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// One reply line: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Ok(Value),
+    Err(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireReply {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Reply {
+    /// An ok reply carrying `result` serialized.
+    pub fn ok(result: &impl Serialize) -> Reply {
+        match serde_json::to_value(result) {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => Reply::Err(format!("cannot encode the result: {e}")),
+        }
+    }
+
+    /// The reply as one line (with its newline).
+    pub fn to_line(&self) -> String {
+        let w = match self {
+            Reply::Ok(v) => WireReply {
+                ok: true,
+                result: Some(v.clone()),
+                error: None,
+            },
+            Reply::Err(e) => WireReply {
+                ok: false,
+                result: None,
+                error: Some(e.clone()),
+            },
+        };
+        let mut s = serde_json::to_string(&w).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Parses a reply line.
+    pub fn parse(line: &str) -> Result<Reply, String> {
+        let w: WireReply =
+            serde_json::from_str(line.trim_end()).map_err(|e| format!("bad reply: {e}"))?;
+        Ok(if w.ok {
+            Reply::Ok(w.result.unwrap_or(Value::Null))
+        } else {
+            Reply::Err(w.error.unwrap_or_else(|| "no reason given".into()))
+        })
+    }
+
+    /// `result` of an ok reply as `T`, or the error message.
+    pub fn into_result<T: for<'de> Deserialize<'de>>(self) -> Result<T, String> {
+        match self {
+            Reply::Ok(v) => serde_json::from_value(v).map_err(|e| format!("bad result: {e}")),
+            Reply::Err(e) => Err(e),
+        }
+    }
+}
+
+/// Life-cycle state of a service as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Waiting for dependencies, or started and probing.
+    Starting,
+    /// Readiness probe passed.
+    Ready,
+    /// Running without a probe (counts as ready for dependents).
+    Running,
+    /// Exited; restart scheduled.
+    Backoff,
+    Stopping,
+    Stopped,
+    /// Crash-loop limit reached, or `never` policy and a failure.
+    Failed,
+}
+
+impl ServiceState {
+    /// True when dependents may start.
+    pub fn is_up(self) -> bool {
+        matches!(self, ServiceState::Ready | ServiceState::Running)
+    }
+}
+
+/// One service in a `status` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// Template instance (`desktop@0`), if any.
+    pub group: Option<String>,
+    pub state: ServiceState,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    /// Time left until the restart while in `backoff`.
+    pub next_restart_ms: Option<u64>,
+    /// The delay chosen for the latest restart.
+    pub backoff_ms: Option<u64>,
+    pub uptime_ms: Option<u64>,
+    /// Time from start to the readiness probe passing.
+    pub ready_ms: Option<u64>,
+}
+
+/// The `status` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub services: Vec<ServiceStatus>,
+    pub shutting_down: bool,
+}
+
+impl Status {
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceStatus> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The `spawn` result (sent at once; poll `status` for readiness).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spawned {
+    pub group: String,
+    pub services: Vec<String>,
+}
+
+/// The `destroy` result (sent once every process of the instance is gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destroyed {
+    pub destroyed: String,
+    pub services: Vec<String>,
+}
+
+/// The `start`/`stop`/`restart` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReply {
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ServiceState>,
+}
+
+/// The `shutdown` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownReply {
+    pub action: ShutdownAction,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_read_leniently() {
+        assert_eq!(Request::parse(r#"{"cmd":"status"}"#), Ok(Request::Status));
+        let spawn = Request::Spawn {
+            template: "desktop".into(),
+            instance: 3,
+        };
+        assert_eq!(
+            Request::parse(r#"{"cmd":"spawn","template":"desktop","instance":"3"}"#),
+            Ok(spawn.clone())
+        );
+        assert_eq!(Request::parse(spawn.to_line().trim_end()), Ok(spawn));
+        assert_eq!(
+            Request::parse(r#"{"cmd":"destroy","template":"desktop","instance":2}"#),
+            Ok(Request::Destroy {
+                template: "desktop".into(),
+                instance: 2
+            })
+        );
+        assert_eq!(
+            Request::parse(r#"{"cmd":"shutdown"}"#),
+            Ok(Request::Shutdown {
+                action: ShutdownAction::Poweroff
+            })
+        );
+        assert_eq!(
+            Request::parse(r#"{"cmd":"shutdown","action":"reboot"}"#),
+            Ok(Request::Shutdown {
+                action: ShutdownAction::Reboot
+            })
+        );
+        let e = Request::parse(r#"{"cmd":"fly"}"#).unwrap_err();
+        assert!(e.contains("unknown cmd \"fly\""), "{e}");
+        assert!(
+            Request::parse(r#"{"cmd":"stop"}"#)
+                .unwrap_err()
+                .contains("service")
+        );
+        assert!(
+            Request::parse("not json")
+                .unwrap_err()
+                .starts_with("bad JSON")
+        );
+        assert!(Request::parse("[1]").is_err());
+        let e = Request::parse(r#"{"cmd":"spawn","template":"d","instance":"x"}"#).unwrap_err();
+        assert!(e.contains("instance must be a number"), "{e}");
+        assert!(Request::parse(r#"{"cmd":"shutdown","action":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let st = Status {
+            services: vec![ServiceStatus {
+                name: "chromium@0".into(),
+                group: Some("desktop@0".into()),
+                state: ServiceState::Ready,
+                pid: Some(42),
+                restarts: 1,
+                last_exit: Some("signal 9 (SIGKILL)".into()),
+                next_restart_ms: None,
+                backoff_ms: Some(100),
+                uptime_ms: Some(5120),
+                ready_ms: Some(930),
+            }],
+            shutting_down: false,
+        };
+        let line = Reply::ok(&st).to_line();
+        assert!(line.starts_with(r#"{"ok":true,"result":{"#), "{line}");
+        let back: Status = Reply::parse(&line).unwrap().into_result().unwrap();
+        assert_eq!(back, st);
+        assert!(back.service("chromium@0").unwrap().state.is_up());
+        let err = Reply::Err("unknown service \"x\"".into()).to_line();
+        assert_eq!(
+            err,
+            "{\"ok\":false,\"error\":\"unknown service \\\"x\\\"\"}\n"
+        );
+        assert_eq!(
+            Reply::parse(&err).unwrap().into_result::<Status>(),
+            Err("unknown service \"x\"".into())
+        );
+    }
+}
