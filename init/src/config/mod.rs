@@ -1,0 +1,27 @@
+//! Services as data: the TOML schema, variable overrides (config < `ZIGRAL_*` env < `--set`),
+//! validation that reports every problem at once, and expansion of services and template
+//! instances into concrete [`ServiceSpec`]s.
+//!
+//! - `units`: durations, sizes, modes, signals and the other small value parsers;
+//! - `schema`: the serde definitions of the file and their defaults;
+//! - `spec`: the parsed, expanded types ([`Config`], [`ServiceSpec`], ...);
+//! - `validate`: [`parse`] and [`load`], building specs and rejecting cycles;
+//! - `template`: instance variables and template instantiation.
+
+mod schema;
+mod spec;
+mod template;
+mod units;
+mod validate;
+
+pub use schema::{
+    DEFAULT_VARS, DirDef, DirFull, FileDef, LimitsDef, LogDef, PRIVATE_SPAN, Policy, ReadyDef,
+    RestartDef, ServiceDef, Settings, TemplateDef,
+};
+pub use spec::{
+    Config, DirSpec, FileContent, FileSpec, Limits, Overrides, Probe, ProbeKind, RestartSpec,
+    ServiceSpec,
+};
+pub use template::{instance_vars, instantiate};
+pub use units::{Dur, Size, parse_mode, parse_signal};
+pub use validate::{ConfigErrors, load, parse, valid_user_name};
