@@ -253,7 +253,9 @@ fn desktops_run_as_their_own_users_and_cannot_reach_each_other() {
     init.wait_state("control", &["ready"], READY);
     init.call(json!({"cmd":"spawn","template":"desktop","instance":"1"}))
         .unwrap();
-    init.wait_state("chromium@1", &["ready"], READY);
+    for s in ["x11vnc@1", "chromium@1"] {
+        init.wait_state(s, &["ready"], READY);
+    }
     let (d0, d1, zigral) = (
         uid_named("zigral-d0"),
         uid_named("zigral-d1"),
@@ -341,7 +343,7 @@ fn desktops_run_as_their_own_users_and_cannot_reach_each_other() {
     for port in [p.vnc + 1, p.vnc] {
         let (ok, out) = as_user(
             "zigral-d0",
-            &format!("socat -T2 - TCP:127.0.0.1:{port} </dev/null | head -c 12"),
+            &format!("timeout 5 socat -u TCP:127.0.0.1:{port} STDOUT | head -c 12"),
         );
         assert!(
             !out.contains("RFB"),
@@ -349,7 +351,7 @@ fn desktops_run_as_their_own_users_and_cannot_reach_each_other() {
         );
         let (_, out) = as_user(
             "zigral",
-            &format!("socat -T2 - TCP:127.0.0.1:{port} </dev/null | head -c 12"),
+            &format!("timeout 5 socat -u TCP:127.0.0.1:{port} STDOUT | head -c 12"),
         );
         assert!(out.contains("RFB 003.008"), "VNC {port} as zigral: {out}");
     }

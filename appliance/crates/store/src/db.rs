@@ -144,6 +144,13 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| open_err(&e))?;
+        // Users, sessions, checkpoints (cookies): readable by the control plane's user only,
+        // whatever the umask it was started with.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| open_err(&e))?;
+        }
         migrate(&db, path)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();

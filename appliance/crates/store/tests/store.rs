@@ -37,6 +37,10 @@ async fn fresh_file_gets_current_schema_and_reopens() {
         let s = Store::open_in(dir.path()).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         s.create_session(session("s1", "u1")).await.unwrap();
+        // Whatever the umask: only the control plane's user may read the file.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "zigral.redb mode {mode:o}");
     }
     // The writer thread holds the database until its channel closes; wait for the lock to go.
     let s = loop {
