@@ -3,14 +3,30 @@
 //! [`Store`] (module `db`) is the only owner of the tables and of the single writer thread:
 //! handlers call typed async methods, the writer groups concurrent requests into one durable
 //! redb commit, and a method returns only after that commit is on disk. Reads run on the
-//! caller's thread from a consistent snapshot. The record types stored in the tables live in
+//! caller's thread from a consistent snapshot. The tables are defined in `tables` and migrated
+//! by `migrate`; each entity's methods are an `impl Store` block in a module of their own
+//! (`users`, `tokens`, `sessions`, `messages`, `actions`, `feedback`, `checkpoints`,
+//! `summaries`, `config`, `audit`). The record types stored in the tables live in
 //! [`records`]. Secrets are never stored: users carry an argon2id PHC hash, tokens a SHA-256
 //! hash.
 
+mod actions;
+mod audit;
+mod checkpoints;
+mod config;
 mod db;
+mod feedback;
+mod messages;
+mod migrate;
 pub mod records;
+mod sessions;
+mod summaries;
+mod tables;
+mod tokens;
+mod users;
 
-pub use db::{DB_FILE, SCHEMA_VERSION, Store, StoreStats, force_schema_version};
+pub use db::{DB_FILE, Store, StoreStats};
+pub use migrate::{SCHEMA_VERSION, force_schema_version};
 pub use records::*;
 
 /// Why a store operation failed.

@@ -1,0 +1,114 @@
+//! Users: accounts keyed by id, with a unique user-name index; deleting a user drops their tokens.
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use crate::StoreError;
+use crate::db::Store;
+use crate::records::*;
+use crate::tables::{API_TOKENS, TOKEN_IDS, USERNAMES, USERS, dec, enc};
+
+impl Store {
+    /// Number of users.
+    pub fn user_count(&self) -> Result<u64, StoreError> {
+        self.read(|r| Ok(r.open_table(USERS)?.len()?))
+    }
+
+    /// Adds a user; `Conflict` if the user name is taken.
+    pub async fn create_user(&self, user: UserRecord) -> Result<UserRecord, StoreError> {
+        self.write(move |w| {
+            let mut names = w.open_table(USERNAMES)?;
+            if names.get(user.username.as_str())?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "user name '{}' is taken",
+                    user.username
+                )));
+            }
+            names.insert(user.username.as_str(), user.id.as_str())?;
+            w.open_table(USERS)?
+                .insert(user.id.as_str(), enc(&user)?.as_slice())?;
+            Ok(user.clone())
+        })
+        .await
+    }
+
+    /// A user by id.
+    pub fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.read(|r| {
+            let t = r.open_table(USERS)?;
+            t.get(id)?.map(|v| dec("users", v.value())).transpose()
+        })
+    }
+
+    /// A user by user name.
+    pub fn get_user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.read(|r| {
+            let names = r.open_table(USERNAMES)?;
+            let Some(id) = names.get(username)? else {
+                return Ok(None);
+            };
+            let t = r.open_table(USERS)?;
+            t.get(id.value())?
+                .map(|v| dec("users", v.value()))
+                .transpose()
+        })
+    }
+
+    /// All users, ordered by id.
+    pub fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read(|r| {
+            let t = r.open_table(USERS)?;
+            t.iter()?
+                .map(|e| {
+                    let (_, v) = e?;
+                    dec("users", v.value())
+                })
+                .collect()
+        })
+    }
+
+    /// Replaces a user's password hash.
+    pub async fn set_password_hash(&self, id: &str, hash: String) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| {
+            let mut t = w.open_table(USERS)?;
+            let mut u: UserRecord = match t.get(id.as_str())? {
+                Some(v) => dec("users", v.value())?,
+                None => return Err(StoreError::NotFound(format!("user {id}"))),
+            };
+            u.password_hash = hash.clone();
+            t.insert(id.as_str(), enc(&u)?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a user and every token of theirs. Their sessions stay (an admin can still see
+    /// and delete them).
+    pub async fn delete_user(&self, id: &str) -> Result<UserRecord, StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| {
+            let mut t = w.open_table(USERS)?;
+            let u: UserRecord = match t.remove(id.as_str())? {
+                Some(v) => dec("users", v.value())?,
+                None => return Err(StoreError::NotFound(format!("user {id}"))),
+            };
+            w.open_table(USERNAMES)?.remove(u.username.as_str())?;
+            let mut tokens = w.open_table(API_TOKENS)?;
+            let mut ids = w.open_table(TOKEN_IDS)?;
+            let mut doomed = Vec::new();
+            for e in tokens.iter()? {
+                let (k, v) = e?;
+                let rec: TokenRecord = dec("api_tokens", v.value())?;
+                if rec.user_id == id {
+                    doomed.push((k.value().to_owned(), rec.id));
+                }
+            }
+            for (hash, tid) in doomed {
+                tokens.remove(hash.as_str())?;
+                ids.remove(tid.as_str())?;
+            }
+            Ok(u)
+        })
+        .await
+    }
+}
