@@ -2,14 +2,21 @@
 //! log pipes, probe results and timers. It starts services in dependency order, reaps every
 //! child (one waitpid(-1) loop), restarts with backoff, and stops in reverse order.
 
+mod control_server;
+mod procfs;
+mod service;
+
+pub use procfs::children_of;
+pub use service::State;
+
 use std::collections::HashMap;
 use std::io::{ErrorKind, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -20,11 +27,14 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroup::Cgroups;
-use crate::config::{Config, Policy, ServiceSpec, instantiate};
-use crate::control::{self, Action, Request};
+use crate::config::{Config, Policy, ServiceSpec};
+use crate::control::Action;
 use crate::logs::LogSink;
 use crate::probe::{self, ProbeResult};
 use crate::vars::expand;
+use control_server::{Client, bind_socket, flush_client};
+use procfs::all_pids;
+use service::Svc;
 
 /// Errors that stop the supervisor from starting.
 #[derive(Debug, thiserror::Error)]
@@ -48,112 +58,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorE
     move |err| SupervisorError::Io { what, err }
 }
 
-/// Life-cycle state of one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Not running and not wanted.
-    Stopped,
-    /// Wanted, waiting for its dependencies (reported as `starting`).
-    Waiting,
-    /// Process started, readiness probe pending.
-    Starting,
-    /// Readiness probe passed.
-    Ready,
-    /// Running; it has no readiness probe.
-    Running,
-    /// Exited; restart scheduled.
-    Backoff,
-    /// Stop signal sent.
-    Stopping,
-    /// Gave up (crash-loop limit, or `never` policy and a failure).
-    Failed,
-}
-
-impl State {
-    /// The state as the control socket reports it.
-    pub fn public(self) -> control::ServiceState {
-        use control::ServiceState as P;
-        match self {
-            State::Stopped => P::Stopped,
-            State::Waiting | State::Starting => P::Starting,
-            State::Ready => P::Ready,
-            State::Running => P::Running,
-            State::Backoff => P::Backoff,
-            State::Stopping => P::Stopping,
-            State::Failed => P::Failed,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Svc {
-    spec: ServiceSpec,
-    state: State,
-    want_up: bool,
-    restart_pending: bool,
-    pid: Option<Pid>,
-    started_at: Option<Instant>,
-    ready_after: Option<Duration>,
-    restarts: u32,
-    consecutive: u32,
-    last_exit: Option<String>,
-    next_start: Option<Instant>,
-    backoff: Option<Duration>,
-    stop_deadline: Option<Instant>,
-    killed: bool,
-    probe_cancel: Option<Arc<AtomicBool>>,
-    generation: u64,
-    probe_failed: Option<String>,
-}
-
-impl Svc {
-    fn new(spec: ServiceSpec) -> Svc {
-        let want = spec.autostart;
-        Svc {
-            spec,
-            state: if want { State::Waiting } else { State::Stopped },
-            want_up: want,
-            restart_pending: false,
-            pid: None,
-            started_at: None,
-            ready_after: None,
-            restarts: 0,
-            consecutive: 0,
-            last_exit: None,
-            next_start: None,
-            backoff: None,
-            stop_deadline: None,
-            killed: false,
-            probe_cancel: None,
-            generation: 0,
-            probe_failed: None,
-        }
-    }
-
-    fn is_up(&self) -> bool {
-        matches!(self.state, State::Ready | State::Running)
-    }
-
-    fn cancel_probe(&mut self) {
-        if let Some(c) = self.probe_cancel.take() {
-            c.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
 #[derive(Debug)]
 struct LogPipe {
     reader: PipeReader,
     service: String,
-}
-
-#[derive(Debug)]
-struct Client {
-    id: u64,
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-    closed: bool,
 }
 
 /// Options that do not come from the config file.
@@ -270,27 +178,6 @@ fn prepare_state_dir(cfg: &Config) -> Result<Option<crate::privilege::Owner>, Su
     privilege::make_dir(&dir.join("logs"), Some(0o700), Some(root))?;
     privilege::make_dir(&dir.join("desktops"), Some(0o711), Some(root))?;
     Ok(Some(owner))
-}
-
-fn bind_socket(path: &std::path::Path) -> Result<UnixListener, SupervisorError> {
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(SupervisorError::AlreadyRunning(path.display().to_string()));
-        }
-        let _ = std::fs::remove_file(path);
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    }
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let l = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let l = l.map_err(io_err(format!("binding control socket {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err("chmod control socket"))?;
-    l.set_nonblocking(true)
-        .map_err(io_err("control socket nonblocking"))?;
-    Ok(l)
 }
 
 fn describe(status: WaitStatus) -> (String, bool) {
@@ -1054,333 +941,6 @@ impl Supervisor {
             }
         }
     }
-
-    fn accept_clients(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    // Only the supervisor's own user (or root) may talk to it.
-                    let me = nix::unistd::geteuid().as_raw();
-                    let allowed = nix::sys::socket::getsockopt(
-                        &stream,
-                        nix::sys::socket::sockopt::PeerCredentials,
-                    )
-                    .map(|c| c.uid() == me || c.uid() == 0 || Some(c.uid()) == self.state_uid)
-                    .unwrap_or(false);
-                    if !allowed || stream.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let id = self.next_client;
-                    self.next_client += 1;
-                    self.clients.push(Client {
-                        id,
-                        stream,
-                        inbuf: Vec::new(),
-                        outbuf: Vec::new(),
-                        closed: false,
-                    });
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("control socket accept: {e}");
-                    break;
-                }
-            }
-        }
-    }
-
-    fn service_client(&mut self, k: usize) {
-        let mut buf = [0u8; 4096];
-        let mut eof = false;
-        loop {
-            match self.clients[k].stream.read(&mut buf) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => self.clients[k].inbuf.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    eof = true;
-                    break;
-                }
-            }
-            if self.clients[k].inbuf.len() > control::MAX_LINE {
-                break;
-            }
-        }
-        while let Some(nl) = self.clients[k].inbuf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.clients[k].inbuf.drain(..=nl).collect();
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim();
-            if text.is_empty() {
-                continue;
-            }
-            let id = self.clients[k].id;
-            if let Some(reply) = self.handle_request(id, text) {
-                self.clients[k].outbuf.extend_from_slice(reply.as_bytes());
-            }
-        }
-        if self.clients[k].inbuf.len() > control::MAX_LINE {
-            let c = &mut self.clients[k];
-            c.inbuf.clear();
-            c.outbuf
-                .extend_from_slice(control::err_line("request line too long").as_bytes());
-            flush_client(c);
-            c.closed = true;
-            return;
-        }
-        let c = &mut self.clients[k];
-        flush_client(c);
-        if eof {
-            // Keep a client with a deferred reply open until the reply is written.
-            let waiting = self.pending_destroy.iter().any(|(id, _)| *id == c.id);
-            if !waiting {
-                c.closed = true;
-            }
-        }
-    }
-
-    /// Handles one request; `None` when the reply is deferred.
-    fn handle_request(&mut self, client: u64, line: &str) -> Option<String> {
-        let req = match control::parse_request(line) {
-            Ok(r) => r,
-            Err(e) => return Some(control::err_line(&e)),
-        };
-        if self.shutdown.is_some() && req != Request::Status {
-            return Some(control::err_line("shutting down"));
-        }
-        let not_found = |n: &str| control::err_line(&format!("unknown service {n:?}"));
-        Some(match req {
-            Request::Status => control::ok_line(&self.status()),
-            Request::Start { service: n } => {
-                let Some(i) = self.idx(&n) else {
-                    return Some(not_found(&n));
-                };
-                let s = &mut self.services[i];
-                s.want_up = true;
-                s.restart_pending = false;
-                if matches!(s.state, State::Stopped | State::Failed) {
-                    s.state = State::Waiting;
-                    s.consecutive = 0;
-                }
-                tracing::info!("control: start {n}");
-                control::ok_line(&control::ServiceReply {
-                    service: n,
-                    state: Some(s.state.public()),
-                })
-            }
-            Request::Stop { service: n } => {
-                let Some(i) = self.idx(&n) else {
-                    return Some(not_found(&n));
-                };
-                let s = &mut self.services[i];
-                s.want_up = false;
-                s.restart_pending = false;
-                tracing::info!("control: stop {n}");
-                control::ok_line(&control::ServiceReply {
-                    service: n,
-                    state: None,
-                })
-            }
-            Request::Restart { service: n } => {
-                let Some(i) = self.idx(&n) else {
-                    return Some(not_found(&n));
-                };
-                let s = &mut self.services[i];
-                if s.pid.is_some() {
-                    s.want_up = false;
-                    s.restart_pending = true;
-                } else {
-                    s.want_up = true;
-                    s.consecutive = 0;
-                    s.state = State::Waiting;
-                }
-                tracing::info!("control: restart {n}");
-                control::ok_line(&control::ServiceReply {
-                    service: n,
-                    state: None,
-                })
-            }
-            Request::Spawn { template, instance } => self.spawn_instance(&template, instance),
-            Request::Destroy { template, instance } => {
-                let group = format!("{template}@{instance}");
-                if !self
-                    .services
-                    .iter()
-                    .any(|s| s.spec.group.as_deref() == Some(group.as_str()))
-                {
-                    return Some(control::err_line(&format!("no instance {group}")));
-                }
-                if self.pending_destroy.iter().any(|(_, g)| *g == group) {
-                    return Some(control::err_line(&format!(
-                        "{group} is already being destroyed"
-                    )));
-                }
-                tracing::info!("control: destroy {group}");
-                for s in &mut self.services {
-                    if s.spec.group.as_deref() == Some(group.as_str()) {
-                        s.want_up = false;
-                        s.restart_pending = false;
-                    }
-                }
-                self.pending_destroy.push((client, group));
-                return None;
-            }
-            Request::Shutdown { action } => {
-                self.begin_shutdown(action, "control socket");
-                control::ok_line(&control::ShutdownReply { action })
-            }
-        })
-    }
-
-    fn spawn_instance(&mut self, template: &str, n: u32) -> String {
-        let Some(tpl) = self
-            .cfg
-            .templates
-            .iter()
-            .find(|t| t.name == template)
-            .cloned()
-        else {
-            return control::err_line(&format!("unknown template {template:?}"));
-        };
-        let group = format!("{template}@{n}");
-        if self
-            .services
-            .iter()
-            .any(|s| s.spec.group.as_deref() == Some(group.as_str()))
-        {
-            return control::err_line(&format!("{group} already exists"));
-        }
-        let live: std::collections::BTreeSet<&str> = self
-            .services
-            .iter()
-            .filter_map(|s| s.spec.group.as_deref())
-            .collect();
-        let max = self.cfg.settings.max_instances.unwrap_or(16) as usize;
-        if live.len() >= max {
-            return control::err_line(&format!(
-                "{} instances already running (max_instances = {max})",
-                live.len()
-            ));
-        }
-        let globals = self
-            .services
-            .iter()
-            .filter(|s| s.spec.group.is_none())
-            .map(|s| s.spec.name.clone())
-            .collect();
-        match instantiate(&tpl, n, &self.cfg.vars, &self.cfg.state_dir, &globals) {
-            Ok(specs) => {
-                let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-                for s in specs {
-                    if let Some(i) = self.idx(&s.name) {
-                        // A leftover (stopped) service of the same name is replaced.
-                        self.services.remove(i);
-                    }
-                    self.add_service(s);
-                }
-                tracing::info!("control: spawn {group}: {}", names.join(", "));
-                control::ok_line(&control::Spawned {
-                    group,
-                    services: names,
-                })
-            }
-            Err(errs) => control::err_line(&errs.join("; ")),
-        }
-    }
-
-    fn flush_destroys(&mut self) {
-        let mut done = Vec::new();
-        for (k, (client, group)) in self.pending_destroy.iter().enumerate() {
-            let alive = self
-                .services
-                .iter()
-                .any(|s| s.spec.group.as_deref() == Some(group.as_str()) && s.pid.is_some());
-            if !alive {
-                done.push((k, *client, group.clone()));
-            }
-        }
-        for (k, client, group) in done.into_iter().rev() {
-            self.pending_destroy.remove(k);
-            let names: Vec<String> = self
-                .services
-                .iter()
-                .filter(|s| s.spec.group.as_deref() == Some(group.as_str()))
-                .map(|s| s.spec.name.clone())
-                .collect();
-            for n in &names {
-                self.sinks.remove(n);
-                if let Some(cg) = &self.cgroups {
-                    cg.remove(n);
-                }
-            }
-            self.services
-                .retain(|s| s.spec.group.as_deref() != Some(group.as_str()));
-            tracing::info!("destroyed {group}");
-            if let Some(c) = self.clients.iter_mut().find(|c| c.id == client) {
-                c.outbuf.extend_from_slice(
-                    control::ok_line(&control::Destroyed {
-                        destroyed: group,
-                        services: names,
-                    })
-                    .as_bytes(),
-                );
-                flush_client(c);
-            }
-        }
-    }
-
-    /// The `status` result.
-    pub fn status(&self) -> control::Status {
-        let now = Instant::now();
-        let services = self
-            .services
-            .iter()
-            .map(|s| control::ServiceStatus {
-                name: s.spec.name.clone(),
-                group: s.spec.group.clone(),
-                state: s.state.public(),
-                pid: s.pid.map(|p| p.as_raw()),
-                restarts: s.restarts,
-                last_exit: s.last_exit.clone(),
-                next_restart_ms: if s.state == State::Backoff {
-                    s.next_start.map(|t| ms(t.saturating_duration_since(now)))
-                } else {
-                    None
-                },
-                backoff_ms: s.backoff.map(ms),
-                uptime_ms: s.pid.and(s.started_at).map(|t| ms(t.elapsed())),
-                ready_ms: s.ready_after.map(ms),
-            })
-            .collect();
-        control::Status {
-            services,
-            shutting_down: self.shutdown.is_some(),
-        }
-    }
-}
-
-fn flush_client(c: &mut Client) {
-    while !c.outbuf.is_empty() {
-        match c.stream.write(&c.outbuf) {
-            Ok(0) => {
-                c.closed = true;
-                return;
-            }
-            Ok(n) => {
-                c.outbuf.drain(..n);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => {
-                c.closed = true;
-                return;
-            }
-        }
-    }
 }
 
 fn set_nonblocking(fd: RawFd) -> Result<(), nix::Error> {
@@ -1394,39 +954,4 @@ fn set_nonblocking(fd: RawFd) -> Result<(), nix::Error> {
         ),
     )?;
     Ok(())
-}
-
-/// (ppid, is_kernel_thread) of `pid` from /proc/<pid>/stat.
-fn stat_info(pid: i32) -> Option<(i32, bool)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = s.rsplit_once(')')?.1;
-    let mut f = after.split_whitespace();
-    let ppid = f.nth(1)?.parse().ok()?;
-    let flags: u64 = f.nth(4)?.parse().ok()?;
-    Some((ppid, flags & 0x0020_0000 != 0))
-}
-
-fn stat_ppid(pid: i32) -> Option<i32> {
-    stat_info(pid).map(|(p, _)| p)
-}
-
-/// PIDs whose parent is `ppid`.
-pub fn children_of(ppid: i32) -> Vec<i32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| stat_ppid(*p) == Some(ppid))
-        .collect()
-}
-
-/// Every PID except our own (PID 1 mode: everything in the namespace is ours).
-fn all_pids() -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| *p != me && stat_info(*p).is_some_and(|(_, kthread)| !kthread))
-        .collect()
 }
