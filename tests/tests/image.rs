@@ -382,6 +382,8 @@ fn network_profile_boot_use_power_button_reboot() {
     require_tools(VM_TOOLS);
     let _g = vm_lock();
     let image = image();
+    let size = std::fs::metadata(&image).expect("image size").len();
+    eprintln!("image_qcow2_mib: {:.0}", size as f64 / f64::from(1 << 20));
     let dir = TempDir::new("net");
     let overlay = dir.path("disk.qcow2");
     let opts = VmOpts {

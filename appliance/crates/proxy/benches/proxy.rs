@@ -1,10 +1,13 @@
 //! Benchmark of `zigral proxy` against Debian's `websockify` and a `socat` relay, all proxying
 //! to the same local TCP targets in the same run: server→client throughput, proxy CPU seconds
-//! per GB, 10-byte round trip p50/p99, idle RSS, memory per idle connection (1, 1000, 10,000)
-//! and connection set-up time. Prints `name: value` lines with ratios.
+//! per GB, 10-byte round trip p50/p99, idle RSS, memory per idle connection (1, 1000, 10,000;
+//! RSS and PSS, websockify's measured at 100 connections, one forked process each) and
+//! connection set-up time. Prints `name: value` lines with ratios.
 //!
 //! Needs the release `zigral` binary (`cargo build --release -p zigral`), `websockify` and
-//! `socat`. `ZIGRAL_BENCH_CONNS=1,1000` limits the connection stages (default 1,1000,10000).
+//! `socat`. `ZIGRAL_BENCH_CONNS=1,1000` limits the connection stages (default 1,1000,10000),
+//! `ZIGRAL_BENCH_WSFY_CONNS` sets websockify's (default 100), `ZIGRAL_BENCH_ONLY=memory` (or
+//! `throughput`, `rtt`, `setup`, comma-separated) runs only those parts.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -120,45 +123,77 @@ fn main() {
         return;
     }
     // ---- memory ----
-    let w = Peer::start(Kind::Websockify, &zigral, targets.echo);
-    std::thread::sleep(Duration::from_millis(500));
-    let w_idle = w.rss_kib();
-    drop(w);
+    // Both proxies relay to the same echo process. websockify forks a process per connection,
+    // so its memory is summed over its process group; PSS (proportional set size: shared pages
+    // split between the processes sharing them) is the fair measure there, RSS double-counts
+    // what the forks share. Per-connection figures are deltas over the idle process.
     let echo_proc = EchoProcess::start();
-    let z = Peer::start(Kind::Zigral, &zigral, echo_proc.addr);
-    std::thread::sleep(Duration::from_millis(500));
-    let idle = z.rss_kib();
-    println!(
-        "idle_rss_mib_zigral: {:.2} (goal <= 8)",
-        idle as f64 / 1024.0
-    );
-    println!("idle_rss_mib_websockify: {:.2}", w_idle as f64 / 1024.0);
-    println!(
-        "idle_rss_vs_websockify: {:.2}x",
-        idle as f64 / w_idle as f64
-    );
-    let stages: Vec<usize> = std::env::var("ZIGRAL_BENCH_CONNS")
-        .ok()
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 1000, 10_000]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let wn: usize = std::env::var("ZIGRAL_BENCH_WSFY_CONNS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    let w = Peer::start(Kind::Websockify, &zigral, echo_proc.addr);
+    std::thread::sleep(Duration::from_millis(500));
+    let w_idle = w.mem();
+    let mut w_held: Vec<TcpStream> = Vec::new();
+    rt.block_on(open_idle(w.port, wn, &mut w_held));
+    std::thread::sleep(Duration::from_millis(500));
+    let w_conns = w.mem();
+    drop(w_held);
+    drop(w);
+    let w_rss_per = w_conns.rss.saturating_sub(w_idle.rss) as f64 / wn as f64;
+    let w_pss_per = w_conns.pss.saturating_sub(w_idle.pss) as f64 / wn as f64;
+    println!(
+        "websockify_rss_per_conn_kib: {w_rss_per:.1} (sum of VmRSS over {} processes at {wn} connections)",
+        w_conns.procs
+    );
+    println!("websockify_pss_per_conn_kib: {w_pss_per:.1}");
+
+    let z = Peer::start(Kind::Zigral, &zigral, echo_proc.addr);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = z.mem();
+    println!(
+        "idle_rss_mib_zigral: {:.2} (goal <= 8)",
+        idle.rss as f64 / 1024.0
+    );
+    println!("idle_rss_mib_websockify: {:.2}", w_idle.rss as f64 / 1024.0);
+    println!(
+        "idle_rss_vs_websockify: {:.2}x",
+        idle.rss as f64 / w_idle.rss as f64
+    );
+    let mut stages: Vec<usize> = std::env::var("ZIGRAL_BENCH_CONNS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 1000, 10_000]);
+    // The websockify connection count too, for a ratio at the same load.
+    stages.push(wn);
+    stages.sort_unstable();
+    stages.dedup();
     let mut held: Vec<TcpStream> = Vec::new();
     for n in stages {
         let t = Instant::now();
         rt.block_on(open_idle(z.port, n, &mut held));
         let open_s = t.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_millis(500));
-        let rss = z.rss_kib();
-        let per = (rss.saturating_sub(idle)) as f64 / held.len() as f64;
+        let m = z.mem();
+        let per = m.rss.saturating_sub(idle.rss) as f64 / held.len() as f64;
+        let pss_per = m.pss.saturating_sub(idle.pss) as f64 / held.len() as f64;
         println!(
             "mem_per_idle_conn_kib_at_{n}: {per:.1} (goal <= 64; rss {:.1} MiB, opened in {open_s:.1} s)",
-            rss as f64 / 1024.0
+            m.rss as f64 / 1024.0
         );
+        if n == wn {
+            println!("pss_per_idle_conn_kib_at_{n}_zigral: {pss_per:.1}");
+            println!(
+                "pss_per_conn_vs_websockify_at_{n}: {:.4}x (lower is better)",
+                pss_per / w_pss_per
+            );
+        }
     }
-    println!("# websockify per connection (research/baselines.md §1): 3.2 MiB + a process");
     drop(held);
 }
 
@@ -273,6 +308,14 @@ enum Kind {
     Websockify,
     Socat,
     Direct,
+}
+
+/// Memory of a process group, KiB.
+#[derive(Debug, Default, Clone, Copy)]
+struct Mem {
+    rss: u64,
+    pss: u64,
+    procs: usize,
 }
 
 /// A proxy (or none) in front of a target.
@@ -398,11 +441,17 @@ impl Peer {
         total as f64 / tick
     }
 
-    /// Sum of VmRSS over the process group, KiB.
-    fn rss_kib(&self) -> u64 {
-        let Some(p) = &self.proc else { return 0 };
+    /// VmRSS and PSS summed over the process group, KiB, and how many processes it has.
+    fn mem(&self) -> Mem {
+        let mut m = Mem::default();
+        let Some(p) = &self.proc else { return m };
         let pgid = p.pid();
-        let mut total = 0;
+        let field = |text: &str, key: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for e in dir.flatten() {
                 let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -418,14 +467,14 @@ impl Peer {
                 }
                 let status =
                     std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                total += status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                    .unwrap_or(0);
+                let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+                    .unwrap_or_default();
+                m.rss += field(&status, "VmRSS:");
+                m.pss += field(&rollup, "Pss:");
+                m.procs += 1;
             }
         }
-        total
+        m
     }
 
     /// MB/s server→client over `THROUGHPUT_SECS` and proxy CPU seconds per GB.
@@ -616,7 +665,16 @@ async fn open_idle(port: u16, n: usize, held: &mut Vec<TcpStream>) {
             s.into_std().expect("into_std")
         }));
     }
+    // A proxy out of file descriptors (4 per relayed connection with splice) stalls
+    // handshakes: fail with the reason instead of hanging.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     for t in tasks {
-        held.push(t.await.expect("open task"));
+        match tokio::time::timeout_at(deadline, t).await {
+            Ok(s) => held.push(s.expect("open task")),
+            Err(_) => panic!(
+                "opening {n} connections stalled at {} (the proxy's RLIMIT_NOFILE?)",
+                held.len()
+            ),
+        }
     }
 }
