@@ -95,8 +95,8 @@ impl Store {
         Store::open(&state_dir.join(DB_FILE))
     }
 
-    /// Opens (or creates) the database at `path`, migrating it to [`SCHEMA_VERSION`]. Refuses a
-    /// file with a newer schema.
+    /// Opens (or creates) the database at `path`, migrating it to
+    /// [`SCHEMA_VERSION`](crate::SCHEMA_VERSION). Refuses a file with a newer schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
             path: path.display().to_string(),
