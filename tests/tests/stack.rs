@@ -26,14 +26,45 @@ fn call(sock: &Path, req: &str) -> Option<Value> {
     serde_json::from_str(&line).ok()
 }
 
-fn x11_accepts(display: u32) -> bool {
-    let Ok(mut s) = UnixStream::connect(format!("/tmp/.X11-unix/X{display}")) else {
-        return false;
-    };
+/// The X11 setup reply's status for a connection presenting `cookie` (MIT-MAGIC-COOKIE-1, or
+/// none when empty): 1 = accepted, 0 = refused.
+fn x11_setup_status(display: u32, cookie: &[u8]) -> Option<u8> {
+    let mut s = UnixStream::connect(format!("/tmp/.X11-unix/X{display}")).ok()?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let setup: [u8; 12] = [b'l', 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let name: &[u8] = if cookie.is_empty() {
+        b""
+    } else {
+        b"MIT-MAGIC-COOKIE-1"
+    };
+    let pad = |n: usize| (4 - n % 4) % 4;
+    let mut setup = vec![b'l', 0, 11, 0, 0, 0];
+    setup.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    setup.extend_from_slice(&(cookie.len() as u16).to_le_bytes());
+    setup.extend_from_slice(&[0, 0]);
+    setup.extend_from_slice(name);
+    setup.extend(std::iter::repeat_n(0u8, pad(name.len())));
+    setup.extend_from_slice(cookie);
+    setup.extend(std::iter::repeat_n(0u8, pad(cookie.len())));
     let mut reply = [0u8; 8];
-    s.write_all(&setup).is_ok() && s.read_exact(&mut reply).is_ok() && reply[0] == 1
+    s.write_all(&setup).ok()?;
+    s.read_exact(&mut reply).ok()?;
+    Some(reply[0])
+}
+
+/// The 16-byte cookie zigral-init wrote for desktop 0 (one FamilyWild entry: 2 bytes family,
+/// then address, number, name and data, each with a big-endian u16 length).
+fn desktop_cookie(state: &Path) -> Vec<u8> {
+    let data = std::fs::read(state.join("desktops/0/Xauthority")).unwrap();
+    let mut pos = 2;
+    let mut field = || {
+        let n = u16::from_be_bytes([data[pos], data[pos + 1]]) as usize;
+        let f = data[pos + 2..pos + 2 + n].to_vec();
+        pos += 2 + n;
+        f
+    };
+    let (_addr, _num, name) = (field(), field(), field());
+    assert_eq!(name, b"MIT-MAGIC-COOKIE-1");
+    field()
 }
 
 #[test]
@@ -91,7 +122,23 @@ fn default_host_stack_comes_up_and_stops_cleanly() {
     );
     eprintln!("stack ready in {:?}", t0.elapsed());
 
-    assert!(x11_accepts(d), "X display :{d} refuses connections");
+    // The display takes its desktop's cookie, and nobody without it.
+    let cookie = desktop_cookie(&state);
+    assert_eq!(
+        x11_setup_status(d, &cookie),
+        Some(1),
+        "X display :{d} refuses its cookie"
+    );
+    assert_eq!(
+        x11_setup_status(d, b""),
+        Some(0),
+        "X display :{d} open without a cookie"
+    );
+    assert_eq!(
+        x11_setup_status(d, &[7u8; 16]),
+        Some(0),
+        "X display :{d} takes any cookie"
+    );
     let mut s = TcpStream::connect(("127.0.0.1", vnc)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut banner = [0u8; 12];
@@ -177,7 +224,11 @@ fn default_host_stack_comes_up_and_stops_cleanly() {
             "pid {p} survived"
         );
     }
-    assert!(!x11_accepts(d));
+    assert_eq!(
+        x11_setup_status(d, &cookie),
+        None,
+        "X display :{d} still answers"
+    );
     assert!(!zigral_tests::tcp_open(cdp));
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_file(state.with_extension("log"));

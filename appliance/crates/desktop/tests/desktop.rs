@@ -1072,8 +1072,8 @@ async fn connection_errors_are_typed() {
     .await
     .expect("no hang");
     assert!(
-        matches!(&r, DesktopError::Protocol(m) if m != "never failed")
-            || matches!(r, DesktopError::Closed(_)),
-        "{r}"
+        matches!(r, DesktopError::ConnectionLost(_) | DesktopError::Closed(_)),
+        "a dead X server is a lost connection: {r}"
     );
+    assert!(r.is_connection_lost(), "{r}");
 }
