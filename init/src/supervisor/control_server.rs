@@ -333,10 +333,11 @@ impl Supervisor {
                 pid: s.pid.map(|p| p.as_raw()),
                 restarts: s.restarts,
                 last_exit: s.last_exit.clone(),
-                next_restart_ms: if s.state == State::Backoff {
-                    s.next_start.map(|t| ms(t.saturating_duration_since(now)))
-                } else {
-                    None
+                next_restart_ms: match s.state {
+                    State::Backoff { next_start } => {
+                        Some(ms(next_start.saturating_duration_since(now)))
+                    }
+                    _ => None,
                 },
                 backoff_ms: s.backoff.map(ms),
                 uptime_ms: s.pid.and(s.started_at).map(|t| ms(t.elapsed())),

@@ -338,9 +338,9 @@ impl Supervisor {
         let now = Instant::now();
         let mut changed = false;
         for s in &mut self.services {
-            if s.state == State::Stopping
-                && !s.killed
-                && s.stop_deadline.is_some_and(|d| d <= now)
+            if let State::Stopping { deadline, killed } = &mut s.state
+                && !*killed
+                && *deadline <= now
                 && let Some(pid) = s.pid
             {
                 tracing::warn!(
@@ -351,14 +351,15 @@ impl Supervisor {
                 );
                 let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
                 let _ = kill(pid, Signal::SIGKILL);
-                s.killed = true;
+                *killed = true;
             }
-            if s.state == State::Backoff && s.next_start.is_some_and(|t| t <= now) {
-                s.next_start = None;
-                if s.want_up {
-                    s.state = State::Waiting;
-                    changed = true;
-                }
+            // A due restart no longer wanted is left to the pass below, which stops it.
+            if let State::Backoff { next_start } = s.state
+                && next_start <= now
+                && s.want_up
+            {
+                s.state = State::Waiting;
+                changed = true;
             }
         }
         // Stops, in reverse dependency order: a service goes down only once no service that
@@ -366,7 +367,7 @@ impl Supervisor {
         let n = self.services.len();
         for i in 0..n {
             let s = &self.services[i];
-            if s.want_up || s.pid.is_none() || s.state == State::Stopping {
+            if s.want_up || s.pid.is_none() || matches!(s.state, State::Stopping { .. }) {
                 continue;
             }
             let name = s.spec.name.clone();
@@ -382,10 +383,12 @@ impl Supervisor {
         for s in &mut self.services {
             if !s.want_up
                 && s.pid.is_none()
-                && matches!(s.state, State::Waiting | State::Backoff | State::Starting)
+                && matches!(
+                    s.state,
+                    State::Waiting | State::Backoff { .. } | State::Starting { .. }
+                )
             {
                 s.state = State::Stopped;
-                s.next_start = None;
                 changed = true;
             }
             if s.restart_pending && s.pid.is_none() && self.shutdown.is_none() {
@@ -399,7 +402,7 @@ impl Supervisor {
         if self.shutdown.is_none() {
             for i in 0..n {
                 if self.services[i].want_up
-                    && self.services[i].state == State::Waiting
+                    && matches!(self.services[i].state, State::Waiting)
                     && self.deps_up(i)
                 {
                     self.start(i);
@@ -472,10 +475,7 @@ impl Supervisor {
                 s.pid = Some(sp.pid);
                 s.started_at = Some(now);
                 s.ready_after = None;
-                s.killed = false;
-                s.stop_deadline = None;
                 s.generation += 1;
-                s.probe_failed = None;
                 self.pipes.push(LogPipe {
                     reader: sp.output,
                     service: s.spec.name.clone(),
@@ -483,9 +483,11 @@ impl Supervisor {
                 match (&s.spec.ready, wake) {
                     (Some(p), Ok(wake)) => {
                         tracing::info!("started {} (pid {})", s.spec.name, sp.pid);
-                        s.state = State::Starting;
                         let cancel = Arc::new(AtomicBool::new(false));
-                        s.probe_cancel = Some(cancel.clone());
+                        s.state = State::Starting {
+                            probe_cancel: Some(cancel.clone()),
+                            probe_failed: None,
+                        };
                         probe::spawn(
                             s.spec.name.clone(),
                             s.generation,
@@ -526,7 +528,6 @@ impl Supervisor {
         if s.consecutive > r.limit {
             s.state = State::Failed;
             s.backoff = None;
-            s.next_start = None;
             tracing::error!(
                 "{} failed {} times in a row: giving up (crash-loop limit {}); `zigral-init ctl start {}` retries",
                 s.spec.name,
@@ -542,9 +543,10 @@ impl Supervisor {
             .checked_mul(factor)
             .unwrap_or(r.backoff_max)
             .min(r.backoff_max);
-        s.state = State::Backoff;
+        s.state = State::Backoff {
+            next_start: Instant::now() + delay,
+        };
         s.backoff = Some(delay);
-        s.next_start = Some(Instant::now() + delay);
         s.restarts += 1;
         tracing::info!(
             "restarting {} in {} ms (failure {} of at most {})",
@@ -570,8 +572,10 @@ impl Supervisor {
         );
         let _ = kill(Pid::from_raw(-pid.as_raw()), s.spec.stop_signal);
         let _ = kill(pid, s.spec.stop_signal);
-        s.state = State::Stopping;
-        s.stop_deadline = Some(Instant::now() + s.spec.stop_timeout);
+        s.state = State::Stopping {
+            deadline: Instant::now() + s.spec.stop_timeout,
+            killed: false,
+        };
     }
 
     fn on_exit(&mut self, pid: Pid, status: WaitStatus) {
@@ -586,14 +590,17 @@ impl Supervisor {
         s.pid = None;
         s.cancel_probe();
         let uptime = s.started_at.map(|t| t.elapsed()).unwrap_or_default();
-        if s.state == State::Stopping || !s.want_up {
+        if matches!(s.state, State::Stopping { .. }) || !s.want_up {
             tracing::info!("{} stopped ({desc})", s.spec.name);
             s.state = State::Stopped;
             s.last_exit = Some(desc);
-            s.stop_deadline = None;
             return;
         }
-        let reason = s.probe_failed.take().unwrap_or_else(|| desc.clone());
+        let probe_failed = match &mut s.state {
+            State::Starting { probe_failed, .. } => probe_failed.take(),
+            _ => None,
+        };
+        let reason = probe_failed.unwrap_or_else(|| desc.clone());
         // A one-shot (never / on-failure) that succeeds has simply finished its job.
         if success && s.spec.restart.policy != Policy::Always {
             tracing::info!("{} finished: {reason} after {} ms", s.spec.name, ms(uptime));
@@ -727,8 +734,11 @@ impl Supervisor {
         let mut t: Option<Duration> = None;
         for s in &self.services {
             let due = match s.state {
-                State::Stopping if !s.killed => s.stop_deadline,
-                State::Backoff => s.next_start,
+                State::Stopping {
+                    deadline,
+                    killed: false,
+                } => Some(deadline),
+                State::Backoff { next_start } => Some(next_start),
                 _ => None,
             };
             if let Some(d) = due {
@@ -867,10 +877,17 @@ impl Supervisor {
                 continue;
             };
             let s = &mut self.services[i];
-            if s.generation != r.generation || s.state != State::Starting || s.pid.is_none() {
+            if s.generation != r.generation || s.pid.is_none() {
                 continue;
             }
-            s.probe_cancel = None;
+            let State::Starting {
+                probe_cancel,
+                probe_failed,
+            } = &mut s.state
+            else {
+                continue;
+            };
+            *probe_cancel = None;
             if r.ready {
                 s.state = State::Ready;
                 s.ready_after = s.started_at.map(|t| t.elapsed());
@@ -882,7 +899,7 @@ impl Supervisor {
             } else {
                 let msg = format!("not ready within {:?} ({})", r.elapsed, r.last_error);
                 tracing::warn!("{}: {msg}: killing it", s.spec.name);
-                s.probe_failed = Some(msg);
+                *probe_failed = Some(msg);
                 if let Some(pid) = s.pid {
                     let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
                     let _ = kill(pid, Signal::SIGKILL);

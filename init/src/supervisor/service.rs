@@ -10,38 +10,51 @@ use nix::unistd::Pid;
 use crate::config::ServiceSpec;
 use crate::control;
 
-/// Life-cycle state of one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Life-cycle state of one service, with the data that only that state has.
+#[derive(Debug, Clone)]
 pub enum State {
     /// Not running and not wanted.
     Stopped,
     /// Wanted, waiting for its dependencies (reported as `starting`).
     Waiting,
     /// Process started, readiness probe pending.
-    Starting,
+    Starting {
+        /// Stops the probe thread; `None` once the probe has reported.
+        probe_cancel: Option<Arc<AtomicBool>>,
+        /// Why the probe failed (the process has been killed; its exit reports this).
+        probe_failed: Option<String>,
+    },
     /// Readiness probe passed.
     Ready,
     /// Running; it has no readiness probe.
     Running,
     /// Exited; restart scheduled.
-    Backoff,
+    Backoff {
+        /// When the restart is due.
+        next_start: Instant,
+    },
     /// Stop signal sent.
-    Stopping,
+    Stopping {
+        /// When the process group gets SIGKILL.
+        deadline: Instant,
+        /// SIGKILL has been sent.
+        killed: bool,
+    },
     /// Gave up (crash-loop limit, or `never` policy and a failure).
     Failed,
 }
 
 impl State {
     /// The state as the control socket reports it.
-    pub fn public(self) -> control::ServiceState {
+    pub fn public(&self) -> control::ServiceState {
         use control::ServiceState as P;
         match self {
             State::Stopped => P::Stopped,
-            State::Waiting | State::Starting => P::Starting,
+            State::Waiting | State::Starting { .. } => P::Starting,
             State::Ready => P::Ready,
             State::Running => P::Running,
-            State::Backoff => P::Backoff,
-            State::Stopping => P::Stopping,
+            State::Backoff { .. } => P::Backoff,
+            State::Stopping { .. } => P::Stopping,
             State::Failed => P::Failed,
         }
     }
@@ -59,13 +72,9 @@ pub(super) struct Svc {
     pub(super) restarts: u32,
     pub(super) consecutive: u32,
     pub(super) last_exit: Option<String>,
-    pub(super) next_start: Option<Instant>,
+    /// The delay chosen for the latest restart (reported as `backoff_ms`).
     pub(super) backoff: Option<Duration>,
-    pub(super) stop_deadline: Option<Instant>,
-    pub(super) killed: bool,
-    pub(super) probe_cancel: Option<Arc<AtomicBool>>,
     pub(super) generation: u64,
-    pub(super) probe_failed: Option<String>,
 }
 
 impl Svc {
@@ -82,13 +91,8 @@ impl Svc {
             restarts: 0,
             consecutive: 0,
             last_exit: None,
-            next_start: None,
             backoff: None,
-            stop_deadline: None,
-            killed: false,
-            probe_cancel: None,
             generation: 0,
-            probe_failed: None,
         }
     }
 
@@ -97,7 +101,9 @@ impl Svc {
     }
 
     pub(super) fn cancel_probe(&mut self) {
-        if let Some(c) = self.probe_cancel.take() {
+        if let State::Starting { probe_cancel, .. } = &mut self.state
+            && let Some(c) = probe_cancel.take()
+        {
             c.store(true, Ordering::Relaxed);
         }
     }
