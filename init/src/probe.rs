@@ -223,9 +223,15 @@ mod tests {
         let t = std::thread::spawn(move || {
             for status in ["200 OK", "404 Not Found"] {
                 let (mut c, _) = l.accept().unwrap();
+                // The request may arrive in more than one read: read up to the blank line.
+                let mut req = Vec::new();
                 let mut b = [0u8; 256];
-                let n = c.read(&mut b).unwrap();
-                assert!(String::from_utf8_lossy(&b[..n]).starts_with("GET /json/version HTTP/1.1"));
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = c.read(&mut b).unwrap();
+                    assert!(n > 0, "request cut short: {req:?}");
+                    req.extend_from_slice(&b[..n]);
+                }
+                assert!(String::from_utf8_lossy(&req).starts_with("GET /json/version HTTP/1.1"));
                 // Keep the connection open like Chromium does.
                 c.write_all(
                     format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes(),
