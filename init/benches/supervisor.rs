@@ -3,7 +3,10 @@
 //!   supervisor script running the same three processes;
 //! - stack start to all-ready for one desktop (goal <= 2 s), vs a shell script that starts the
 //!   same three processes as fast as it can (readiness measured the same way for both);
-//! - kill -9 -> ready again for x11vnc and Chromium with zero backoff, vs a shell restart loop.
+//! - kill -9 -> ready again for x11vnc and Chromium with zero backoff, vs a shell restart loop;
+//! - memory (PSS) of an idle desktop (Xvfb + x11vnc + Chromium on about:blank): ours under its
+//!   own user with Chromium's sandbox on (as root), vs the peers' way (the same processes
+//!   started by a script with `--no-sandbox`, no user switch).
 //!
 //! Run: `cargo bench -p zigral-init --bench supervisor` (needs xvfb, x11vnc, chromium; tini
 //! optional: `apt-get install tini`).
@@ -185,14 +188,10 @@ fn main() {
     // 1. Stack start-up to all-ready.
     let mut ours = Vec::new();
     let mut idle_rss = 0;
+    let mut desktop_pss = 0;
     for run in 0..RUNS {
         let (st, t0) = start_ours(&dir);
-        poll_until(Duration::from_secs(60), || {
-            st.status()["services"]
-                .as_array()
-                .is_some_and(|l| l.len() == 3 && l.iter().all(|s| s["state"] == "ready"))
-        })
-        .expect("stack ready");
+        poll_until(Duration::from_secs(60), || desktop_ready(&st.status())).expect("stack ready");
         let took = t0.elapsed();
         ours.push(took.as_secs_f64() * 1000.0);
         if run == RUNS - 1 {
@@ -201,6 +200,16 @@ fn main() {
             let (anon, pss) = private_and_pss_kib(st.proc.pid());
             println!("supervisor_idle_rss_anon_kib: {anon}");
             println!("supervisor_idle_pss_kib: {pss}");
+            let roots: Vec<i32> = ["xvfb@0", "x11vnc@0", "chromium@0"]
+                .iter()
+                .map(|n| st.svc(n)["pid"].as_i64().unwrap_or(0) as i32)
+                .collect();
+            let chrome_uid = uid_of(roots[2]);
+            desktop_pss = tree_pss_kib(&roots);
+            println!(
+                "desktop_idle_pss_mib: {:.1} (Xvfb + x11vnc + Chromium on about:blank, uid {chrome_uid}, sandbox on)",
+                desktop_pss as f64 / 1024.0
+            );
         }
         st.stop();
     }
@@ -237,6 +246,32 @@ fn main() {
         peer.push(t0.elapsed().as_secs_f64() * 1000.0);
         if run == RUNS - 1 {
             std::thread::sleep(Duration::from_secs(3));
+            let mut roots: Vec<i32> =
+                pids_matching(&[format!("Xvfb :{}", claim.n), format!("-rfbport {vnc}")])
+                    .into_iter()
+                    // The processes themselves, not the script (or tini) naming them.
+                    .filter(|p| {
+                        let c = cmdline(*p);
+                        c.starts_with("Xvfb ") || c.starts_with("x11vnc ")
+                    })
+                    .collect();
+            roots.push(main_pid(&format!("--remote-debugging-port={cdp}")));
+            let peer_pss = tree_pss_kib(&roots);
+            println!(
+                "desktop_idle_pss_mib_peer_nosandbox: {:.1} (the same processes, --no-sandbox, no user switch)",
+                peer_pss as f64 / 1024.0
+            );
+            if peer_pss > 0 && desktop_pss > 0 {
+                println!(
+                    "desktop_idle_pss_vs_peer: {:.2}x",
+                    desktop_pss as f64 / peer_pss as f64
+                );
+                println!(
+                    "idle_desktops_per_4gib: {} (peer way: {})",
+                    (4u64 << 20) / desktop_pss,
+                    (4u64 << 20) / peer_pss
+                );
+            }
             if have_tini {
                 tini_rss = Some(rss_kib(p.pid()));
                 let (anon, pss) = private_and_pss_kib(p.pid());
@@ -325,12 +360,7 @@ fn main() {
         cdp,
         _claim: claim,
     };
-    poll_until(Duration::from_secs(60), || {
-        st.status()["services"]
-            .as_array()
-            .is_some_and(|l| l.len() == 3 && l.iter().all(|s| s["state"] == "ready"))
-    })
-    .expect("ready");
+    poll_until(Duration::from_secs(60), || desktop_ready(&st.status())).expect("ready");
     let _ = st.d;
     for (svc, port_check) in [
         (
@@ -422,6 +452,50 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Desktop 0's three services are ready (host.toml also runs the proxy and the control plane;
+/// this bench measures the desktop).
+fn desktop_ready(status: &Value) -> bool {
+    status["services"].as_array().is_some_and(|l| {
+        let d: Vec<&Value> = l.iter().filter(|s| s["group"] == "desktop@0").collect();
+        d.len() == 3 && d.iter().all(|s| s["state"] == "ready")
+    })
+}
+
+fn uid_of(pid: i32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Sum of PSS over `roots` and all their descendants.
+fn tree_pss_kib(roots: &[i32]) -> u64 {
+    let mut parent = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The field after the parenthesised command name: state, then ppid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if let Some(pp) = ppid {
+            parent.push((pid, pp));
+        }
+    }
+    let mut tree: Vec<i32> = roots.iter().copied().filter(|p| *p > 0).collect();
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree.iter().map(|p| private_and_pss_kib(*p).1).sum()
 }
 
 fn cmdline(pid: i32) -> String {

@@ -54,7 +54,7 @@ fn x11_setup_status(display: u32, cookie: &[u8]) -> Option<u8> {
 /// The 16-byte cookie zigral-init wrote for desktop 0 (one FamilyWild entry: 2 bytes family,
 /// then address, number, name and data, each with a big-endian u16 length).
 fn desktop_cookie(state: &Path) -> Vec<u8> {
-    let data = std::fs::read(state.join("desktops/0/Xauthority")).unwrap();
+    let data = std::fs::read(state.join("desktops/0/Xauthority")).expect("desktop 0's Xauthority");
     let mut pos = 2;
     let mut field = || {
         let n = u16::from_be_bytes([data[pos], data[pos + 1]]) as usize;
