@@ -140,3 +140,15 @@ pub struct Overrides {
     /// State dir used when neither the flag nor the file names one.
     pub default_state_dir: PathBuf,
 }
+
+#[cfg(test)]
+impl Overrides {
+    /// State dir `/st`, binaries in `/bin`, nothing else (unit tests).
+    pub(crate) fn for_tests() -> Overrides {
+        Overrides {
+            state_dir: Some("/st".into()),
+            bin_dir: "/bin".into(),
+            ..Default::default()
+        }
+    }
+}

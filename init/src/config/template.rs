@@ -85,11 +85,7 @@ mod tests {
     use crate::config::{Overrides, ProbeKind, parse};
 
     fn ov() -> Overrides {
-        Overrides {
-            state_dir: Some("/st".into()),
-            bin_dir: "/bin".into(),
-            ..Default::default()
-        }
+        Overrides::for_tests()
     }
 
     #[test]

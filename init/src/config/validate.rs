@@ -743,11 +743,7 @@ mod tests {
     use super::*;
 
     fn ov() -> Overrides {
-        Overrides {
-            state_dir: Some("/st".into()),
-            bin_dir: "/bin".into(),
-            ..Default::default()
-        }
+        Overrides::for_tests()
     }
 
     #[test]

@@ -65,6 +65,28 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (for documentation and tests).
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownAction,
+        ErrorCode::InvalidAction,
+        ErrorCode::NotFound,
+        ErrorCode::BadKey,
+        ErrorCode::BadText,
+        ErrorCode::OutOfBounds,
+        ErrorCode::InvalidArgument,
+        ErrorCode::ResizeFailed,
+        ErrorCode::UrlNotAllowed,
+        ErrorCode::NavigationFailed,
+        ErrorCode::DesktopUnavailable,
+        ErrorCode::BrowserUnavailable,
+        ErrorCode::Timeout,
+        ErrorCode::ScriptError,
+        ErrorCode::DesktopError,
+        ErrorCode::BrowserError,
+        ErrorCode::ActionLogFailed,
+    ];
+
     /// The HTTP status of this code.
     pub fn status(self) -> u16 {
         use ErrorCode::*;
@@ -229,27 +251,7 @@ mod tests {
 
     #[test]
     fn wire_names_match_as_str_and_only_unavailable_means_reconnect() {
-        use ErrorCode::*;
-        for c in [
-            BadRequest,
-            UnknownAction,
-            InvalidAction,
-            NotFound,
-            BadKey,
-            BadText,
-            OutOfBounds,
-            InvalidArgument,
-            ResizeFailed,
-            UrlNotAllowed,
-            NavigationFailed,
-            DesktopUnavailable,
-            BrowserUnavailable,
-            Timeout,
-            ScriptError,
-            DesktopError,
-            BrowserError,
-            ActionLogFailed,
-        ] {
+        for c in ErrorCode::ALL {
             let wire = serde_json::to_value(c).expect("ser");
             assert_eq!(wire, serde_json::Value::String(c.as_str().into()));
             let back: ErrorCode = serde_json::from_value(wire).expect("de");
