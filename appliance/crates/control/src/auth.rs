@@ -20,7 +20,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
-use zigral_store::{SessionRecord, TokenKind, now_ms};
+use zigral_store::{SessionRecord, TokenKind};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -258,7 +258,7 @@ impl FromRequestParts<AppState> for Principal {
             .store()
             .token_by_hash(&token_hash(token))?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
-        if rec.expires_at.is_some_and(|e| e <= now_ms()) {
+        if rec.expires_at.is_some_and(|e| e <= state.now_ms()) {
             return Err(ApiError::unauthorized("token expired"));
         }
         if via_cookie && rec.kind != TokenKind::Login {

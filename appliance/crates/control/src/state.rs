@@ -70,6 +70,12 @@ impl AppState {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+    /// Now, in milliseconds since the epoch, by the signing key's clock: what token and login
+    /// expiry are decided against (tests move it instead of sleeping).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.key.now_ms()
+    }
+
     pub fn signing_key(&self) -> &SigningKey {
         &self.inner.key
     }

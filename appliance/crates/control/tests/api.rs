@@ -248,7 +248,7 @@ async fn api_tokens_have_scopes_and_can_be_revoked() {
         .call(Method::GET, "/api/v1/sessions", Some(&short), None)
         .await;
     assert_eq!(st, 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.clock.advance(1);
     let (st, e) = s
         .call(Method::GET, "/api/v1/sessions", Some(&short), None)
         .await;

@@ -112,6 +112,11 @@ pub fn now_secs() -> u64 {
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now_secs(&self) -> u64;
+
+    /// Milliseconds since the Unix epoch (API-token and login expiry in the control plane).
+    fn now_ms(&self) -> u64 {
+        self.now_secs().saturating_mul(1000)
+    }
 }
 
 /// The system's wall clock (the default of every [`SigningKey`]).
@@ -121,6 +126,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_secs(&self) -> u64 {
         now_secs()
+    }
+
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
     }
 }
 
@@ -192,6 +204,11 @@ impl SigningKey {
     /// The current time of this key's clock (seconds since the epoch).
     pub fn now_secs(&self) -> u64 {
         self.clock.now_secs()
+    }
+
+    /// The current time of this key's clock in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Path of the key file in `state_dir`.

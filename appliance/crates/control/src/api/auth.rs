@@ -11,7 +11,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use zeroize::Zeroize;
-use zigral_store::{TokenKind, TokenRecord, UserRecord, now_ms};
+use zigral_store::{TokenKind, TokenRecord, UserRecord};
 
 use crate::auth::{
     COOKIE, CredentialKind, Principal, blocking_crypto, hash_password, new_id, new_token,
@@ -178,7 +178,7 @@ async fn login(
     st.limiter().succeeded(&username);
     let token = new_token(TokenKind::Login);
     let ttl = st.config().login_ttl_secs;
-    let now = now_ms();
+    let now = st.now_ms();
     let rec = TokenRecord {
         id: new_id(),
         user_id: user.id.clone(),

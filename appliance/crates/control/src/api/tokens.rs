@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use zigral_store::{TokenKind, TokenRecord, now_ms};
+use zigral_store::{TokenKind, TokenRecord};
 
 use crate::auth::{Principal, Scope, new_id, new_token, token_hash};
 use crate::error::{ApiError, ApiResult, CommonErrors, Json, Path};
@@ -90,7 +90,7 @@ async fn create_token(
             )));
         }
     }
-    let now = now_ms();
+    let now = st.now_ms();
     let expires_at = match body.expires_in_secs {
         Some(s) if s == 0 || s > MAX_TTL_SECS => {
             return Err(ApiError::invalid("expires_in_secs must be 1 .. 315360000"));

@@ -16,6 +16,8 @@ pub struct Server {
     pub state: AppState,
     pub dir: tempfile::TempDir,
     pub http: Client,
+    /// The control plane's clock (starts at the wall clock's time; moves only when told to).
+    pub clock: zigral_token::ManualClock,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -39,7 +41,11 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     cfg.cdp_base = zigral_tests::free_port();
     tweak(&mut cfg);
     let store = zigral_store::Store::open_in(dir.path()).expect("store");
-    let key = zigral_token::SigningKey::load_or_create(dir.path()).expect("key");
+    // Token and login expiry follow this clock: tests move it instead of sleeping.
+    let clock = zigral_token::ManualClock::new(zigral_token::now_secs());
+    let key = zigral_token::SigningKey::load_or_create(dir.path())
+        .expect("key")
+        .with_clock(clock.clone());
     zigral_control::bootstrap::ensure_admin(&store, cfg.admin_password.as_deref())
         .await
         .expect("admin");
@@ -63,6 +69,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
         state,
         dir,
         http: Client::new(),
+        clock,
         stop: Some(stop),
     }
 }
