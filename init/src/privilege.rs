@@ -189,8 +189,8 @@ pub fn chown_tree(path: &Path, owner: Owner) -> Result<(), PrivilegeError> {
     Ok(())
 }
 
-/// Creates `path` and missing parents; parents created here get `parent_owner` (when given and
-/// root). Returns the directories it created.
+/// Creates `path` and missing parents (mode `mode`, before the umask). Returns the directories
+/// it created, outermost first, so the caller can give them an owner.
 fn create_dirs(path: &Path, mode: u32) -> Result<Vec<PathBuf>, PrivilegeError> {
     let mut missing = Vec::new();
     let mut p = Some(path);

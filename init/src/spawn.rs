@@ -23,8 +23,6 @@ pub struct Spawned {
 /// Why a service could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("preparing {path}: {err}")]
-    Prepare { path: String, err: std::io::Error },
     #[error("{0}")]
     Privilege(#[from] PrivilegeError),
     #[error("unknown user {0:?}")]
