@@ -43,6 +43,14 @@ const RESERVED_VARS: &[&str] = &[
     "cdp_port",
 ];
 
+/// How an array entry is named in messages: `service "web"`, or `service #3` without a name.
+fn item_label(item: &toml::Value, kind: &str, index: usize) -> String {
+    match item.get("name").and_then(|n| n.as_str()) {
+        Some(n) => format!("{kind} {n:?}"),
+        None => format!("{kind} #{}", index + 1),
+    }
+}
+
 /// A user name `useradd` accepts (and nothing that could look like an option).
 pub fn valid_user_name(s: &str) -> bool {
     !s.is_empty()
@@ -544,11 +552,7 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
         None => {}
         Some(toml::Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                let label = item
-                    .get("name")
-                    .and_then(|n| n.as_str())
-                    .map(|n| format!("service {n:?}"))
-                    .unwrap_or_else(|| format!("service #{}", i + 1));
+                let label = item_label(item, "service", i);
                 match ServiceDef::deserialize(item.clone()) {
                     Ok(d) => defs.push(d),
                     Err(e) => errs.push(format!("{label}: {}", e.message())),
@@ -562,11 +566,7 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
         None => {}
         Some(toml::Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                let label = item
-                    .get("name")
-                    .and_then(|n| n.as_str())
-                    .map(|n| format!("template {n:?}"))
-                    .unwrap_or_else(|| format!("template #{}", i + 1));
+                let label = item_label(item, "template", i);
                 // Deserialize services one by one so each bad one is reported.
                 let mut item = item.clone();
                 let svcs = item
@@ -583,11 +583,7 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
                 match svcs {
                     toml::Value::Array(list) => {
                         for (j, s) in list.iter().enumerate() {
-                            let sl = s
-                                .get("name")
-                                .and_then(|n| n.as_str())
-                                .map(|n| format!("service {n:?}"))
-                                .unwrap_or_else(|| format!("service #{}", j + 1));
+                            let sl = item_label(s, "service", j);
                             match ServiceDef::deserialize(s.clone()) {
                                 Ok(d) => tpl.services.push(d),
                                 Err(e) => errs.push(format!("{label} {sl}: {}", e.message())),
