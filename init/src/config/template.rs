@@ -84,10 +84,6 @@ pub fn instantiate(
 mod tests {
     use crate::config::{Overrides, ProbeKind, parse};
 
-    fn ov() -> Overrides {
-        Overrides::for_tests()
-    }
-
     #[test]
     fn template_expands_with_overrides() {
         let text = r#"
@@ -111,7 +107,7 @@ name = "proxy"
 command = "${bin_dir}/zigral"
 after = ["desktop@0"]
 "#;
-        let mut o = ov();
+        let mut o = Overrides::for_tests();
         o.set.push(("display_base".into(), "40".into()));
         o.env.push(("ZIGRAL_VNC_BASE".into(), "7000".into()));
         let c = parse(text, &o).unwrap();

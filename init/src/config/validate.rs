@@ -738,10 +738,6 @@ pub fn load(path: &Path, ov: &Overrides) -> Result<Config, ConfigErrors> {
 mod tests {
     use super::*;
 
-    fn ov() -> Overrides {
-        Overrides::for_tests()
-    }
-
     #[test]
     fn reports_every_problem() {
         let text = r#"
@@ -775,7 +771,7 @@ name = "f"
 command = "true"
 after = ["e"]
 "#;
-        let e = parse(text, &ov()).unwrap_err().0;
+        let e = parse(text, &Overrides::for_tests()).unwrap_err().0;
         let all = e.join("\n");
         for needle in [
             "bogus",
