@@ -17,7 +17,8 @@ use crate::server::{Proxy, serve};
 /// Drop-in: `zigral proxy 6081 localhost:5900` relays to one fixed VNC server without
 /// authentication (loopback listeners only, unless `--force`). Token mode:
 /// `zigral proxy --state-dir DIR 6081` routes each connection to the desktop named by its
-/// signed token (`?token=…`), desktop N → `--vnc-host`:(`--vnc-base` + N).
+/// signed token (`?token=…`), desktop N → `--vnc-host`:(`--vnc-base` + N), accepted only
+/// while the token's lease matches `<state-dir>/leases/N` (see [`crate::server`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Where to listen: `[host:]port`. A bare port binds 127.0.0.1.
@@ -29,7 +30,8 @@ pub struct Args {
     /// Serve static files (noVNC, the UI) from this directory on the same port.
     #[arg(long, value_name = "DIR")]
     pub web: Option<PathBuf>,
-    /// Token mode: state directory holding `proxy-signing.key` (created if missing).
+    /// Token mode: state directory holding `proxy-signing.key` (created if missing) and the
+    /// desktops' lease files (`leases/N`).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Token mode: VNC port of desktop 0; desktop N is at vnc-base + N.
@@ -82,8 +84,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Token mode: print a viewer URL (`http://LISTEN/?token=…&desktop=N`) with a fresh token
-    /// for desktop N and exit, instead of serving. For `make run` until the control plane
-    /// mints tokens; the URL is a secret until it expires.
+    /// for desktop N (bound to its current lease, if any) and exit, instead of serving. For
+    /// `make run` and operators; the URL is a secret until it expires or the lease changes.
     #[arg(long, value_name = "DESKTOP", requires = "state_dir")]
     pub print_url: Option<u32>,
     /// Role of the --print-url token: control or view.
@@ -136,6 +138,7 @@ impl Args {
                     key: Arc::new(key),
                     vnc_host: self.vnc_host,
                     vnc_base: self.vnc_base,
+                    leases: Some(zigral_token::Leases::in_state_dir(dir)),
                 }
             }
         };
@@ -177,7 +180,8 @@ impl Args {
 }
 
 impl Args {
-    /// With `--print-url N`: a viewer URL carrying a fresh token for desktop N.
+    /// With `--print-url N`: a viewer URL carrying a fresh token for desktop N, bound to the
+    /// desktop's current lease (`<state-dir>/leases/N`) when it has one.
     pub fn viewer_url(&self) -> anyhow::Result<Option<String>> {
         let Some(desktop) = self.print_url else {
             return Ok(None);
@@ -192,7 +196,10 @@ impl Args {
         let listen = parse_listen(&self.listen)?;
         let key = zigral_token::SigningKey::load_or_create(dir)
             .with_context(|| format!("loading the signing key from {}", dir.display()))?;
-        let (token, _) = key.mint_for(desktop, role, "cli", self.url_ttl);
+        let lease = zigral_token::read_lease(dir, desktop)
+            .with_context(|| format!("reading desktop {desktop}'s lease"))?;
+        let (token, _) =
+            key.mint_for_lease(desktop, role, "cli", self.url_ttl, lease.as_deref())?;
         let host = if listen.ip().is_unspecified() {
             "127.0.0.1".to_owned()
         } else if listen.is_ipv6() {
@@ -249,8 +256,17 @@ async fn run_here(args: Args) -> anyhow::Result<()> {
     let mode = match &cfg.routing {
         Routing::Fixed(t) => format!("fixed target {t} (no auth)"),
         Routing::Token {
-            vnc_host, vnc_base, ..
-        } => format!("token routing to {vnc_host}:{vnc_base}+N"),
+            vnc_host,
+            vnc_base,
+            leases,
+            ..
+        } => match leases {
+            Some(l) => format!(
+                "token routing to {vnc_host}:{vnc_base}+N, leases in {}",
+                l.dir().display()
+            ),
+            None => format!("token routing to {vnc_host}:{vnc_base}+N"),
+        },
     };
     let tls = cfg.tls.is_some();
     let proxy = Proxy::new(cfg)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zigral_token::SigningKey;
+use zigral_token::{Leases, SigningKey};
 
 /// Where relayed connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,11 @@ pub enum Routing {
         key: Arc<SigningKey>,
         vnc_host: IpAddr,
         vnc_base: u16,
+        /// Desktop leases (`<state_dir>/leases/<N>`): with `Some`, a token is accepted only
+        /// when its `lease` claim equals desktop N's lease file, read on every connection
+        /// attempt (both absent counts as equal). `None` (no state directory): leases are not
+        /// checked.
+        leases: Option<Leases>,
     },
 }
 

@@ -18,6 +18,10 @@ pub enum Refusal {
     BadToken,
     ExpiredToken,
     WrongDesktop,
+    /// The token's lease is not the desktop's current lease (a token of an earlier tenancy).
+    LeaseMismatch,
+    /// The desktop's lease file could not be read, so no token is accepted for it.
+    LeaseUnreadable,
     Origin,
     ConnectionLimit,
     PerIpLimit,
@@ -26,11 +30,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 9] = [
+    const ALL: [Refusal; 11] = [
         Refusal::NoToken,
         Refusal::BadToken,
         Refusal::ExpiredToken,
         Refusal::WrongDesktop,
+        Refusal::LeaseMismatch,
+        Refusal::LeaseUnreadable,
         Refusal::Origin,
         Refusal::ConnectionLimit,
         Refusal::PerIpLimit,
@@ -44,6 +50,8 @@ impl Refusal {
             Refusal::BadToken => "bad_token",
             Refusal::ExpiredToken => "expired_token",
             Refusal::WrongDesktop => "wrong_desktop",
+            Refusal::LeaseMismatch => "lease_mismatch",
+            Refusal::LeaseUnreadable => "lease_unreadable",
             Refusal::Origin => "origin",
             Refusal::ConnectionLimit => "connection_limit",
             Refusal::PerIpLimit => "per_ip_limit",
@@ -146,7 +154,7 @@ pub struct Metrics {
     pub(crate) dropped_input: AtomicU64,
     pub(crate) target_connect_failures: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
-    refused: [AtomicU64; 9],
+    refused: [AtomicU64; Refusal::ALL.len()],
     sessions: Mutex<HashMap<u64, Arc<SessionStats>>>,
 }
 

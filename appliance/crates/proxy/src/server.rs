@@ -1,6 +1,17 @@
 //! The proxy server: accept loop with connection limits, TLS sniffing, HTTP/1.1 (hyper) for
 //! the WebSocket handshake, static files and the loopback-only `/metrics`, token checks before
 //! any byte reaches the VNC server, and a draining shutdown.
+//!
+//! Token checks, in order: signature, expiry, the `desktop` query parameter if given, the
+//! desktop's port range, then — when the routing has [`Leases`](zigral_token::Leases) — the
+//! lease. The proxy reads desktop N's lease file on every WebSocket attempt (a read of a
+//! few bytes, done inline: cheaper than a hop to a blocking thread, and never stale) and accepts
+//! only a token whose `lease` claim equals it, both absent included. A mismatch is a 403
+//! ([`LEASE_MISMATCH`], refusal `lease_mismatch`): the token was minted for an earlier
+//! tenancy of a desktop that has since been handed to someone else or destroyed. A lease
+//! file that cannot be read refuses every token for that desktop (503, `lease_unreadable`)
+//! and logs why. Sessions already relaying are not re-checked; destroying a desktop ends
+//! them with its VNC server.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,6 +39,9 @@ use crate::metrics::{Metrics, Refusal};
 use crate::relay::{self, Dest, End, Params};
 use crate::web::{self, Body};
 use crate::ws;
+
+/// Body of the 403 answering a token whose lease is not the desktop's current lease.
+pub const LEASE_MISMATCH: &str = "token is for an earlier lease of this desktop";
 
 /// A running proxy's shared state. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -559,6 +573,7 @@ fn websocket(
             key,
             vnc_host,
             vnc_base,
+            leases,
         } => {
             let Some(token) = query_param(query, "token").filter(|t| !t.is_empty()) else {
                 return refuse(
@@ -613,12 +628,51 @@ fn websocket(
                     "desktop out of range",
                 );
             };
+            if let Some(leases) = leases {
+                match leases.read(claims.desktop) {
+                    Ok(current) if current == claims.lease => {}
+                    Ok(current) => {
+                        info!(
+                            %peer,
+                            desktop = claims.desktop,
+                            sub = %claims.sub,
+                            token_lease = ?claims.lease,
+                            current_lease = ?current,
+                            "stale lease"
+                        );
+                        return refuse(
+                            &proxy,
+                            peer,
+                            Refusal::LeaseMismatch,
+                            StatusCode::FORBIDDEN,
+                            LEASE_MISMATCH,
+                        );
+                    }
+                    Err(e) => {
+                        warn!(%peer, desktop = claims.desktop, "refusing: {e}");
+                        return refuse(
+                            &proxy,
+                            peer,
+                            Refusal::LeaseUnreadable,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "this desktop's lease cannot be read",
+                        );
+                    }
+                }
+            }
             let addr = SocketAddr::new(*vnc_host, port);
             let role = match claims.role {
                 Role::View => "view",
                 Role::Control => "control",
             };
-            info!(%peer, desktop = claims.desktop, role, sub = %claims.sub, "websocket accepted");
+            info!(
+                %peer,
+                desktop = claims.desktop,
+                role,
+                sub = %claims.sub,
+                lease = ?claims.lease,
+                "websocket accepted"
+            );
             (
                 Dest::TcpAddr(addr),
                 Some(claims.desktop),

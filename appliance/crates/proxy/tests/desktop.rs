@@ -79,6 +79,7 @@ fn token_proxy_config(key: &SigningKey, vnc_base: u16) -> Config {
         key: Arc::new(key.clone()),
         vnc_host: "127.0.0.1".parse().expect("ip"),
         vnc_base,
+        leases: None,
     })
 }
 

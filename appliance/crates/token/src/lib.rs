@@ -3,7 +3,19 @@
 //! A token grants one role (`view` or `control`) on one desktop `N` until an expiry time. It is
 //! `v1.<base64url(claims JSON)>.<base64url(HMAC-SHA256(key, "v1." + claims part))>`, signed with
 //! a 32-byte key kept in the state directory (`proxy-signing.key`, mode 0600) that both
-//! processes read. Verification is constant-time and checks version, signature, then expiry.
+//! processes read. Verification is constant-time and checks version, signature, then expiry (and
+//! that a `lease` claim, if any, is well-formed).
+//!
+//! # Leases
+//!
+//! Desktops are handed from user to user: the control plane destroys desktop N when one
+//! session ends and may later create a new desktop N for someone else. A token may therefore
+//! carry a *lease*, a short opaque string ([`is_valid_lease`]) naming one tenancy of its
+//! desktop. The control plane records desktop N's current lease in `<state_dir>/leases/<N>`
+//! ([`write_lease`] when it hands the desktop out, `None` when it destroys it); the proxy
+//! reads that file ([`read_lease`]) on every connection attempt and accepts a token only when
+//! its lease equals the file's content, both absent included (a desktop nobody leased). Tokens
+//! minted before leases existed have no `lease` claim and verify as before.
 //!
 //! Time comes from a [`Clock`] held by the key: the system clock unless a test injects a
 //! [`ManualClock`] (`SigningKey::with_clock`), so expiry is tested by moving that clock, not by
@@ -12,7 +24,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +42,10 @@ const KEY_LEN: usize = 32;
 const PREFIX: &str = "v1.";
 /// Longest token we accept, to keep parsing bounded.
 pub const MAX_TOKEN_LEN: usize = 1024;
+/// Directory of the lease files inside the state directory.
+pub const LEASES_DIR: &str = "leases";
+/// Longest lease, in bytes.
+pub const MAX_LEASE_LEN: usize = 64;
 
 /// What a token lets its holder do on the desktop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +91,11 @@ pub struct Claims {
     pub sub: String,
     /// Random nonce so two tokens minted in the same second differ.
     pub nonce: String,
+    /// The lease of the desktop this token was minted for (see the module docs); `None` for a
+    /// desktop nobody leased. Absent from the JSON when `None`, so such tokens are exactly
+    /// what was minted before leases existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
 /// Why a token or key was refused.
@@ -98,6 +119,18 @@ pub enum TokenError {
     },
     #[error("signing key {path} has {len} bytes, expected {KEY_LEN}")]
     KeyLength { path: PathBuf, len: usize },
+    #[error("invalid lease {0:?}: expected 1 to {MAX_LEASE_LEN} ASCII letters, digits or '-'")]
+    BadLease(String),
+    #[error("lease file {path}: {source}")]
+    LeaseIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "lease file {path} does not hold one line of 1 to {MAX_LEASE_LEN} letters, digits or '-'"
+    )]
+    LeaseContent { path: PathBuf },
 }
 
 /// Seconds since the Unix epoch.
@@ -292,9 +325,30 @@ impl SigningKey {
         format!("{signed}.{}", B64.encode(sig))
     }
 
-    /// Mints a token for `desktop`/`role` valid for `ttl_secs` from now (this key's clock).
+    /// Mints a token for `desktop`/`role` valid for `ttl_secs` from now (this key's clock),
+    /// without a lease.
     pub fn mint_for(&self, desktop: u32, role: Role, sub: &str, ttl_secs: u64) -> (String, Claims) {
         self.mint_at(desktop, role, sub, ttl_secs, self.clock.now_secs())
+    }
+
+    /// Mints a token for `desktop`/`role` valid for `ttl_secs` from now (this key's clock),
+    /// bound to the desktop's `lease` (`None`: a desktop nobody leased). Refuses a lease that
+    /// [`is_valid_lease`] rejects.
+    pub fn mint_for_lease(
+        &self,
+        desktop: u32,
+        role: Role,
+        sub: &str,
+        ttl_secs: u64,
+        lease: Option<&str>,
+    ) -> Result<(String, Claims), TokenError> {
+        if let Some(l) = lease
+            && !is_valid_lease(l)
+        {
+            return Err(TokenError::BadLease(l.to_owned()));
+        }
+        let now = self.clock.now_secs();
+        Ok(self.mint_claims(desktop, role, sub, ttl_secs, now, lease.map(str::to_owned)))
     }
 
     /// Mints a token for `desktop`/`role` valid for `ttl_secs` from `now` (seconds since the
@@ -307,6 +361,18 @@ impl SigningKey {
         ttl_secs: u64,
         now: u64,
     ) -> (String, Claims) {
+        self.mint_claims(desktop, role, sub, ttl_secs, now, None)
+    }
+
+    fn mint_claims(
+        &self,
+        desktop: u32,
+        role: Role,
+        sub: &str,
+        ttl_secs: u64,
+        now: u64,
+        lease: Option<String>,
+    ) -> (String, Claims) {
         let mut n = [0u8; 9];
         rand::fill(&mut n);
         let claims = Claims {
@@ -315,6 +381,7 @@ impl SigningKey {
             exp: now.saturating_add(ttl_secs),
             sub: sub.to_owned(),
             nonce: B64.encode(n),
+            lease,
         };
         (self.mint(&claims), claims)
     }
@@ -332,6 +399,9 @@ impl SigningKey {
             .map_err(|_| TokenError::BadSignature)?;
         let json = B64.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if claims.lease.as_deref().is_some_and(|l| !is_valid_lease(l)) {
+            return Err(TokenError::Malformed);
+        }
         if claims.exp <= now {
             return Err(TokenError::Expired);
         }
@@ -342,6 +412,138 @@ impl SigningKey {
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         self.verify_at(token, self.clock.now_secs())
     }
+}
+
+/// Whether `lease` can be a lease: 1 to [`MAX_LEASE_LEN`] ASCII letters, digits or `-`.
+pub fn is_valid_lease(lease: &str) -> bool {
+    (1..=MAX_LEASE_LEN).contains(&lease.len())
+        && lease
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Path of desktop `desktop`'s lease file: `<state_dir>/leases/<desktop>`.
+pub fn lease_path(state_dir: &Path, desktop: u32) -> PathBuf {
+    Leases::in_state_dir(state_dir).path(desktop)
+}
+
+/// Desktop `desktop`'s current lease; `None` when it has no lease file. See [`Leases::read`].
+pub fn read_lease(state_dir: &Path, desktop: u32) -> Result<Option<String>, TokenError> {
+    Leases::in_state_dir(state_dir).read(desktop)
+}
+
+/// Records desktop `desktop`'s current lease, or removes it with `None`. See [`Leases::write`].
+pub fn write_lease(state_dir: &Path, desktop: u32, lease: Option<&str>) -> Result<(), TokenError> {
+    Leases::in_state_dir(state_dir).write(desktop, lease)
+}
+
+/// The lease files of one state directory (`<state_dir>/leases/<N>`, one line each): the
+/// control plane writes them, the proxy reads them (module docs, "Leases").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leases {
+    dir: PathBuf,
+}
+
+impl Leases {
+    /// The lease files of `state_dir`.
+    pub fn in_state_dir(state_dir: &Path) -> Self {
+        Leases {
+            dir: state_dir.join(LEASES_DIR),
+        }
+    }
+
+    /// The directory holding the lease files (`<state_dir>/leases`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of desktop `desktop`'s lease file.
+    pub fn path(&self, desktop: u32) -> PathBuf {
+        self.dir.join(desktop.to_string())
+    }
+
+    /// Desktop `desktop`'s current lease: `None` when its file (or the directory) does not
+    /// exist. A file that cannot be read or does not hold one valid lease line is an error, so
+    /// a caller deciding access can fail closed.
+    pub fn read(&self, desktop: u32) -> Result<Option<String>, TokenError> {
+        use std::io::Read;
+        let path = self.path(desktop);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(TokenError::LeaseIo { path, source }),
+        };
+        // The longest valid content is a full-length lease and a newline; one byte more is
+        // enough to tell a longer file apart.
+        let mut buf = Vec::with_capacity(MAX_LEASE_LEN + 2);
+        if let Err(source) = file.take(MAX_LEASE_LEN as u64 + 2).read_to_end(&mut buf) {
+            return Err(TokenError::LeaseIo { path, source });
+        }
+        let line = std::str::from_utf8(&buf)
+            .ok()
+            .map(|t| t.strip_suffix('\n').unwrap_or(t))
+            .filter(|l| is_valid_lease(l));
+        match line {
+            Some(l) => Ok(Some(l.to_owned())),
+            None => Err(TokenError::LeaseContent { path }),
+        }
+    }
+
+    /// Records desktop `desktop`'s current lease, atomically: a temporary file (mode 0600) in
+    /// the leases directory, synced, then renamed over the lease file, so a reader sees the
+    /// old lease or the new one, never a partial line. Creates the leases directory (mode
+    /// 0700) when missing; the state directory itself must exist. `None` removes the lease
+    /// file (already absent is fine).
+    pub fn write(&self, desktop: u32, lease: Option<&str>) -> Result<(), TokenError> {
+        let path = self.path(desktop);
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| TokenError::LeaseIo { path, source }
+        };
+        let Some(lease) = lease else {
+            match fs::remove_file(&path) {
+                Ok(()) => return sync_dir(&self.dir).map_err(io(&self.dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io(&path)(e)),
+            }
+        };
+        if !is_valid_lease(lease) {
+            return Err(TokenError::BadLease(lease.to_owned()));
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            // Set the mode explicitly: the umask may have taken bits from it.
+            Ok(()) => fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+                .map_err(io(&self.dir))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&self.dir)(e)),
+        }
+        let tmp = self.dir.join(format!(
+            ".{desktop}.{}.{:016x}.tmp",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let written = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+            f.write_all(format!("{lease}\n").as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(&path)(e));
+        }
+        sync_dir(&self.dir).map_err(io(&self.dir))
+    }
+}
+
+/// Makes a rename or removal in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -414,5 +616,189 @@ mod tests {
             SigningKey::load_or_create(dir.path()),
             Err(TokenError::KeyLength { len: 5, .. })
         ));
+    }
+
+    /// Signs raw claims JSON as a token, as any earlier or later minting code would have.
+    fn sign_json(k: &SigningKey, json: &str) -> String {
+        let signed = format!("{PREFIX}{}", B64.encode(json));
+        let sig = k.mac(signed.as_bytes()).finalize().into_bytes();
+        format!("{signed}.{}", B64.encode(sig))
+    }
+
+    fn claims_json(token: &str) -> serde_json::Value {
+        let payload = token
+            .strip_prefix(PREFIX)
+            .and_then(|t| t.split('.').next())
+            .expect("payload");
+        serde_json::from_slice(&B64.decode(payload).expect("base64")).expect("json")
+    }
+
+    #[test]
+    fn lease_round_trips_and_tokens_without_one_verify_as_before() {
+        let k = SigningKey::generate();
+        let (t, c) = k
+            .mint_for_lease(5, Role::Control, "alice", 60, Some("lease-7"))
+            .expect("mint");
+        assert_eq!(c.lease.as_deref(), Some("lease-7"));
+        assert_eq!(k.verify(&t).expect("verify"), c);
+        assert_eq!(claims_json(&t)["lease"], "lease-7");
+
+        // Without a lease the claims carry no `lease` key at all: the pre-lease format.
+        let (t, c) = k.mint_for(5, Role::View, "alice", 60);
+        assert_eq!(c.lease, None);
+        assert!(
+            claims_json(&t).get("lease").is_none(),
+            "{}",
+            claims_json(&t)
+        );
+        let (t2, c2) = k
+            .mint_for_lease(5, Role::View, "alice", 60, None)
+            .expect("mint");
+        assert_eq!((c2.lease, claims_json(&t2).get("lease")), (None, None));
+        assert_eq!(k.verify(&t).expect("verify").lease, None);
+
+        // A token minted before leases existed still verifies, with no lease.
+        let exp = now_secs() + 60;
+        let old = sign_json(
+            &k,
+            &format!(r#"{{"desktop":2,"role":"view","exp":{exp},"sub":"bob","nonce":"n"}}"#),
+        );
+        let c = k.verify(&old).expect("old token");
+        assert_eq!((c.desktop, c.lease), (2, None));
+
+        // Unknown claims are still refused, and so is a signed but impossible lease.
+        let extra = sign_json(
+            &k,
+            &format!(r#"{{"desktop":2,"role":"view","exp":{exp},"sub":"b","nonce":"n","x":1}}"#),
+        );
+        assert!(matches!(k.verify(&extra), Err(TokenError::Malformed)));
+        let spaced = sign_json(
+            &k,
+            &format!(
+                r#"{{"desktop":2,"role":"view","exp":{exp},"sub":"b","nonce":"n","lease":"a b"}}"#
+            ),
+        );
+        assert!(matches!(k.verify(&spaced), Err(TokenError::Malformed)));
+
+        for bad in ["", "a b", "a/b", "a\n", "é", &"x".repeat(MAX_LEASE_LEN + 1)] {
+            assert!(!is_valid_lease(bad), "{bad:?}");
+            assert!(
+                matches!(
+                    k.mint_for_lease(0, Role::View, "a", 60, Some(bad)),
+                    Err(TokenError::BadLease(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        for good in ["a", "A-0", "0123-abcd", &"x".repeat(MAX_LEASE_LEN)] {
+            assert!(is_valid_lease(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn lease_files_are_0600_in_a_0700_dir_and_none_removes_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path();
+        assert_eq!(read_lease(state, 3).expect("no leases dir"), None);
+        assert_eq!(lease_path(state, 3), state.join("leases").join("3"));
+
+        write_lease(state, 3, Some("a")).expect("write");
+        assert_eq!(read_lease(state, 3).expect("read").as_deref(), Some("a"));
+        assert_eq!(read_lease(state, 4).expect("other desktop"), None);
+        assert_eq!(
+            fs::read_to_string(lease_path(state, 3)).expect("raw"),
+            "a\n"
+        );
+        let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&lease_path(state, 3)), 0o600);
+        assert_eq!(mode(&state.join("leases")), 0o700);
+
+        write_lease(state, 3, Some("b-2")).expect("overwrite");
+        assert_eq!(read_lease(state, 3).expect("read").as_deref(), Some("b-2"));
+        assert!(matches!(
+            write_lease(state, 3, Some("no spaces")),
+            Err(TokenError::BadLease(_))
+        ));
+        assert_eq!(
+            read_lease(state, 3).expect("unchanged").as_deref(),
+            Some("b-2")
+        );
+
+        write_lease(state, 3, None).expect("remove");
+        assert!(!lease_path(state, 3).exists());
+        assert_eq!(read_lease(state, 3).expect("removed"), None);
+        write_lease(state, 3, None).expect("removing an absent lease is fine");
+        // Only lease files remain: no temporary files left behind.
+        let names: Vec<_> = fs::read_dir(state.join("leases"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn unreadable_or_garbled_lease_files_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path();
+        write_lease(state, 0, Some("a")).expect("write");
+        let path = lease_path(state, 0);
+        for garbled in [
+            "",
+            "\n",
+            "a b\n",
+            "a\nb\n",
+            &format!("{}\n", "x".repeat(65)),
+        ] {
+            fs::write(&path, garbled).expect("garble");
+            assert!(
+                matches!(read_lease(state, 0), Err(TokenError::LeaseContent { .. })),
+                "{garbled:?}"
+            );
+        }
+        fs::write(&path, "no-newline").expect("write");
+        assert_eq!(
+            read_lease(state, 0).expect("read").as_deref(),
+            Some("no-newline")
+        );
+        fs::remove_file(&path).expect("rm");
+        fs::create_dir(&path).expect("a directory where the file should be");
+        let err = read_lease(state, 0).expect_err("directory");
+        assert!(matches!(err, TokenError::LeaseIo { .. }), "{err}");
+        assert!(err.to_string().contains("leases/0"), "{err}");
+    }
+
+    /// A reader racing a writer that keeps replacing the lease sees one whole lease or the
+    /// other every time: never a missing file, an empty one or half a line.
+    #[test]
+    fn lease_writes_are_atomic_for_a_concurrent_reader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().to_owned();
+        write_lease(&state, 1, Some("first-lease")).expect("write");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (state, done) = (state.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::SeqCst) {
+                    let l = read_lease(&state, 1).expect("read during writes");
+                    assert!(
+                        matches!(l.as_deref(), Some("first-lease" | "second-lease-longer")),
+                        "{l:?}"
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 0..200 {
+            let l = if i % 2 == 0 {
+                "second-lease-longer"
+            } else {
+                "first-lease"
+            };
+            write_lease(&state, 1, Some(l)).expect("write");
+        }
+        done.store(true, Ordering::SeqCst);
+        assert!(reader.join().expect("reader") > 0);
     }
 }
