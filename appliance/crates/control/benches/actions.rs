@@ -83,6 +83,8 @@ async fn main() {
     let mut cfg = Config::with_state_dir(&state_dir);
     cfg.admin_password = Some("bench-admin-password".into());
     cfg.require_supervisor = false;
+    // Desktops exist already (or not at all): nothing is spawned through zigral-init.
+    cfg.desktops.mode = zigral_control::config::DesktopMode::Static;
     cfg.display_base = x.display;
     cfg.cdp_base = chrome.port;
     let store = zigral_store::Store::open_in(&state_dir).expect("store");

@@ -177,6 +177,8 @@ async fn run() {
     let mut cfg = Config::with_state_dir(dir.path());
     cfg.admin_password = Some(PW.into());
     cfg.require_supervisor = false;
+    // Desktops exist already (or not at all): nothing is spawned through zigral-init.
+    cfg.desktops.mode = zigral_control::config::DesktopMode::Static;
     let store = zigral_store::Store::open_in(dir.path()).expect("store");
     zigral_control::bootstrap::ensure_admin(&store, Some(PW))
         .await

@@ -155,6 +155,21 @@ pub fn authorize_session(
     Ok(s)
 }
 
+/// [`authorize_session`], then the session's desktop made sure of: in managed mode one of its
+/// owner's is created when it has none (its earlier one went idle, or the appliance
+/// rebooted), and the call waits until it is ready. The returned record's `desktop` is the
+/// one to use; it is touched (counts as activity).
+pub async fn session_with_desktop(
+    state: &AppState,
+    who: &Principal,
+    session_id: &str,
+) -> Result<SessionRecord, ApiError> {
+    let mut s = authorize_session(state, who, session_id)?;
+    s.desktop = state.vdi().ensure(&s).await?;
+    state.vdi().touch(s.desktop);
+    Ok(s)
+}
+
 /// Hex SHA-256 of a token (the only form stored).
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -268,6 +283,11 @@ impl FromRequestParts<AppState> for Principal {
             .store()
             .get_user(&rec.user_id)?
             .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+        if user.disabled {
+            return Err(ApiError::forbidden(
+                "this account is disabled; ask an administrator",
+            ));
+        }
         let allowed = login_scopes(user.is_admin);
         let scopes: Vec<Scope> = match rec.kind {
             TokenKind::Login => allowed,

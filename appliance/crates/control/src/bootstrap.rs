@@ -47,6 +47,9 @@ pub async fn ensure_admin(store: &Store, configured: Option<&str>) -> anyhow::Re
             password_hash: hash,
             is_admin: true,
             created_at: now_ms(),
+            disabled: false,
+            persistent_profile: false,
+            limits: Default::default(),
         })
         .await?;
     store

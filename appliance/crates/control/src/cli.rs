@@ -47,6 +47,29 @@ pub struct Args {
     /// Log text typed by actions in clear (default false: length and keyed hash only).
     #[arg(long, value_name = "BOOL")]
     pub log_typed_text: Option<bool>,
+    /// `managed` (sessions get desktops spawned through zigral-init) or `static` (desktops
+    /// exist already; a session uses the one it names) [default: managed].
+    #[arg(long, value_name = "MODE")]
+    pub desktop_mode: Option<crate::config::DesktopMode>,
+    /// `per-user` (a user's sessions share a desktop) or `per-session` [default: per-user].
+    #[arg(long, value_name = "POLICY")]
+    pub desktop_policy: Option<crate::config::DesktopPolicy>,
+    /// Destroy a desktop after this many seconds without actions, viewers or agent turns;
+    /// 0 = never [default: 900].
+    #[arg(long, value_name = "SECS")]
+    pub desktop_idle_secs: Option<u64>,
+    /// Desktops kept started for new sessions [default: 1].
+    #[arg(long, value_name = "N")]
+    pub warm_pool: Option<u32>,
+    /// Desktops on this appliance, warm pool included [default: 8].
+    #[arg(long, value_name = "N")]
+    pub max_desktops: Option<u32>,
+    /// Desktops one user may hold [default: 2].
+    #[arg(long, value_name = "N")]
+    pub max_desktops_per_user: Option<u32>,
+    /// The proxy's URL, asked how many viewers each desktop has [default: http://127.0.0.1:6081].
+    #[arg(long, value_name = "URL")]
+    pub proxy_url: Option<String>,
 }
 
 /// Keeps the resident set small: password hashing allocates ~19 MiB per argon2 call, which
@@ -85,6 +108,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         cdp_base: args.cdp_base,
         x_connect_timeout_ms: args.x_connect_timeout_ms,
         log_typed_text: args.log_typed_text,
+        desktop_mode: args.desktop_mode,
+        desktop_policy: args.desktop_policy,
+        desktop_idle_secs: args.desktop_idle_secs,
+        warm_pool: args.warm_pool,
+        max_desktops: args.max_desktops,
+        max_desktops_per_user: args.max_desktops_per_user,
+        proxy_url: args.proxy_url,
         ..Layer::default()
     };
     let cfg = file.overlay(env).overlay(flags).resolve()?;
@@ -114,6 +144,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let state = AppState::new(cfg, store.clone(), key);
+    // Managed mode: reconcile with zigral-init, fill the warm pool, reap idle desktops.
+    state.vdi().start();
     let purge = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));

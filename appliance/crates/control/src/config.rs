@@ -48,7 +48,99 @@ pub struct Config {
     /// Write text typed or pasted by actions to the action log in clear. Off by default: the
     /// log then holds its length and an HMAC-SHA256 keyed with `<state_dir>/log-hash.key`.
     pub log_typed_text: bool,
+    /// Who creates desktops and how sessions get them.
+    pub desktops: DesktopSettings,
 }
+
+/// Whether the control plane creates desktops through zigral-init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesktopMode {
+    /// Each session gets a desktop of its owner, spawned and destroyed through zigral-init's
+    /// control socket (the appliance).
+    Managed,
+    /// Desktops exist already (started by hand or by a test); a session uses the desktop it
+    /// names (default 0) and nothing is spawned or destroyed.
+    Static,
+}
+
+/// Which sessions share a desktop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesktopPolicy {
+    /// A user's sessions share one desktop.
+    PerUser,
+    /// Every session gets its own desktop (users with a persistent profile still get one:
+    /// Chrome locks its profile).
+    PerSession,
+}
+
+impl std::str::FromStr for DesktopMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "managed" => Ok(DesktopMode::Managed),
+            "static" => Ok(DesktopMode::Static),
+            o => Err(format!("'{o}': expected managed or static")),
+        }
+    }
+}
+
+impl std::str::FromStr for DesktopPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "per-user" => Ok(DesktopPolicy::PerUser),
+            "per-session" => Ok(DesktopPolicy::PerSession),
+            o => Err(format!("'{o}': expected per-user or per-session")),
+        }
+    }
+}
+
+/// Desktop ownership, pool, idle timeout, quotas and default limits.
+#[derive(Debug, Clone)]
+pub struct DesktopSettings {
+    pub mode: DesktopMode,
+    pub policy: DesktopPolicy,
+    /// A desktop with no action, viewer or agent turn for this long is destroyed; 0 = never.
+    pub idle_secs: u64,
+    /// Pre-started desktops kept ready for new sessions.
+    pub warm_pool: u32,
+    /// Desktops on this appliance, warm pool included.
+    pub max_desktops: u32,
+    /// Desktops one user may hold (a user's own limit overrides it).
+    pub max_per_user: u32,
+    /// Default cgroup limits per desktop: thousandths of a CPU, MiB, processes.
+    pub millicpus: u64,
+    pub memory_mib: u64,
+    pub pids: u64,
+    /// Longest wait for a new desktop's services to become ready.
+    pub ready_timeout_secs: u64,
+    /// The proxy's base URL, asked (loopback `/sessions`) how many viewers each desktop has;
+    /// empty: viewers are not counted.
+    pub proxy_url: String,
+}
+
+impl Default for DesktopSettings {
+    fn default() -> Self {
+        DesktopSettings {
+            mode: DesktopMode::Managed,
+            policy: DesktopPolicy::PerUser,
+            idle_secs: 900,
+            warm_pool: 1,
+            max_desktops: 8,
+            max_per_user: 2,
+            millicpus: 2000,
+            memory_mib: 4096,
+            pids: 4096,
+            ready_timeout_secs: 60,
+            proxy_url: "http://127.0.0.1:6081".into(),
+        }
+    }
+}
+
+/// Highest desktop number + 1 (zigral-init's private port ranges span 100 ports).
+pub const DESKTOP_NUMBERS: u32 = 100;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,6 +166,7 @@ impl std::fmt::Debug for Config {
             .field("cdp_base", &self.cdp_base)
             .field("x_connect_timeout_ms", &self.x_connect_timeout_ms)
             .field("log_typed_text", &self.log_typed_text)
+            .field("desktops", &self.desktops)
             .finish()
     }
 }
@@ -101,6 +194,7 @@ impl Config {
             cdp_base: 9222,
             x_connect_timeout_ms: 3000,
             log_typed_text: false,
+            desktops: DesktopSettings::default(),
         }
     }
 
@@ -132,6 +226,17 @@ pub struct Layer {
     pub cdp_base: Option<u16>,
     pub x_connect_timeout_ms: Option<u64>,
     pub log_typed_text: Option<bool>,
+    pub desktop_mode: Option<DesktopMode>,
+    pub desktop_policy: Option<DesktopPolicy>,
+    pub desktop_idle_secs: Option<u64>,
+    pub warm_pool: Option<u32>,
+    pub max_desktops: Option<u32>,
+    pub max_desktops_per_user: Option<u32>,
+    pub desktop_cpus: Option<f64>,
+    pub desktop_memory_mib: Option<u64>,
+    pub desktop_pids: Option<u64>,
+    pub desktop_ready_timeout_secs: Option<u64>,
+    pub proxy_url: Option<String>,
 }
 
 /// Why the configuration could not be built.
@@ -196,6 +301,19 @@ impl Layer {
                 "CDP_BASE" => l.cdp_base = Some(num(&v).map_err(bad)?),
                 "X_CONNECT_TIMEOUT_MS" => l.x_connect_timeout_ms = Some(num(&v).map_err(bad)?),
                 "LOG_TYPED_TEXT" => l.log_typed_text = Some(num(&v).map_err(bad)?),
+                "DESKTOP_MODE" => l.desktop_mode = Some(num(&v).map_err(bad)?),
+                "DESKTOP_POLICY" => l.desktop_policy = Some(num(&v).map_err(bad)?),
+                "DESKTOP_IDLE_SECS" => l.desktop_idle_secs = Some(num(&v).map_err(bad)?),
+                "WARM_POOL" => l.warm_pool = Some(num(&v).map_err(bad)?),
+                "MAX_DESKTOPS" => l.max_desktops = Some(num(&v).map_err(bad)?),
+                "MAX_DESKTOPS_PER_USER" => l.max_desktops_per_user = Some(num(&v).map_err(bad)?),
+                "DESKTOP_CPUS" => l.desktop_cpus = Some(num(&v).map_err(bad)?),
+                "DESKTOP_MEMORY_MIB" => l.desktop_memory_mib = Some(num(&v).map_err(bad)?),
+                "DESKTOP_PIDS" => l.desktop_pids = Some(num(&v).map_err(bad)?),
+                "DESKTOP_READY_TIMEOUT_SECS" => {
+                    l.desktop_ready_timeout_secs = Some(num(&v).map_err(bad)?)
+                }
+                "PROXY_URL" => l.proxy_url = Some(v),
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
                 _ => {}
             }
@@ -226,17 +344,30 @@ impl Layer {
             display_base,
             cdp_base,
             x_connect_timeout_ms,
-            log_typed_text
+            log_typed_text,
+            desktop_mode,
+            desktop_policy,
+            desktop_idle_secs,
+            warm_pool,
+            max_desktops,
+            max_desktops_per_user,
+            desktop_cpus,
+            desktop_memory_mib,
+            desktop_pids,
+            desktop_ready_timeout_secs,
+            proxy_url
         );
         self
     }
 
     /// Resolves the layered settings over the defaults and validates them.
     pub fn resolve(self) -> Result<Config, ConfigError> {
+        let desktops = self.desktop_settings()?;
         let state_dir = self
             .state_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let mut c = Config::with_state_dir(state_dir);
+        c.desktops = desktops;
         if let Some(x) = self.listen {
             c.listen = x;
         }
@@ -313,6 +444,71 @@ impl Layer {
             return Err(ConfigError::Invalid("events_queue must be > 0".into()));
         }
         Ok(c)
+    }
+}
+
+impl Layer {
+    fn desktop_settings(&self) -> Result<DesktopSettings, ConfigError> {
+        let mut d = DesktopSettings::default();
+        let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if let Some(x) = self.desktop_mode {
+            d.mode = x;
+        }
+        if let Some(x) = self.desktop_policy {
+            d.policy = x;
+        }
+        if let Some(x) = self.desktop_idle_secs {
+            d.idle_secs = x;
+        }
+        if let Some(x) = self.warm_pool {
+            d.warm_pool = x;
+        }
+        if let Some(x) = self.max_desktops {
+            d.max_desktops = x;
+        }
+        if let Some(x) = self.max_desktops_per_user {
+            d.max_per_user = x;
+        }
+        if let Some(x) = self.desktop_cpus {
+            if !(x.is_finite() && (0.01..=1024.0).contains(&x)) {
+                return bad("desktop_cpus must be between 0.01 and 1024");
+            }
+            d.millicpus = (x * 1000.0).round() as u64;
+        }
+        if let Some(x) = self.desktop_memory_mib {
+            d.memory_mib = x;
+        }
+        if let Some(x) = self.desktop_pids {
+            d.pids = x;
+        }
+        if let Some(x) = self.desktop_ready_timeout_secs {
+            d.ready_timeout_secs = x;
+        }
+        if let Some(x) = &self.proxy_url {
+            d.proxy_url = x.trim_end_matches('/').to_owned();
+        }
+        if d.max_desktops == 0 || d.max_desktops > DESKTOP_NUMBERS {
+            return bad("max_desktops must be 1..=100");
+        }
+        if d.max_per_user == 0 {
+            return bad("max_desktops_per_user must be > 0");
+        }
+        if d.warm_pool > d.max_desktops {
+            return bad("warm_pool must not exceed max_desktops");
+        }
+        if d.memory_mib < 64 {
+            return bad("desktop_memory_mib must be at least 64");
+        }
+        if d.pids < 16 {
+            return bad("desktop_pids must be at least 16");
+        }
+        if d.ready_timeout_secs == 0 {
+            return bad("desktop_ready_timeout_secs must be > 0");
+        }
+        if !(d.proxy_url.is_empty() || d.proxy_url.starts_with("http://")) {
+            return bad("proxy_url must be empty or an http:// URL (the proxy's loopback port)");
+        }
+        Ok(d)
     }
 }
 

@@ -118,6 +118,16 @@ impl Desktops {
             .clone()
     }
 
+    /// Drops desktop `n`'s executor and browser owner (the desktop was destroyed; a new
+    /// desktop `n` gets fresh connections).
+    pub fn forget(&self, n: u32) {
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&n);
+    }
+
     /// The browser owner of desktop `n` (no X connection needed).
     pub async fn browser(&self, n: u32) -> Browser {
         self.slot(n).browser.clone()

@@ -106,6 +106,25 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+impl From<crate::vdi::VdiError> for ApiError {
+    fn from(e: crate::vdi::VdiError) -> Self {
+        use crate::vdi::VdiError as V;
+        let m = e.to_string();
+        match e {
+            V::UserQuota { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", m)
+            }
+            V::Capacity { .. } => ApiError::new(StatusCode::CONFLICT, "capacity", m),
+            V::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "desktop_unavailable", m)
+            }
+            V::NotFound(_) => ApiError::not_found(m),
+            V::Disabled => ApiError::forbidden(m),
+            V::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

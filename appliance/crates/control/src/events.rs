@@ -14,6 +14,9 @@ use utoipa::ToSchema;
 
 use crate::auth::Principal;
 
+/// `owner` of an event only administrators receive (no user id is `-`).
+pub const ADMINS_ONLY: &str = "-";
+
 /// One event as sent to websocket clients (a JSON text frame).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Event {

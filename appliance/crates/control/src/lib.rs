@@ -22,6 +22,7 @@ pub mod state;
 pub mod supervisor;
 pub mod tokens_estimate;
 pub mod typed_text;
+pub mod vdi;
 
 pub use config::Config;
 pub use server::{load_tls, openapi, router, serve, serve_tls};

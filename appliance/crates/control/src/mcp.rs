@@ -58,7 +58,7 @@ async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> R
 }
 
 /// The session of a tool call, checked against the authenticated caller.
-fn session_of(st: &AppState, parts: Option<&Parts>) -> Result<SessionRecord, ActionError> {
+async fn session_of(st: &AppState, parts: Option<&Parts>) -> Result<SessionRecord, ActionError> {
     let parts = parts.ok_or_else(|| ActionError::BadRequest("no HTTP request context".into()))?;
     let id = parts
         .headers
@@ -77,7 +77,15 @@ fn session_of(st: &AppState, parts: Option<&Parts>) -> Result<SessionRecord, Act
         .extensions
         .get::<Principal>()
         .ok_or_else(|| ActionError::BadRequest("unauthenticated request".into()))?;
-    authorize_session(st, who, id).map_err(|e| ActionError::BadRequest(e.message))
+    let mut s = authorize_session(st, who, id).map_err(|e| ActionError::BadRequest(e.message))?;
+    s.desktop = st.vdi().ensure(&s).await.map_err(|e| {
+        ActionError::Desktop(zigral_desktop::DesktopError::NoDisplay {
+            display: format!("desktop {}", s.desktop),
+            reason: e.to_string(),
+        })
+    })?;
+    st.vdi().touch(s.desktop);
+    Ok(s)
 }
 
 struct Source(AppState);
@@ -85,7 +93,7 @@ struct Source(AppState);
 impl ExecutorSource for Source {
     fn executor<'a>(&'a self, parts: Option<&'a Parts>) -> ExecutorFuture<'a> {
         Box::pin(async move {
-            let s = session_of(&self.0, parts)?;
+            let s = session_of(&self.0, parts).await?;
             self.0.desktops().executor(s.desktop).await
         })
     }
@@ -101,7 +109,9 @@ impl ActionLog for Log {
         entries: Vec<LogEntry>,
     ) -> LogFuture<'a> {
         Box::pin(async move {
-            let s = session_of(&self.0, parts).map_err(|e| LogError(e.to_string()))?;
+            let s = session_of(&self.0, parts)
+                .await
+                .map_err(|e| LogError(e.to_string()))?;
             // The executor the batch ran on (already connected: the source made it).
             let exec = self
                 .0

@@ -13,6 +13,7 @@ use crate::desktops::Desktops;
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 use crate::typed_text::TypedTextLog;
+use crate::vdi::Vdi;
 
 struct Inner {
     config: Config,
@@ -24,6 +25,7 @@ struct Inner {
     crypto: Semaphore,
     started: Instant,
     desktops: Desktops,
+    vdi: Vdi,
     typed_text: TypedTextLog,
 }
 
@@ -40,11 +42,22 @@ impl AppState {
             config.login_max_failures,
             Duration::from_secs(config.login_window_secs),
         );
+        let desktops = Desktops::new(&config);
+        let events = EventBus::new(config.events_queue);
+        let vdi = Vdi::new(
+            config.desktops.clone(),
+            config.init_socket.clone(),
+            config.state_dir.clone(),
+            store.clone(),
+            events.clone(),
+            desktops.clone(),
+        );
         AppState {
             inner: Arc::new(Inner {
-                desktops: Desktops::new(&config),
+                desktops,
+                vdi,
                 typed_text: TypedTextLog::new(&config.state_dir, config.log_typed_text),
-                events: EventBus::new(config.events_queue),
+                events,
                 config,
                 store,
                 key,
@@ -62,6 +75,10 @@ impl AppState {
     /// The desktops' action executors (connected lazily).
     pub fn desktops(&self) -> &Desktops {
         &self.inner.desktops
+    }
+    /// Which desktop each session gets (creates and destroys them in managed mode).
+    pub fn vdi(&self) -> &Vdi {
+        &self.inner.vdi
     }
     /// How typed text appears in the action log.
     pub fn typed_text(&self) -> &TypedTextLog {

@@ -25,7 +25,7 @@ fn control(dir: &Path, port: u16, admin_password: Option<&str>, tag: &str) -> Pr
         "--state-dir",
     ])
     .arg(dir)
-    .args(["--require-supervisor", "false"])
+    .args(["--require-supervisor", "false", "--desktop-mode", "static"])
     .env_remove("ZIGRAL_ADMIN_PASSWORD")
     .env_remove("ZIGRAL_CONFIG")
     .env("ZIGRAL_LOG", "info")

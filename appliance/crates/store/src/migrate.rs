@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::tables::*;
 
 /// Schema version written by this build.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Brings the file to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(crate) fn migrate(db: &Database, path: &Path) -> Result<(), StoreError> {
@@ -47,6 +47,11 @@ pub(crate) fn migrate(db: &Database, path: &Path) -> Result<(), StoreError> {
                 w.open_table(SUMMARIES)?;
                 w.open_table(CONFIG)?;
                 w.open_table(AUDIT)?;
+            }
+            2 => {
+                // Version 2: desktops the control plane owns. User records gained fields with
+                // serde defaults (disabled, persistent_profile, limits): nothing to rewrite.
+                w.open_table(DESKTOPS)?;
             }
             other => {
                 return Err(StoreError::Storage(format!(

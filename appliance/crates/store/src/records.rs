@@ -16,8 +16,70 @@ pub struct UserRecord {
     pub password_hash: String,
     pub is_admin: bool,
     pub created_at: u64,
+    /// A disabled user cannot log in or use any credential; their desktops are destroyed.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Keep this user's Chrome profile (cookies, storage, history) across desktops and reboots.
+    #[serde(default)]
+    pub persistent_profile: bool,
+    /// Per-user overrides of the appliance's desktop limits and quota.
+    #[serde(default)]
+    pub limits: UserLimits,
 }
 
+/// Per-user desktop limits; `None` uses the appliance default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserLimits {
+    /// CPUs per desktop, in thousandths (2000 = 2 CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millicpus: Option<u64>,
+    /// Memory per desktop, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// Processes per desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Desktops this user may hold at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_desktops: Option<u32>,
+}
+
+/// Where a desktop is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DesktopState {
+    /// Spawned; waiting for its services' readiness probes.
+    Starting,
+    /// Every service is ready.
+    Ready,
+    /// Being destroyed (its files are removed unless the profile is persistent).
+    Destroying,
+}
+
+/// A desktop the control plane spawned or adopted (`desktop@N` under zigral-init). The record
+/// is written before the desktop is spawned or handed to a user, and removed only once it is
+/// destroyed, so a restart never mistakes a used desktop for a fresh one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DesktopRecord {
+    /// Desktop number N (display base + N, VNC base + N, CDP base + N, Unix user zigral-dN).
+    pub n: u32,
+    /// Owning user id; `None` for a warm-pool desktop nobody has used.
+    pub owner: Option<String>,
+    /// Sessions using it.
+    pub sessions: Vec<String>,
+    pub state: DesktopState,
+    /// Its Chrome profile lives in the owner's persistent profile directory.
+    pub persistent: bool,
+    /// Current lease (tokens minted for an earlier lease are refused by the proxy).
+    pub lease: Option<String>,
+    /// Limits asked for: thousandths of a CPU, bytes, processes.
+    pub millicpus: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub created_at: u64,
+    /// When it was handed to its owner.
+    pub assigned_at: Option<u64>,
+}
 /// What kind of bearer credential a token record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -96,6 +96,20 @@ impl Store {
         .await
     }
 
+    /// Binds a session to desktop `n` (after its earlier desktop was destroyed).
+    pub async fn set_session_desktop(&self, id: &str, n: u32) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| {
+            let mut s = require_session(w, &id)?;
+            s.desktop = n;
+            s.updated_at = now_ms();
+            w.open_table(SESSIONS)?
+                .insert(id.as_str(), enc(&s)?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes a session and everything recorded under it (messages, actions, feedback,
     /// checkpoints, summaries).
     pub async fn delete_session(&self, id: &str) -> Result<SessionRecord, StoreError> {

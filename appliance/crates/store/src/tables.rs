@@ -27,6 +27,8 @@ pub(crate) const CHECKPOINTS: TableDefinition<(&str, &str), Json> =
 /// (session, to_seq) → SummaryRecord.
 pub(crate) const SUMMARIES: TableDefinition<(&str, u64), Json> = TableDefinition::new("summaries");
 pub(crate) const CONFIG: TableDefinition<&str, Json> = TableDefinition::new("config");
+/// desktop number → DesktopRecord.
+pub(crate) const DESKTOPS: TableDefinition<u32, Json> = TableDefinition::new("desktops");
 pub(crate) const AUDIT: TableDefinition<u64, Json> = TableDefinition::new("audit");
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";

@@ -66,6 +66,29 @@ impl Store {
         })
     }
 
+    /// Changes a user record with `f` (the id and user name stay); returns the new record.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        f: impl Fn(&mut UserRecord) + Send + 'static,
+    ) -> Result<UserRecord, StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| {
+            let mut t = w.open_table(USERS)?;
+            let mut u: UserRecord = match t.get(id.as_str())? {
+                Some(v) => dec("users", v.value())?,
+                None => return Err(StoreError::NotFound(format!("user {id}"))),
+            };
+            let (uid, name) = (u.id.clone(), u.username.clone());
+            f(&mut u);
+            u.id = uid;
+            u.username = name;
+            t.insert(id.as_str(), enc(&u)?.as_slice())?;
+            Ok(u)
+        })
+        .await
+    }
+
     /// Replaces a user's password hash.
     pub async fn set_password_hash(&self, id: &str, hash: String) -> Result<(), StoreError> {
         let id = id.to_owned();
@@ -78,6 +101,30 @@ impl Store {
             u.password_hash = hash.clone();
             t.insert(id.as_str(), enc(&u)?.as_slice())?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Revokes every login (not API tokens) of user `id`: after a password reset, each
+    /// device must log in again. Returns how many ended.
+    pub async fn revoke_logins(&self, id: &str) -> Result<usize, StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| {
+            let mut tokens = w.open_table(API_TOKENS)?;
+            let mut ids = w.open_table(TOKEN_IDS)?;
+            let mut doomed = Vec::new();
+            for e in tokens.iter()? {
+                let (k, v) = e?;
+                let rec: TokenRecord = dec("api_tokens", v.value())?;
+                if rec.user_id == id && rec.kind == TokenKind::Login {
+                    doomed.push((k.value().to_owned(), rec.id));
+                }
+            }
+            for (hash, tid) in &doomed {
+                tokens.remove(hash.as_str())?;
+                ids.remove(tid.as_str())?;
+            }
+            Ok(doomed.len())
         })
         .await
     }

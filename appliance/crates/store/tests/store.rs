@@ -148,6 +148,9 @@ async fn users_tokens_actions_checkpoints_summaries_config_audit() {
         password_hash: "$argon2id$...".into(),
         is_admin: false,
         created_at: 1,
+        disabled: false,
+        persistent_profile: false,
+        limits: Default::default(),
     };
     s.create_user(u.clone()).await.unwrap();
     let dup = UserRecord {

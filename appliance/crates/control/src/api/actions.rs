@@ -22,7 +22,7 @@ use zigral_actions::{
 use zigral_store::{ActionRecord, NewAction, SessionRecord, StoreError};
 
 use crate::api::messages::Page;
-use crate::auth::{Principal, Scope, authorize_session};
+use crate::auth::{Principal, Scope, authorize_session, session_with_desktop};
 use crate::error::{ApiError, ApiResult, CommonErrors, ErrorBody, Json, Path, Query};
 use crate::events::Event;
 use crate::state::AppState;
@@ -262,7 +262,7 @@ async fn run_actions(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (s, body) = match prepare_with_body(&st, &who, &id, body) {
+    let (s, body) = match prepare_with_body(&st, &who, &id, body).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -285,20 +285,22 @@ async fn run_actions(
     }
 }
 
-pub(crate) fn prepare(st: &AppState, who: &Principal, id: &str) -> ApiResult<SessionRecord> {
+/// The session to drive (the `control` scope, ownership, its desktop ready).
+pub(crate) async fn prepare(st: &AppState, who: &Principal, id: &str) -> ApiResult<SessionRecord> {
     who.require(Scope::Control)?;
-    authorize_session(st, who, id)
+    session_with_desktop(st, who, id).await
 }
 
 /// [`prepare`], then the request body (size limit and extraction errors as JSON).
-fn prepare_with_body(
+async fn prepare_with_body(
     st: &AppState,
     who: &Principal,
     id: &str,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(SessionRecord, Bytes)> {
-    let s = prepare(st, who, id)?;
-    Ok((s, body_of(body)?))
+    let body = body_of(body)?;
+    let s = prepare(st, who, id).await?;
+    Ok((s, body))
 }
 
 /// Query of the Anthropic adapter.
@@ -336,7 +338,7 @@ async fn run_anthropic(
     Query(q): Query<AnthropicQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (s, body) = match prepare_with_body(&st, &who, &id, body) {
+    let (s, body) = match prepare_with_body(&st, &who, &id, body).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -403,7 +405,7 @@ async fn run_openai(
     Query(q): Query<OpenAiQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (s, body) = match prepare_with_body(&st, &who, &id, body) {
+    let (s, body) = match prepare_with_body(&st, &who, &id, body).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -500,7 +502,7 @@ async fn screenshot(
     Path(id): Path<String>,
     Query(q): Query<ShotQuery>,
 ) -> Response {
-    let s = match authorize_session(&st, &who, &id) {
+    let s = match session_with_desktop(&st, &who, &id).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };

@@ -36,6 +36,12 @@ pub struct UserView {
     pub username: String,
     pub is_admin: bool,
     pub created_at: u64,
+    /// A disabled user cannot log in or use any token.
+    pub disabled: bool,
+    /// Their Chrome profile survives session end and reboots.
+    pub persistent_profile: bool,
+    /// Their desktop limits and quota (absent: the appliance's defaults).
+    pub limits: zigral_store::UserLimits,
 }
 
 impl From<UserRecord> for UserView {
@@ -45,6 +51,9 @@ impl From<UserRecord> for UserView {
             username: u.username,
             is_admin: u.is_admin,
             created_at: u.created_at,
+            disabled: u.disabled,
+            persistent_profile: u.persistent_profile,
+            limits: u.limits,
         }
     }
 }
@@ -176,6 +185,18 @@ async fn login(
         }
     };
     st.limiter().succeeded(&username);
+    if user.disabled {
+        st.audit(
+            &format!("user:{}", user.id),
+            "auth.login_disabled",
+            &user.username,
+            json!({"ip": ip.map(|i| i.to_string())}),
+        )
+        .await;
+        return Err(ApiError::forbidden(
+            "this account is disabled; ask an administrator",
+        ));
+    }
     let token = new_token(TokenKind::Login);
     let ttl = st.config().login_ttl_secs;
     let now = st.now_ms();

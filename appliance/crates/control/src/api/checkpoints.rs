@@ -44,7 +44,7 @@ async fn create_checkpoint(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<CheckpointMeta>)> {
-    let s = prepare(&st, &who, &id)?;
+    let s = prepare(&st, &who, &id).await?;
     let body = body_of(body)?;
     let req: NewCheckpoint = if body.iter().all(u8::is_ascii_whitespace) {
         NewCheckpoint::default()
@@ -114,7 +114,7 @@ async fn restore_checkpoint(
     who: Principal,
     Path((id, cid)): Path<(String, String)>,
 ) -> ApiResult<Json<CheckpointMeta>> {
-    let s = prepare(&st, &who, &id)?;
+    let s = prepare(&st, &who, &id).await?;
     let rec = st
         .store()
         .get_checkpoint(&id, &cid)?

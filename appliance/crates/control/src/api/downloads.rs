@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::actions::browser_error;
-use crate::auth::{Principal, authorize_session};
+use crate::auth::{Principal, session_with_desktop};
 use crate::error::{ApiError, ApiResult, CommonErrors, Json, Path};
 use crate::state::AppState;
 
@@ -39,7 +39,7 @@ async fn list_downloads(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<DownloadEntry>>> {
-    let s = authorize_session(&st, &who, &id)?;
+    let s = session_with_desktop(&st, &who, &id).await?;
     let browser = st.desktops().browser(s.desktop).await;
     let list = browser.downloads().map_err(browser_error)?;
     Ok(Json(
@@ -65,7 +65,7 @@ async fn get_download(
     who: Principal,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let s = authorize_session(&st, &who, &id)?;
+    let s = session_with_desktop(&st, &who, &id).await?;
     let browser = st.desktops().browser(s.desktop).await;
     let path = browser.download_path(&name).map_err(browser_error)?;
     let data = match tokio::fs::read(&path).await {

@@ -12,6 +12,7 @@ pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod checkpoints;
+pub mod desktops;
 pub mod downloads;
 pub mod events;
 pub mod health;
@@ -58,6 +59,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(auth::routes())
         .merge(users::routes())
+        .merge(desktops::routes())
         .merge(tokens::routes())
         .merge(sessions::routes())
         .merge(messages::routes())

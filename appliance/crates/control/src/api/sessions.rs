@@ -1,5 +1,6 @@
-//! `/api/v1/sessions`: create, list, get, update and delete sessions (bound to desktop 0 for
-//! now), and mint the proxy's view/control tokens for a session's desktop.
+//! `/api/v1/sessions`: create, list, get, update and delete sessions, and mint the proxy's
+//! view/control tokens for a session's desktop. In managed mode creating a session gives it
+//! a desktop of its owner (ready before the reply) and deleting it releases that desktop.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use zigral_store::{SessionRecord, now_ms};
 use zigral_token::Role;
 
-use crate::auth::{Principal, Scope, authorize_session, new_id};
+use crate::auth::{Principal, Scope, authorize_session, new_id, session_with_desktop};
 use crate::error::{ApiError, ApiResult, CommonErrors, Json, Path};
 use crate::events::Event;
 use crate::state::AppState;
@@ -33,8 +34,9 @@ pub struct NewSession {
     pub title: Option<String>,
     /// System prompt placed first in every context window.
     pub system_prompt: Option<String>,
-    /// Desktop to bind; only desktop 0 exists for now.
-    #[schema(minimum = 0, maximum = 0)]
+    /// Desktop to bind, in static mode only (default 0); in managed mode (the appliance) the
+    /// session gets a desktop of its owner and this must be absent.
+    #[schema(minimum = 0, maximum = 99)]
     pub desktop: Option<u32>,
 }
 
@@ -63,30 +65,51 @@ fn check_prompt(p: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Creates a session owned by the caller, bound to desktop 0.
+/// Creates a session owned by the caller. In managed mode it gets a desktop of its owner (the
+/// owner's existing one under the per-user policy, a warm-pool one, or a new one) and the
+/// reply comes once that desktop is ready; a quota refuses with 429 (the user's) or 409 (the
+/// appliance's), naming the limit.
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = NewSession,
-    responses((status = 201, body = SessionRecord), CommonErrors))]
+    responses((status = 201, body = SessionRecord),
+        (status = 409, description = "the appliance runs as many desktops as it may (max_desktops)", body = crate::error::ErrorBody),
+        (status = 429, description = "the user holds as many desktops as they may (max_desktops_per_user)", body = crate::error::ErrorBody),
+        (status = 503, description = "the desktop could not be started", body = crate::error::ErrorBody),
+        CommonErrors))]
 async fn create_session(
     State(st): State<AppState>,
     who: Principal,
     Json(body): Json<NewSession>,
 ) -> ApiResult<(StatusCode, Json<SessionRecord>)> {
-    let desktop = body.desktop.unwrap_or(0);
-    if desktop != 0 {
+    let managed = st.vdi().managed();
+    if managed && body.desktop.is_some() {
         return Err(ApiError::invalid(
-            "only desktop 0 exists (per-user desktops come with multi-user support)",
+            "desktop: the appliance assigns desktops (each session gets one of its owner's); leave it out",
         ));
+    }
+    let desktop = body.desktop.unwrap_or(0);
+    if desktop >= crate::config::DESKTOP_NUMBERS {
+        return Err(ApiError::invalid("desktop must be 0..=99"));
     }
     let title = body.title.unwrap_or_default();
     check_title(&title)?;
     if let Some(p) = &body.system_prompt {
         check_prompt(p)?;
     }
+    let id = new_id();
+    let desktop = if managed {
+        let user = st
+            .store()
+            .get_user(&who.user_id)?
+            .ok_or_else(|| ApiError::unauthorized("your account no longer exists"))?;
+        st.vdi().acquire(&user, Some(&id)).await?
+    } else {
+        desktop
+    };
     let now = now_ms();
-    let s = st
+    let created = st
         .store()
         .create_session(SessionRecord {
-            id: new_id(),
+            id: id.clone(),
             owner: who.user_id.clone(),
             title,
             desktop,
@@ -97,7 +120,14 @@ async fn create_session(
             message_count: 0,
             next_seq: 0,
         })
-        .await?;
+        .await;
+    let s = match created {
+        Ok(s) => s,
+        Err(e) => {
+            st.vdi().release(&id).await;
+            return Err(e.into());
+        }
+    };
     st.audit(
         &who.actor(),
         "session.create",
@@ -186,6 +216,8 @@ async fn delete_session(
 ) -> ApiResult<StatusCode> {
     authorize_session(&st, &who, &id)?;
     let s = st.store().delete_session(&id).await?;
+    // Its desktop goes when no other session uses it (the reply waits for that).
+    st.vdi().release(&id).await;
     st.audit(&who.actor(), "session.delete", &id, json!({}))
         .await;
     st.publish(Event::new(
@@ -231,14 +263,30 @@ async fn view_token(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<ViewToken>)> {
-    let s = authorize_session(&st, &who, &id)?;
+    authorize_session(&st, &who, &id)?;
+    let (role, ttl) = token_request(&st, &who, &body)?;
+    let s = session_with_desktop(&st, &who, &id).await?;
+    let t = mint_token(&st, &who, s.desktop, role, ttl)?;
+    st.audit(
+        &who.actor(),
+        "session.view_token",
+        &id,
+        json!({"role": t.role, "desktop": s.desktop, "ttl_secs": ttl}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+/// Reads a view-token request body (empty: a view token of the default lifetime): the role
+/// (`control` needs the `control` scope) and the lifetime.
+pub(crate) fn token_request(st: &AppState, who: &Principal, body: &[u8]) -> ApiResult<(Role, u64)> {
     let req: ViewTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ViewTokenRequest {
             role: None,
             ttl_secs: None,
         }
     } else {
-        let v: serde_json::Value = serde_json::from_slice(&body)
+        let v: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
         if !v.is_object() {
             return Err(ApiError::invalid("the body must be a JSON object"));
@@ -259,23 +307,27 @@ async fn view_token(
     if !(1..=3600).contains(&ttl) {
         return Err(ApiError::invalid("ttl_secs must be 1..=3600"));
     }
+    Ok((role, ttl))
+}
+
+/// Mints a token for desktop `n` under its current lease (the proxy refuses it once the
+/// desktop is destroyed or handed to someone else).
+pub(crate) fn mint_token(
+    st: &AppState,
+    who: &Principal,
+    n: u32,
+    role: Role,
+    ttl: u64,
+) -> ApiResult<ViewToken> {
+    let lease = st.vdi().record(n).and_then(|r| r.lease);
     let (token, claims) = st
         .signing_key()
-        .mint_for(s.desktop, role, &who.user_id, ttl);
-    st.audit(
-        &who.actor(),
-        "session.view_token",
-        &id,
-        json!({"role": role.to_string(), "desktop": s.desktop, "ttl_secs": ttl}),
-    )
-    .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(ViewToken {
-            token,
-            desktop: claims.desktop,
-            role: role.to_string(),
-            expires_at: claims.exp,
-        }),
-    ))
+        .mint_for_lease(n, role, &who.user_id, ttl, lease.as_deref())
+        .map_err(ApiError::internal)?;
+    Ok(ViewToken {
+        token,
+        desktop: claims.desktop,
+        role: role.to_string(),
+        expires_at: claims.exp,
+    })
 }

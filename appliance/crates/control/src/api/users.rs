@@ -1,4 +1,5 @@
-//! `/api/v1/users`: user management (administrators only).
+//! `/api/v1/users`: user management (administrators only): create, list, change (disable,
+//! persistent profile, desktop limits and quota), reset a password, delete.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,7 +17,176 @@ use crate::state::AppState;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_user, list_users))
-        .routes(routes!(delete_user))
+        .routes(routes!(update_user, delete_user))
+        .routes(routes!(reset_password))
+}
+
+/// Desktop limits of a user; absent fields keep their value, `null` returns one to the
+/// appliance default.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsChange {
+    /// CPUs per desktop (0.01–1024).
+    #[serde(default, with = "patch")]
+    #[schema(value_type = Option<f64>)]
+    pub cpus: Option<Option<f64>>,
+    /// Memory per desktop, MiB (at least 64).
+    #[serde(default, with = "patch")]
+    #[schema(value_type = Option<u64>)]
+    pub memory_mib: Option<Option<u64>>,
+    /// Processes per desktop (at least 16).
+    #[serde(default, with = "patch")]
+    #[schema(value_type = Option<u64>)]
+    pub pids: Option<Option<u64>>,
+    /// Desktops the user may hold at once (1–100).
+    #[serde(default, with = "patch")]
+    #[schema(value_type = Option<u32>)]
+    pub max_desktops: Option<Option<u32>>,
+}
+
+/// `absent` → None, `null` → Some(None), value → Some(Some(v)).
+mod patch {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    /// Disable (no login, no token works, their desktops are destroyed) or enable again.
+    pub disabled: Option<bool>,
+    /// Keep their Chrome profile across sessions and reboots (applies to their next desktop).
+    pub persistent_profile: Option<bool>,
+    pub limits: Option<LimitsChange>,
+}
+
+fn apply_limits(l: &mut zigral_store::UserLimits, c: &LimitsChange) -> Result<(), ApiError> {
+    if let Some(v) = c.cpus {
+        l.millicpus = match v {
+            Some(x) if x.is_finite() && (0.01..=1024.0).contains(&x) => {
+                Some((x * 1000.0).round() as u64)
+            }
+            Some(_) => return Err(ApiError::invalid("limits.cpus must be 0.01..=1024")),
+            None => None,
+        };
+    }
+    if let Some(v) = c.memory_mib {
+        if v.is_some_and(|m| m < 64) {
+            return Err(ApiError::invalid("limits.memory_mib must be at least 64"));
+        }
+        l.memory_mib = v;
+    }
+    if let Some(v) = c.pids {
+        if v.is_some_and(|p| p < 16) {
+            return Err(ApiError::invalid("limits.pids must be at least 16"));
+        }
+        l.pids = v;
+    }
+    if let Some(v) = c.max_desktops {
+        if v.is_some_and(|m| !(1..=crate::config::DESKTOP_NUMBERS).contains(&m)) {
+            return Err(ApiError::invalid("limits.max_desktops must be 1..=100"));
+        }
+        l.max_desktops = v;
+    }
+    Ok(())
+}
+
+/// Changes a user: disable/enable, persistent profile, desktop limits and quota (admin only).
+/// Disabling destroys their desktops; limits apply to desktops created afterwards.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UserChange,
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = UserView), (status = 409, body = ErrorBody), CommonErrors))]
+async fn update_user(
+    State(st): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<UserChange>,
+) -> ApiResult<Json<UserView>> {
+    who.require_admin()?;
+    let cur = st
+        .store()
+        .get_user(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("user {id} not found")))?;
+    if body.disabled == Some(true) && id == who.user_id {
+        return Err(ApiError::conflict("you cannot disable yourself"));
+    }
+    let mut limits = cur.limits;
+    if let Some(c) = &body.limits {
+        apply_limits(&mut limits, c)?;
+    }
+    let (disabled, persistent) = (body.disabled, body.persistent_profile);
+    let u = st
+        .store()
+        .update_user(&id, move |u| {
+            if let Some(d) = disabled {
+                u.disabled = d;
+            }
+            if let Some(p) = persistent {
+                u.persistent_profile = p;
+            }
+            u.limits = limits;
+        })
+        .await?;
+    if u.disabled {
+        st.vdi().release_user(&u.id).await;
+    }
+    st.audit(
+        &who.actor(),
+        "user.update",
+        &id,
+        json!({"disabled": u.disabled, "persistent_profile": u.persistent_profile, "limits": u.limits}),
+    )
+    .await;
+    Ok(Json(u.into()))
+}
+
+/// A new password set by an administrator.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    /// 8–1024 characters.
+    pub password: String,
+}
+
+/// Sets a user's password (admin only) and ends their logins (API tokens stay).
+#[utoipa::path(post, path = "/users/{id}/password", tag = "users", request_body = PasswordReset,
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 204, description = "password set; their logins ended"), CommonErrors))]
+async fn reset_password(
+    State(st): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<PasswordReset>,
+) -> ApiResult<StatusCode> {
+    who.require_admin()?;
+    check_password_rules(&body.password)?;
+    if st.store().get_user(&id)?.is_none() {
+        return Err(ApiError::not_found(format!("user {id} not found")));
+    }
+    let hash = blocking_crypto(&st, move || {
+        let mut p = body.password;
+        let h = hash_password(&p);
+        zeroize::Zeroize::zeroize(&mut p);
+        h
+    })
+    .await??;
+    st.store().set_password_hash(&id, hash).await?;
+    let ended = st.store().revoke_logins(&id).await?;
+    st.audit(
+        &who.actor(),
+        "user.password_reset",
+        &id,
+        json!({"logins_ended": ended}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// New user.
@@ -82,6 +252,9 @@ async fn create_user(
             password_hash: hash,
             is_admin,
             created_at: now_ms(),
+            disabled: false,
+            persistent_profile: false,
+            limits: Default::default(),
         })
         .await?;
     st.audit(
@@ -122,6 +295,7 @@ async fn delete_user(
         return Err(ApiError::conflict("you cannot delete yourself"));
     }
     let u = st.store().delete_user(&id).await?;
+    st.vdi().release_user(&id).await;
     st.audit(
         &who.actor(),
         "user.delete",

@@ -35,6 +35,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut cfg = Config::with_state_dir(dir.path());
     cfg.admin_password = Some(ADMIN_PASSWORD.into());
     cfg.require_supervisor = false;
+    // Desktops exist already (or not at all): nothing is spawned through zigral-init.
+    cfg.desktops.mode = zigral_control::config::DesktopMode::Static;
     // No desktop unless a test provides one: a display and a CDP port nothing serves, so the
     // action routes answer 503 instead of driving whatever runs on :0 / 9222 on this host.
     cfg.display_base = 60999;
