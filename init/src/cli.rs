@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serde_json::json;
 
 use crate::config::{self, Config, Overrides};
 use crate::control;
@@ -74,16 +73,39 @@ pub enum CtlCmd {
     Stop { service: String },
     /// Restart a service.
     Restart { service: String },
-    /// Create a template instance, e.g. `spawn desktop 1`.
+    /// Create a template instance, e.g. `spawn desktop 1 --param profile_dir=profiles/u1/chrome`.
     Spawn {
         template: String,
         instance: u32,
+        /// Set one of the template's declared params (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
         /// Wait until every service of the instance is ready (seconds).
         #[arg(long)]
         wait: Option<u64>,
     },
     /// Stop and remove a template instance (replies once its processes are gone).
-    Destroy { template: String, instance: u32 },
+    Destroy {
+        template: String,
+        instance: u32,
+        /// Also delete the template's `purge` paths of this instance.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Change the cgroup limits of a running instance, e.g. `limits desktop@1 --cpus 1
+    /// --memory 1G --pids 512` (options not given stay as they are).
+    Limits {
+        group: String,
+        /// CPUs (decimal, e.g. 0.5).
+        #[arg(long)]
+        cpus: Option<String>,
+        /// Memory (e.g. 512M, 4G, or bytes).
+        #[arg(long)]
+        memory: Option<String>,
+        /// Tasks (processes and threads).
+        #[arg(long)]
+        pids: Option<u64>,
+    },
     /// Ordered stop of everything; then power off / reboot / halt (PID 1) or exit (host).
     Shutdown {
         #[arg(default_value = "poweroff", value_parser = ["poweroff", "reboot", "halt"])]
@@ -208,6 +230,16 @@ fn check(a: &RunArgs) -> i32 {
                         .join(", "),
                     t.instances
                 );
+                if !t.params.is_empty() {
+                    println!(
+                        "    params: {}",
+                        t.params
+                            .iter()
+                            .map(|(k, v)| format!("{k} = {:?}", v.0))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
             }
             0
         }
@@ -319,20 +351,95 @@ fn default_socket(a: &CtlArgs) -> PathBuf {
     Path::new(PID1_STATE).join("init.sock")
 }
 
+/// The request for a `ctl` command line.
+fn ctl_request(action: &CtlCmd) -> Result<control::Request, String> {
+    use control::Request as R;
+    Ok(match action {
+        CtlCmd::Status => R::Status,
+        CtlCmd::Start { service } => R::Start {
+            service: service.clone(),
+        },
+        CtlCmd::Stop { service } => R::Stop {
+            service: service.clone(),
+        },
+        CtlCmd::Restart { service } => R::Restart {
+            service: service.clone(),
+        },
+        CtlCmd::Spawn {
+            template,
+            instance,
+            params,
+            ..
+        } => {
+            let mut map = std::collections::BTreeMap::new();
+            for kv in params {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--param {kv:?}: expected NAME=VALUE"))?;
+                map.insert(k.trim().to_string(), v.to_string());
+            }
+            R::Spawn {
+                template: template.clone(),
+                instance: *instance,
+                params: map,
+            }
+        }
+        CtlCmd::Destroy {
+            template,
+            instance,
+            purge,
+        } => R::Destroy {
+            template: template.clone(),
+            instance: *instance,
+            purge: *purge,
+        },
+        CtlCmd::Limits {
+            group,
+            cpus,
+            memory,
+            pids,
+        } => {
+            let millicpus = match cpus {
+                Some(c) => Some(
+                    config::parse_cpus(c)?
+                        .ok_or("--cpus: a number of CPUs (\"max\" is not a change)")?,
+                ),
+                None => None,
+            };
+            let memory = match memory {
+                Some(m) => Some(
+                    config::parse_group_memory(m)?
+                        .ok_or("--memory: a size (\"max\" is not a change)")?,
+                ),
+                None => None,
+            };
+            R::Limits {
+                group: group.clone(),
+                limits: control::GroupLimits {
+                    millicpus,
+                    memory,
+                    pids: *pids,
+                },
+            }
+        }
+        CtlCmd::Shutdown { action } => R::Shutdown {
+            action: match action.as_str() {
+                "reboot" => control::Action::Reboot,
+                "halt" => control::Action::Halt,
+                _ => control::Action::Poweroff,
+            },
+        },
+    })
+}
+
 fn ctl(a: &CtlArgs) -> i32 {
     let sock = default_socket(a);
-    let req = match &a.action {
-        CtlCmd::Status => json!({"cmd": "status"}),
-        CtlCmd::Start { service } => json!({"cmd": "start", "service": service}),
-        CtlCmd::Stop { service } => json!({"cmd": "stop", "service": service}),
-        CtlCmd::Restart { service } => json!({"cmd": "restart", "service": service}),
-        CtlCmd::Spawn {
-            template, instance, ..
-        } => json!({"cmd": "spawn", "template": template, "instance": instance.to_string()}),
-        CtlCmd::Destroy { template, instance } => {
-            json!({"cmd": "destroy", "template": template, "instance": instance.to_string()})
+    let req = match ctl_request(&a.action) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zigral-init ctl: {e}");
+            return 2;
         }
-        CtlCmd::Shutdown { action } => json!({"cmd": "shutdown", "action": action}),
     };
     let timeout = Duration::from_secs(120);
     let result = match control::call(&sock, &req, timeout) {
@@ -346,12 +453,13 @@ fn ctl(a: &CtlArgs) -> i32 {
         template,
         instance,
         wait: Some(secs),
+        ..
     } = &a.action
     {
         let group = format!("{template}@{instance}");
         let deadline = std::time::Instant::now() + Duration::from_secs(*secs);
         loop {
-            let st = match control::call(&sock, &json!({"cmd":"status"}), timeout) {
+            let st = match control::call(&sock, &control::Request::Status, timeout) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("zigral-init ctl: {e}");

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use zigral_init_protocol::{
-    Destroyed, MAX_LINE, Reply, Request, ServiceReply, ServiceState, ServiceStatus,
-    ShutdownAction as Action, ShutdownReply, Spawned, Status,
+    Destroyed, GroupLimits, GroupStatus, MAX_LINE, Reply, Request, ServiceReply, ServiceState,
+    ServiceStatus, ShutdownAction as Action, ShutdownReply, Spawned, Status,
 };
 
 /// Parses one request line.
@@ -63,9 +63,47 @@ pub fn call(socket: &Path, req: &impl Serialize, timeout: Duration) -> Result<Va
     }
 }
 
-/// Renders a `status` result as a table.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `1.5G`, `300M`, `12K` or bytes.
+fn human_bytes(b: u64) -> String {
+    let units = [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)];
+    for (u, n) in units {
+        if b >= n {
+            let v = b as f64 / n as f64;
+            return if b.is_multiple_of(n) {
+                format!("{}{u}", b / n)
+            } else {
+                format!("{v:.1}{u}")
+            };
+        }
+    }
+    b.to_string()
+}
+
+/// Renders a `status` result as tables: services, then template instances with their limits
+/// and usage.
 pub fn status_table(result: &Value) -> String {
-    let mut rows = vec![[
+    let mut rows = vec![vec![
         "SERVICE".to_string(),
         "STATE".into(),
         "PID".into(),
@@ -88,7 +126,7 @@ pub fn status_table(result: &Value) -> String {
             Some(ms) => format!("in {ms} ms"),
             None => "-".into(),
         };
-        rows.push([
+        rows.push(vec![
             g("name"),
             g("state"),
             g("pid"),
@@ -97,22 +135,56 @@ pub fn status_table(result: &Value) -> String {
             next,
         ]);
     }
-    let mut widths = [0usize; 6];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
-        }
+    let mut out = table(&rows);
+    let groups = result
+        .get("groups")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    if groups.is_empty() {
+        return out;
     }
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
+    let mut rows = vec![vec![
+        "GROUP".to_string(),
+        "CPUS".into(),
+        "MEMORY".into(),
+        "PIDS".into(),
+        "CGROUP".into(),
+        "MEM USED".into(),
+        "CPU TIME".into(),
+        "TASKS".into(),
+        "PARAMS".into(),
+    ]];
+    for g in groups {
+        let n = |obj: &Value, k: &str| obj.get(k).and_then(Value::as_u64);
+        let limits = g.get("limits").cloned().unwrap_or(Value::Null);
+        let params = g
+            .get("params")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        rows.push(vec![
+            g.get("name").and_then(Value::as_str).unwrap_or("?").into(),
+            n(&limits, "millicpus").map_or("max".into(), |m| format!("{}", m as f64 / 1000.0)),
+            n(&limits, "memory").map_or("max".into(), human_bytes),
+            n(&limits, "pids").map_or("max".into(), |p| p.to_string()),
+            if g.get("cgroup").is_some_and(|c| !c.is_null()) {
+                "yes".into()
+            } else {
+                "- (not enforced)".into()
+            },
+            n(g, "memory_bytes").map_or("-".into(), human_bytes),
+            n(g, "cpu_usec").map_or("-".into(), |u| format!("{:.1}s", u as f64 / 1e6)),
+            n(g, "tasks").map_or("-".into(), |t| t.to_string()),
+            params,
+        ]);
     }
+    out.push('\n');
+    out.push_str(&table(&rows));
     out
 }
 
@@ -130,5 +202,35 @@ mod tests {
             })
         );
         assert!(parse_request(r#"{"cmd":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn status_table_shows_groups() {
+        let st = serde_json::json!({
+            "services": [{"name":"xvfb@1","group":"desktop@1","state":"ready","pid":7,
+                          "restarts":0,"last_exit":null,"next_restart_ms":null}],
+            "groups": [{"name":"desktop@1","template":"desktop","instance":1,
+                        "params":{"profile_dir":"profiles/u1/chrome"},
+                        "limits":{"millicpus":1500,"memory":4294967296u64},
+                        "cgroup":null,"memory_bytes":314572800,"cpu_usec":2500000,"tasks":12}],
+            "shutting_down": false
+        });
+        let t = status_table(&st);
+        assert!(t.contains("xvfb@1"), "{t}");
+        let line = t.lines().find(|l| l.starts_with("desktop@1")).unwrap();
+        for part in [
+            "1.5",
+            "4G",
+            "max",
+            "not enforced",
+            "300M",
+            "2.5s",
+            "12",
+            "profile_dir=profiles/u1/chrome",
+        ] {
+            assert!(line.contains(part), "{part} missing in {line:?}");
+        }
+        assert_eq!(human_bytes(1536 << 20), "1.5G");
+        assert_eq!(human_bytes(512), "512");
     }
 }

@@ -5,6 +5,7 @@
 //! that user and these steps only create files and directories (no chown).
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +37,10 @@ pub enum PrivilegeError {
         parent: String,
         mode: u32,
     },
+    #[error("{path} is not inside {base} (refused)")]
+    Outside { path: String, base: String },
+    #[error("{0} is a symbolic link (refused: it would lead outside the state dir)")]
+    Symlink(String),
     #[error("{0}")]
     Sys(#[from] nix::Error),
 }
@@ -175,22 +180,114 @@ pub fn chown(path: &Path, owner: Owner) -> Result<(), PrivilegeError> {
     })
 }
 
-/// `chown -R` without following symlinks (used once when a directory changes hands, e.g. a
-/// profile made by an older version that ran everything as root).
-pub fn chown_tree(path: &Path, owner: Owner) -> Result<(), PrivilegeError> {
-    chown(path, owner)?;
+/// What [`chown_tree`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChownReport {
+    /// Entries whose owner or group changed.
+    pub changed: u64,
+    /// Regular files with more than one hard link, left alone (a link to someone else's file
+    /// must not change hands).
+    pub skipped_links: Vec<PathBuf>,
+}
+
+/// `chown -R` that never leaves `path`: it walks directory descriptors opened with
+/// `O_NOFOLLOW`, changes entries with `AT_SYMLINK_NOFOLLOW` (a symlink itself changes hands,
+/// never its target; a symlinked directory is not entered) and skips regular files with more
+/// than one hard link. A symlink `path` changes hands itself and is not followed.
+pub fn chown_tree(path: &Path, owner: Owner) -> Result<ChownReport, PrivilegeError> {
+    use nix::fcntl::OFlag;
     let meta = std::fs::symlink_metadata(path).map_err(io("reading", path))?;
-    if meta.is_dir() {
-        for e in std::fs::read_dir(path).map_err(io("listing", path))? {
-            let e = e.map_err(io("listing", path))?;
-            chown_tree(&e.path(), owner)?;
+    let mut report = ChownReport::default();
+    if !meta.is_dir() {
+        if meta.is_file() && std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+            report.skipped_links.push(path.to_path_buf());
+        } else {
+            chown(path, owner)?;
+            report.changed += 1;
+        }
+        return Ok(report);
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir = nix::dir::Dir::open(path, flags, nix::sys::stat::Mode::empty())
+        .map_err(|e| io("opening", path)(e.into()))?;
+    let st = nix::sys::stat::fstat(&dir).map_err(|e| io("reading", path)(e.into()))?;
+    if st.st_uid != owner.uid.as_raw() || st.st_gid != owner.gid.as_raw() {
+        nix::unistd::fchown(&dir, Some(owner.uid), Some(owner.gid))
+            .map_err(|e| io("chown", path)(e.into()))?;
+        report.changed += 1;
+    }
+    chown_dir_contents(dir, path, owner, &mut report)?;
+    Ok(report)
+}
+
+/// Hands every entry of the open directory `dir` (shown as `shown` in messages) and below to
+/// `owner` without following symlinks.
+fn chown_dir_contents(
+    mut dir: nix::dir::Dir,
+    shown: &Path,
+    owner: Owner,
+    report: &mut ChownReport,
+) -> Result<(), PrivilegeError> {
+    use nix::fcntl::{AtFlags, OFlag};
+    use nix::sys::stat::SFlag;
+    let fail = |what: &'static str, p: &Path, e: nix::Error| io(what, p)(e.into());
+    let mut names: Vec<std::ffi::CString> = Vec::new();
+    for e in dir.iter() {
+        let e = e.map_err(|e| fail("listing", shown, e))?;
+        let n = e.file_name();
+        if n.to_bytes() != b"." && n.to_bytes() != b".." {
+            names.push(n.to_owned());
+        }
+    }
+    for name in names {
+        let shown_child = shown.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let st = match nix::sys::stat::fstatat(&dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+        {
+            Ok(st) => st,
+            // Gone since the listing (the directory's old owner has no process left, so only
+            // we change it; still, a missing entry is nothing to hand over).
+            Err(nix::Error::ENOENT) => continue,
+            Err(e) => return Err(fail("reading", &shown_child, e)),
+        };
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFREG && st.st_nlink > 1 {
+            tracing::warn!(
+                "{}: {} hard links, left to its owner (uid {})",
+                shown_child.display(),
+                st.st_nlink,
+                st.st_uid
+            );
+            report.skipped_links.push(shown_child);
+            continue;
+        }
+        if st.st_uid != owner.uid.as_raw() || st.st_gid != owner.gid.as_raw() {
+            nix::unistd::fchownat(
+                &dir,
+                name.as_c_str(),
+                Some(owner.uid),
+                Some(owner.gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| fail("chown", &shown_child, e))?;
+            report.changed += 1;
+        }
+        if kind == SFlag::S_IFDIR {
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            match nix::dir::Dir::openat(&dir, name.as_c_str(), flags, nix::sys::stat::Mode::empty())
+            {
+                Ok(sub) => chown_dir_contents(sub, &shown_child, owner, report)?,
+                // Replaced by a symlink or removed since the fstatat: not entered.
+                Err(nix::Error::ELOOP | nix::Error::ENOTDIR | nix::Error::ENOENT) => {}
+                Err(e) => return Err(fail("opening", &shown_child, e)),
+            }
         }
     }
     Ok(())
 }
 
-/// Creates `path` and missing parents (mode `mode`, before the umask). Returns the directories
-/// it created, outermost first, so the caller can give them an owner.
+/// Creates `path` and missing parents. `path` gets mode `mode` (before the umask); parents
+/// created on the way get 0711 (others may pass through, list nothing). Returns the
+/// directories it created, outermost first, so the caller can give them an owner.
 fn create_dirs(path: &Path, mode: u32) -> Result<Vec<PathBuf>, PrivilegeError> {
     let mut missing = Vec::new();
     let mut p = Some(path);
@@ -204,7 +301,8 @@ fn create_dirs(path: &Path, mode: u32) -> Result<Vec<PathBuf>, PrivilegeError> {
     missing.reverse();
     let mut made = Vec::new();
     for d in missing {
-        match std::fs::DirBuilder::new().mode(mode).create(&d) {
+        let m = if d == path { mode } else { 0o711 };
+        match std::fs::DirBuilder::new().mode(m).create(&d) {
             Ok(()) => made.push(d),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io("creating", &d)(e)),
@@ -213,25 +311,41 @@ fn create_dirs(path: &Path, mode: u32) -> Result<Vec<PathBuf>, PrivilegeError> {
     Ok(made)
 }
 
-/// Makes directory `path` (and parents). With `owner` (root only): the directory and the parents
-/// created here get that owner, and an existing directory owned by someone else is handed over
-/// with everything in it. `mode` is applied to `path` itself every time.
+/// Makes directory `path` (and parents, mode 0711, kept by the supervisor's user). With `owner`
+/// (root only): `path` gets that owner, and an existing directory owned by someone else is
+/// handed over with everything in it ([`chown_tree`]); with `recursive`, its contents are
+/// handed over at every call, whoever owns the directory itself. `mode` is applied to `path`
+/// itself every time. `path` must not be a symlink when an owner is applied.
 pub fn make_dir(
     path: &Path,
     mode: Option<u32>,
     owner: Option<Owner>,
+    recursive: bool,
 ) -> Result<(), PrivilegeError> {
     let made = create_dirs(path, mode.unwrap_or(0o755) & 0o777)?;
+    let is_link = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.file_type().is_symlink())
+            .map_err(io("reading", p))
+    };
     if let Some(o) = owner.filter(|_| is_root()) {
+        if is_link(path)? {
+            return Err(PrivilegeError::Symlink(path.display().to_string()));
+        }
         if made.iter().any(|d| d == path) {
-            for d in &made {
-                chown(d, o)?;
+            chown(path, o)?;
+        } else if recursive || meta_owner(path) != Some((o.uid.as_raw(), o.gid.as_raw())) {
+            let r = chown_tree(path, o)?;
+            if r.changed > 0 || !r.skipped_links.is_empty() {
+                tracing::info!(
+                    "{}: handed to uid {} gid {} ({} entries changed, {} multiply-linked files skipped)",
+                    path.display(),
+                    o.uid,
+                    o.gid,
+                    r.changed,
+                    r.skipped_links.len()
+                );
             }
-        } else if meta_owner(path) != Some((o.uid.as_raw(), o.gid.as_raw())) {
-            for d in &made {
-                chown(d, o)?;
-            }
-            chown_tree(path, o)?;
         }
     }
     if let Some(m) = mode {
@@ -246,6 +360,28 @@ pub fn make_dir(
     Ok(())
 }
 
+/// Refuses a path on which an ordinary user could have planted a symlink: a component that is
+/// a symlink inside a directory that is not root's, or that others may write to (`/tmp`).
+/// Root writing through such a link (a profile's `Default` pointing at `/etc`) would leave
+/// the directory it means to write in.
+fn check_no_planted_symlink(path: &Path) -> Result<(), PrivilegeError> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = std::path::absolute(path).map_err(io("resolving", path))?;
+    let mut cur = abs.as_path();
+    while let Some(parent) = cur.parent() {
+        if let Ok(m) = std::fs::symlink_metadata(cur)
+            && m.file_type().is_symlink()
+        {
+            let p = std::fs::metadata(parent).map_err(io("reading", parent))?;
+            if p.uid() != 0 || p.mode() & 0o022 != 0 {
+                return Err(PrivilegeError::Symlink(cur.display().to_string()));
+            }
+        }
+        cur = parent;
+    }
+    Ok(())
+}
+
 /// Writes `data` to `path` atomically (temp file + rename) with `mode` and `owner`; missing
 /// parents are created with the same owner.
 pub fn write_file(
@@ -256,6 +392,9 @@ pub fn write_file(
 ) -> Result<(), PrivilegeError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let owner = owner.filter(|_| is_root());
+    if is_root() {
+        check_no_planted_symlink(dir)?;
+    }
     for d in create_dirs(dir, 0o755)? {
         if let Some(o) = owner {
             chown(&d, o)?;
@@ -283,6 +422,42 @@ pub fn write_file(
     }
     std::fs::rename(&tmp, path).map_err(io("renaming into", path))?;
     Ok(())
+}
+
+/// Deletes `rel` (a relative path without `.`/`..`) under `base` with everything in it, never
+/// outside `base`: the path's parent must resolve inside `base` (a symlinked directory on the
+/// way that leads elsewhere is refused), and a symlink at `rel` is removed itself, not its
+/// target. Returns false when there was nothing to delete.
+pub fn remove_inside(base: &Path, rel: &Path) -> Result<bool, PrivilegeError> {
+    use std::path::Component;
+    let outside = || PrivilegeError::Outside {
+        path: rel.display().to_string(),
+        base: base.display().to_string(),
+    };
+    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(outside());
+    }
+    let full = base.join(rel);
+    let meta = match std::fs::symlink_metadata(&full) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io("reading", &full)(e)),
+    };
+    let (Some(parent), Some(name)) = (full.parent(), full.file_name()) else {
+        return Err(outside());
+    };
+    let canon_base = base.canonicalize().map_err(io("resolving", base))?;
+    let canon_parent = parent.canonicalize().map_err(io("resolving", parent))?;
+    if !canon_parent.starts_with(&canon_base) {
+        return Err(outside());
+    }
+    let target = canon_parent.join(name);
+    if meta.is_dir() {
+        std::fs::remove_dir_all(&target).map_err(io("deleting", &target))?;
+    } else {
+        std::fs::remove_file(&target).map_err(io("deleting", &target))?;
+    }
+    Ok(true)
 }
 
 /// FamilyWild: the entry matches any host address.
@@ -332,7 +507,7 @@ mod tests {
     fn make_dir_sets_mode_and_write_file_is_exact() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path().join("a/b");
-        make_dir(&d, Some(0o2750), None).unwrap();
+        make_dir(&d, Some(0o2750), None, false).unwrap();
         let m = std::fs::metadata(&d).unwrap().permissions().mode() & 0o7777;
         assert_eq!(m, 0o2750);
         let f = d.join("x/f");
@@ -342,5 +517,126 @@ mod tests {
             std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
             0o640
         );
+    }
+
+    fn owner_of(p: &Path) -> (u32, u32) {
+        meta_owner(p).unwrap()
+    }
+
+    /// A profile that changes hands: everything inside goes to the new owner, except what
+    /// would lead outside it (symlink targets, a symlinked directory's contents) and files
+    /// with several hard links. Needs root (chown).
+    #[test]
+    fn recursive_make_dir_hands_over_without_leaving_the_dir() {
+        assert!(
+            is_root(),
+            "this test changes owners (chown): run it as root (make test does)"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::write(outside.join("secret"), "x").unwrap();
+        std::fs::write(outside.join("sub/f"), "x").unwrap();
+        let prof = t.path().join("profiles/u1/chrome");
+        // The first owner (uid/gid 4242) made the profile.
+        let first = Owner {
+            uid: Uid::from_raw(4242),
+            gid: Gid::from_raw(4242),
+        };
+        make_dir(&prof, Some(0o700), Some(first), true).unwrap();
+        // Parents made on the way stay root's and can be passed through by the next owner.
+        let parent = t.path().join("profiles/u1");
+        assert_eq!(owner_of(&parent), (0, 0));
+        assert_eq!(
+            std::fs::metadata(&parent).unwrap().permissions().mode() & 0o7777,
+            0o711
+        );
+        assert_eq!(owner_of(&prof), (4242, 4242));
+        std::fs::create_dir_all(prof.join("Default/Cache")).unwrap();
+        std::fs::write(prof.join("Default/Cookies"), "c").unwrap();
+        std::fs::write(prof.join("Default/Cache/data_0"), "d").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), prof.join("Default/link")).unwrap();
+        std::os::unix::fs::symlink(&outside, prof.join("Default/dirlink")).unwrap();
+        std::fs::hard_link(outside.join("secret"), prof.join("Default/hard")).unwrap();
+        chown_tree(&prof.join("Default/Cookies"), first).unwrap();
+
+        // The next desktop user takes it over.
+        let next = Owner {
+            uid: Uid::from_raw(4343),
+            gid: Gid::from_raw(4344),
+        };
+        make_dir(&prof, Some(0o700), Some(next), true).unwrap();
+        for p in [
+            "",
+            "Default",
+            "Default/Cache",
+            "Default/Cache/data_0",
+            "Default/Cookies",
+            "Default/link",
+            "Default/dirlink",
+        ] {
+            assert_eq!(owner_of(&prof.join(p)), (4343, 4344), "{p}");
+        }
+        // Symlink targets, the symlinked dir's contents and the multiply-linked file did not
+        // change hands.
+        for p in ["secret", "sub", "sub/f", ""] {
+            assert_eq!(owner_of(&outside.join(p)), (0, 0), "outside/{p}");
+        }
+        assert_eq!(owner_of(&prof.join("Default/hard")), (0, 0));
+        // Without `recursive`, a directory already owned right is left as it is inside.
+        chown(&prof.join("Default/Cookies"), first).unwrap();
+        make_dir(&prof, Some(0o700), Some(next), false).unwrap();
+        assert_eq!(owner_of(&prof.join("Default/Cookies")), (4242, 4242));
+        make_dir(&prof, Some(0o700), Some(next), true).unwrap();
+        assert_eq!(owner_of(&prof.join("Default/Cookies")), (4343, 4344));
+        // Seeding a file through a symlinked directory inside the profile is refused.
+        let e = write_file(
+            &prof.join("Default/dirlink/planted"),
+            b"x",
+            0o644,
+            Some(next),
+        )
+        .unwrap_err();
+        assert!(matches!(e, PrivilegeError::Symlink(_)), "{e}");
+        assert!(!outside.join("planted").exists());
+        write_file(&prof.join("Default/Preferences"), b"{}", 0o644, Some(next)).unwrap();
+        assert_eq!(owner_of(&prof.join("Default/Preferences")), (4343, 4344));
+        // A symlink where the directory should be is refused.
+        let fake = t.path().join("profiles/u2");
+        std::os::unix::fs::symlink(&outside, &fake).unwrap();
+        let e = make_dir(&fake, Some(0o700), Some(next), true).unwrap_err();
+        assert!(matches!(e, PrivilegeError::Symlink(_)), "{e}");
+        assert_eq!(owner_of(&outside), (0, 0));
+    }
+
+    #[test]
+    fn remove_inside_stays_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("state");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(base.join("desktops/3/chrome")).unwrap();
+        std::fs::create_dir_all(outside.join("keep")).unwrap();
+        std::fs::write(base.join("desktops/3/chrome/f"), "x").unwrap();
+        // A symlink at the purged path goes, its target stays.
+        std::os::unix::fs::symlink(&outside, base.join("desktops/4")).unwrap();
+        assert!(remove_inside(&base, Path::new("desktops/4")).unwrap());
+        assert!(outside.join("keep").is_dir());
+        assert!(std::fs::symlink_metadata(base.join("desktops/4")).is_err());
+        // A path through a symlinked directory that leads outside is refused.
+        std::os::unix::fs::symlink(&outside, base.join("esc")).unwrap();
+        let e = remove_inside(&base, Path::new("esc/keep")).unwrap_err();
+        assert!(matches!(e, PrivilegeError::Outside { .. }), "{e}");
+        assert!(outside.join("keep").is_dir());
+        for bad in ["", "../outside", "/etc", "desktops/../x", "."] {
+            assert!(
+                remove_inside(&base, Path::new(bad)).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        // The real thing, and then nothing left to delete.
+        assert!(remove_inside(&base, Path::new("desktops/3")).unwrap());
+        assert!(!base.join("desktops/3").exists());
+        assert!(base.join("desktops").is_dir());
+        assert!(!remove_inside(&base, Path::new("desktops/3")).unwrap());
     }
 }

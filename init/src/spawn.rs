@@ -136,7 +136,7 @@ pub fn prepare(spec: &ServiceSpec) -> Result<(), SpawnError> {
     }
     for d in &spec.mkdir {
         let owner = owner_of(spec, d.owner.as_deref(), d.group.as_deref())?;
-        privilege::make_dir(&d.path, d.mode, owner)?;
+        privilege::make_dir(&d.path, d.mode, owner, d.recursive)?;
     }
     for f in &spec.files {
         if f.path.exists() && !f.replace {

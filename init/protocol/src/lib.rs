@@ -3,6 +3,8 @@
 //! (`zigral-init ctl`, the control plane, tests) build requests and read typed results
 //! ([`Status`], [`Spawned`], [`Destroyed`]). std + serde only.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -44,15 +46,29 @@ pub enum Request {
     Restart {
         service: String,
     },
+    /// Starts instance `instance` of `template`. `params` set the template's declared
+    /// `params` for this instance (anything else is refused; see [`check_param_value`]).
     Spawn {
         template: String,
         #[serde(with = "instance")]
         instance: u32,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        params: BTreeMap<String, String>,
     },
+    /// Stops and removes an instance; with `purge`, also deletes the template's `purge` paths
+    /// of that instance once its processes are gone.
     Destroy {
         template: String,
         #[serde(with = "instance")]
         instance: u32,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        purge: bool,
+    },
+    /// Changes the cgroup limits of a running instance (`desktop@3`); absent fields keep
+    /// their value. Answers the group's [`GroupStatus`].
+    Limits {
+        group: String,
+        limits: GroupLimits,
     },
     Shutdown {
         #[serde(default)]
@@ -61,7 +77,46 @@ pub enum Request {
 }
 
 /// Names of the commands, for error messages.
-pub const COMMANDS: &str = "status|start|stop|restart|spawn|destroy|shutdown";
+pub const COMMANDS: &str = "status|start|stop|restart|spawn|destroy|limits|shutdown";
+
+/// Longest spawn parameter value, bytes.
+pub const MAX_PARAM_LEN: usize = 128;
+
+/// Checks one spawn parameter value: 1..=128 bytes of `A-Z a-z 0-9 . _ - /`, a relative path
+/// at most (no leading `/`, no empty, `.` or `..` segment), so a value can name a directory
+/// under the state dir but never leave it.
+pub fn check_param_value(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.len() > MAX_PARAM_LEN {
+        return Err(format!("must have 1 to {MAX_PARAM_LEN} bytes"));
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')))
+    {
+        return Err(format!("{c:?} is not allowed (letters, digits, . _ - /)"));
+    }
+    if v.split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("must be a relative path without empty, . or .. segments".into());
+    }
+    Ok(())
+}
+
+/// cgroup v2 limits of a template instance (all its services share one cgroup). `None`: no
+/// limit (or, in a `limits` request, unchanged).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupLimits {
+    /// `cpu.max` in thousandths of a CPU (2000 = 2 CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millicpus: Option<u64>,
+    /// `memory.max`, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// `pids.max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+}
 
 /// `instance` is a number, or a string holding one (both are accepted; numbers are sent).
 mod instance {
@@ -221,10 +276,41 @@ pub struct ServiceStatus {
     pub ready_ms: Option<u64>,
 }
 
+/// One running template instance (`desktop@3`) in a `status` result, and the `limits` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// `desktop@3`.
+    pub name: String,
+    pub template: String,
+    pub instance: u32,
+    /// The instance's effective params (declared defaults with the spawn's values).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The limits asked for (the template's, the spawn's params, later `limits` requests).
+    #[serde(default)]
+    pub limits: GroupLimits,
+    /// The instance's cgroup directory when cgroup v2 limits are in force, else null (limits
+    /// are then not enforced: rlimits only).
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Memory in use: the cgroup's `memory.current`, or the sum of the processes' RSS.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// CPU time used so far: the cgroup's `usage_usec`, or the processes' utime + stime.
+    #[serde(default)]
+    pub cpu_usec: Option<u64>,
+    /// Processes (tasks) in the instance.
+    #[serde(default)]
+    pub tasks: Option<u64>,
+}
+
 /// The `status` result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub services: Vec<ServiceStatus>,
+    /// Running template instances with their params, limits and usage.
+    #[serde(default)]
+    pub groups: Vec<GroupStatus>,
     pub shutting_down: bool,
 }
 
@@ -232,6 +318,18 @@ impl Status {
     /// The service named `name`.
     pub fn service(&self, name: &str) -> Option<&ServiceStatus> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The template instance named `name` (`desktop@3`).
+    pub fn group(&self, name: &str) -> Option<&GroupStatus> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The services of instance `group`.
+    pub fn group_services<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a ServiceStatus> {
+        self.services
+            .iter()
+            .filter(move |s| s.group.as_deref() == Some(group))
     }
 }
 
@@ -274,6 +372,7 @@ mod tests {
         let spawn = Request::Spawn {
             template: "desktop".into(),
             instance: 3,
+            params: BTreeMap::new(),
         };
         assert_eq!(
             Request::parse(r#"{"cmd":"spawn","template":"desktop","instance":"3"}"#),
@@ -284,7 +383,35 @@ mod tests {
             Request::parse(r#"{"cmd":"destroy","template":"desktop","instance":2}"#),
             Ok(Request::Destroy {
                 template: "desktop".into(),
-                instance: 2
+                instance: 2,
+                purge: false,
+            })
+        );
+        let spawn = Request::Spawn {
+            template: "desktop".into(),
+            instance: 4,
+            params: BTreeMap::from([("profile_dir".to_string(), "profiles/u1".to_string())]),
+        };
+        assert_eq!(Request::parse(spawn.to_line().trim_end()), Ok(spawn));
+        let limits = Request::Limits {
+            group: "desktop@4".into(),
+            limits: GroupLimits {
+                millicpus: Some(500),
+                memory: None,
+                pids: Some(64),
+            },
+        };
+        assert_eq!(
+            limits.to_line(),
+            "{\"cmd\":\"limits\",\"group\":\"desktop@4\",\"limits\":{\"millicpus\":500,\"pids\":64}}\n"
+        );
+        assert_eq!(Request::parse(limits.to_line().trim_end()), Ok(limits));
+        assert_eq!(
+            Request::parse(r#"{"cmd":"destroy","template":"desktop","instance":2,"purge":true}"#),
+            Ok(Request::Destroy {
+                template: "desktop".into(),
+                instance: 2,
+                purge: true,
             })
         );
         assert_eq!(
@@ -318,6 +445,19 @@ mod tests {
     }
 
     #[test]
+    fn param_values_stay_inside_the_state_dir() {
+        for ok in ["profiles/u-1", "2", "4G", "a.b_c-d"] {
+            assert_eq!(check_param_value(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "", "/etc", "../x", "a/../b", "a//b", "a/./b", "a b", "a;b", "x/",
+        ] {
+            assert!(check_param_value(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_param_value(&"a".repeat(MAX_PARAM_LEN + 1)).is_err());
+    }
+
+    #[test]
     fn replies_round_trip() {
         let st = Status {
             services: vec![ServiceStatus {
@@ -332,6 +472,7 @@ mod tests {
                 uptime_ms: Some(5120),
                 ready_ms: Some(930),
             }],
+            groups: vec![],
             shutting_down: false,
         };
         let line = Reply::ok(&st).to_line();

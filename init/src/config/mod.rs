@@ -15,13 +15,16 @@ mod units;
 mod validate;
 
 pub use schema::{
-    DEFAULT_VARS, DirDef, DirFull, FileDef, LimitsDef, LogDef, PRIVATE_SPAN, Policy, ReadyDef,
-    RestartDef, ServiceDef, Settings, TemplateDef,
+    DEFAULT_VARS, DirDef, DirFull, FileDef, GroupLimitsDef, LimitsDef, LogDef, PRIVATE_SPAN,
+    Policy, ReadyDef, RestartDef, Scalar, ServiceDef, Settings, TemplateDef,
 };
 pub use spec::{
-    Config, DirSpec, FileContent, FileSpec, Limits, Overrides, Probe, ProbeKind, RestartSpec,
-    ServiceSpec,
+    Config, DirSpec, FileContent, FileSpec, GroupSpec, Instance, Limits, Overrides, Probe,
+    ProbeKind, RestartSpec, ServiceSpec,
 };
-pub use template::{instance_vars, instantiate};
-pub use units::{Dur, Size, parse_mode, parse_signal};
+pub use template::{check_instance, instance_vars, instantiate};
+pub use units::{
+    Dur, MIN_GROUP_MEMORY, MIN_MILLICPUS, Size, check_group_limits, parse_cpus, parse_group_memory,
+    parse_mode, parse_pids, parse_signal,
+};
 pub use validate::{ConfigErrors, load, parse, valid_user_name};

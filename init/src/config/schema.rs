@@ -178,7 +178,8 @@ pub struct FileDef {
     /// Write a fresh Xauthority file with a random MIT-MAGIC-COOKIE-1 for this X display
     /// (`":5"`) before every start (implies `replace`).
     pub xauthority: Option<String>,
-    /// Overwrite an existing file (default: only create when missing).
+    /// Overwrite an existing file at every start (default `false`: only create it when
+    /// missing, so a persistent profile keeps the browser's own changes).
     #[serde(default)]
     pub replace: bool,
     /// Octal permission bits (default `"0644"`, `"0640"` for Xauthority files).
@@ -208,6 +209,11 @@ pub struct DirFull {
     pub owner: Option<String>,
     /// Group when the supervisor is root (default: the owner's primary group).
     pub group: Option<String>,
+    /// As root: also hand everything already inside the directory to its owner and group at
+    /// every start (symlinks are never followed, multiply-linked files are skipped), for a
+    /// directory such as a persistent browser profile that changes hands between users.
+    #[serde(default)]
+    pub recursive: bool,
 }
 
 /// One service as written in the file (`[[service]]` or `[[template.service]]`).
@@ -273,6 +279,49 @@ pub struct TemplateDef {
     pub instances: Vec<u32>,
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceDef>,
+    /// Declared instance parameters with their defaults (which may use `${N}` and the other
+    /// variables). Each is a variable of the instance's services; a `spawn` may set them.
+    #[serde(default)]
+    pub params: BTreeMap<String, Scalar>,
+    /// cgroup v2 limits of each instance as a whole (one cgroup per instance).
+    #[serde(default)]
+    pub limits: GroupLimitsDef,
+    /// Paths (relative to the state dir) deleted by `destroy` with `purge`.
+    #[serde(default)]
+    pub purge: Vec<String>,
+}
+
+/// A string value that may also be written as a TOML number (`cpus = 2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            I(i64),
+            F(f64),
+        }
+        Ok(Scalar(match Raw::deserialize(d)? {
+            Raw::S(s) => s,
+            Raw::I(i) => i.to_string(),
+            Raw::F(f) => f.to_string(),
+        }))
+    }
+}
+
+/// `[[template]] limits = { ... }`: strings after variable substitution (`"${cpus}"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimitsDef {
+    /// `cpu.max` as a number of CPUs (`"2"`, `"0.5"`) or `"max"`.
+    pub cpus: Option<Scalar>,
+    /// `memory.max` as a size (`"4G"`, `"512M"`, bytes) or `"max"`; at least 16M.
+    pub memory: Option<Scalar>,
+    /// `pids.max`: a number of tasks or `"max"`.
+    pub pids: Option<Scalar>,
 }
 
 fn d_instances() -> Vec<u32> {

@@ -1,10 +1,12 @@
 //! The parsed configuration: concrete services with every variable expanded and every value
 //! parsed, and the inputs that do not come from the file.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use zigral_init_protocol::GroupLimits;
 
 use super::schema::{LogDef, Policy, Settings, TemplateDef};
 use crate::vars::Vars;
@@ -90,6 +92,8 @@ pub struct DirSpec {
     /// `None`: the service's user.
     pub owner: Option<String>,
     pub group: Option<String>,
+    /// Hand the directory's existing contents to the owner too (root only).
+    pub recursive: bool,
 }
 
 /// What a seeded file holds.
@@ -112,6 +116,28 @@ pub struct FileSpec {
     pub group: Option<String>,
 }
 
+/// What belongs to a template instance (`desktop@3`) as a whole, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// `desktop@3`.
+    pub name: String,
+    pub template: String,
+    pub instance: u32,
+    /// Effective params: the template's defaults (expanded) with the spawn's values.
+    pub params: BTreeMap<String, String>,
+    /// The template's `limits` for this instance.
+    pub limits: GroupLimits,
+    /// `purge` paths, relative to the state dir (no `..`, never empty).
+    pub purge: Vec<PathBuf>,
+}
+
+/// One template instance: the group and its concrete services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub group: GroupSpec,
+    pub services: Vec<ServiceSpec>,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -122,6 +148,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// Global services plus the services of the instances listed in the file.
     pub services: Vec<ServiceSpec>,
+    /// The template instances listed in the file (their services are in `services`).
+    pub groups: Vec<GroupSpec>,
     pub templates: Vec<TemplateDef>,
     /// `[settings] private_ports`, expanded: inclusive port ranges.
     pub private_ports: Vec<(u16, u16)>,

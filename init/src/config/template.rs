@@ -1,13 +1,17 @@
-//! Templates: the variables of instance N (`display`, `vnc_port`, `cdp_port`) and the
-//! concrete services of one instance (`desktop@N`).
+//! Templates: the variables of instance N (`display`, `vnc_port`, `cdp_port` and the
+//! template's `params`), and one instance (`desktop@N`) built from them: its concrete
+//! services, limits and purge paths.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
 
-use super::schema::TemplateDef;
-use super::spec::ServiceSpec;
-use super::validate::build_spec;
-use crate::vars::Vars;
+use zigral_init_protocol::{GroupLimits, check_param_value};
+
+use super::schema::{PRIVATE_SPAN, Scalar, TemplateDef};
+use super::spec::{GroupSpec, Instance};
+use super::units::{parse_cpus, parse_group_memory, parse_pids};
+use super::validate::{build_spec, valid_var_name};
+use crate::vars::{Vars, expand};
 
 /// Builds the variables for instance `n` of a template from the globals.
 pub fn instance_vars(globals: &Vars, n: u32) -> Result<Vars, String> {
@@ -33,23 +37,125 @@ pub fn instance_vars(globals: &Vars, n: u32) -> Result<Vars, String> {
     Ok(v)
 }
 
-/// Concrete services of instance `n` of `tpl`. `globals_names` are the global service names
-/// a template service may depend on.
+/// Refuses instance numbers whose ports would leave the private port ranges.
+pub fn check_instance(n: u32, private_ports: bool) -> Result<(), String> {
+    if private_ports && n >= u32::from(PRIVATE_SPAN) {
+        return Err(format!(
+            "instance {n} is out of range: with private_ports, instances are 0-{}",
+            PRIVATE_SPAN - 1
+        ));
+    }
+    Ok(())
+}
+
+/// A relative path without `..`, `.` or root components (a `purge` entry).
+fn check_relative(p: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(p);
+    if p.is_empty()
+        || path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "{p:?} must be a relative path inside the state dir (no leading /, no . or ..)"
+        ));
+    }
+    Ok(path)
+}
+
+fn parse_limit<T>(
+    v: &Option<Scalar>,
+    what: &str,
+    vars: &Vars,
+    parse: fn(&str) -> Result<Option<T>, String>,
+    ctx: &str,
+    errs: &mut Vec<String>,
+) -> Option<T> {
+    let raw = v.as_ref()?;
+    match expand(&raw.0, vars).and_then(|s| parse(&s)) {
+        Ok(x) => x,
+        Err(e) => {
+            errs.push(format!("{ctx}: limits.{what}: {e}"));
+            None
+        }
+    }
+}
+
+/// Instance `n` of `tpl` with the spawn's `params` (names must be declared, values must pass
+/// [`check_param_value`]): its services, limits and purge paths. `global_names` are the global
+/// service names a template service may depend on.
 pub fn instantiate(
     tpl: &TemplateDef,
     n: u32,
+    params: &BTreeMap<String, String>,
     globals: &Vars,
     state_dir: &Path,
     global_names: &BTreeSet<String>,
-) -> Result<Vec<ServiceSpec>, Vec<String>> {
+) -> Result<Instance, Vec<String>> {
     let mut errs = Vec::new();
-    let vars = match instance_vars(globals, n) {
+    let tctx = format!("template {:?}", tpl.name);
+    let mut vars = match instance_vars(globals, n) {
         Ok(v) => v,
-        Err(e) => return Err(vec![format!("template {:?}: {e}", tpl.name)]),
+        Err(e) => return Err(vec![format!("{tctx}: {e}")]),
     };
+    // Declared params with their defaults, expanded with the instance's variables.
+    let mut values = BTreeMap::new();
+    for (k, default) in &tpl.params {
+        if !valid_var_name(k) {
+            errs.push(format!("{tctx}: params: bad name {k:?}"));
+        } else if vars.contains_key(k) {
+            errs.push(format!(
+                "{tctx}: params: {k:?} has the name of a variable (params may not shadow one)"
+            ));
+        }
+        match expand(&default.0, &vars) {
+            Ok(v) => {
+                values.insert(k.clone(), v);
+            }
+            Err(e) => errs.push(format!("{tctx}: params.{k}: {e}")),
+        }
+    }
+    for (k, v) in params {
+        if !tpl.params.contains_key(k) {
+            errs.push(format!(
+                "{tctx}: unknown param {k:?} (declared: {})",
+                tpl.params.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        } else if let Err(e) = check_param_value(v) {
+            errs.push(format!("param {k} = {v:?}: {e}"));
+        } else {
+            values.insert(k.clone(), v.clone());
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    vars.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+
+    let l = &tpl.limits;
+    let limits = GroupLimits {
+        millicpus: parse_limit(&l.cpus, "cpus", &vars, parse_cpus, &tctx, &mut errs),
+        memory: parse_limit(
+            &l.memory,
+            "memory",
+            &vars,
+            parse_group_memory,
+            &tctx,
+            &mut errs,
+        ),
+        pids: parse_limit(&l.pids, "pids", &vars, parse_pids, &tctx, &mut errs),
+    };
+    let mut purge = Vec::new();
+    for p in &tpl.purge {
+        match expand(p, &vars).and_then(|p| check_relative(&p)) {
+            Ok(p) => purge.push(p),
+            Err(e) => errs.push(format!("{tctx}: purge: {e}")),
+        }
+    }
+
     let group = format!("{}@{n}", tpl.name);
     let inner: BTreeSet<&str> = tpl.services.iter().map(|s| s.name.as_str()).collect();
-    let mut out = Vec::new();
+    let mut services = Vec::new();
     for def in &tpl.services {
         let name = format!("{}@{n}", def.name);
         let ctx = format!("template {:?} service {:?}", tpl.name, def.name);
@@ -75,14 +181,181 @@ pub fn instantiate(
                 ));
             }
         }
-        out.push(spec);
+        services.push(spec);
     }
-    if errs.is_empty() { Ok(out) } else { Err(errs) }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Instance {
+        group: GroupSpec {
+            name: group,
+            template: tpl.name.clone(),
+            instance: n,
+            params: values,
+            limits,
+            purge,
+        },
+        services,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    use zigral_init_protocol::GroupLimits;
+
+    use super::{check_instance, instantiate};
     use crate::config::{Overrides, ProbeKind, parse};
+
+    const DESKTOP: &str = r#"
+[settings]
+private_ports = ["5900"]
+[vars]
+chromium = "chromium"
+[[template]]
+name = "desktop"
+instances = [0]
+params = { profile_dir = "desktops/${N}/chrome", cpus = "2", memory = "4G", pids = 4096 }
+limits = { cpus = "${cpus}", memory = "${memory}", pids = "${pids}" }
+purge = ["desktops/${N}"]
+[[template.service]]
+name = "chromium"
+command = "${chromium}"
+args = ["--user-data-dir=${state_dir}/${profile_dir}"]
+mkdir = [{ path = "profiles", mode = "0711", owner = "root" },
+         { path = "${profile_dir}", mode = "0700", recursive = true }]
+[[template.service.files]]
+path = "${profile_dir}/Default/Preferences"
+content = "{}"
+replace = false
+"#;
+
+    fn params(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn params_limits_and_purge() {
+        let c = parse(DESKTOP, &Overrides::for_tests()).unwrap();
+        let g = &c.groups[0];
+        assert_eq!(g.name, "desktop@0");
+        assert_eq!(
+            g.params,
+            params(&[
+                ("cpus", "2"),
+                ("memory", "4G"),
+                ("pids", "4096"),
+                ("profile_dir", "desktops/0/chrome")
+            ])
+        );
+        assert_eq!(
+            g.limits,
+            GroupLimits {
+                millicpus: Some(2000),
+                memory: Some(4 << 30),
+                pids: Some(4096),
+            }
+        );
+        assert_eq!(g.purge, vec![PathBuf::from("desktops/0")]);
+        let ch = c.services.iter().find(|s| s.name == "chromium@0").unwrap();
+        assert_eq!(ch.args, vec!["--user-data-dir=/st/desktops/0/chrome"]);
+        assert!(ch.mkdir[1].recursive && !ch.mkdir[0].recursive);
+        assert!(!ch.files[0].replace);
+
+        // A spawn's params override the defaults, in the services and in the limits.
+        let tpl = &c.templates[0];
+        let none = BTreeSet::new();
+        let st = Path::new("/st");
+        let i = instantiate(
+            tpl,
+            5,
+            &params(&[("profile_dir", "profiles/u-7/chrome"), ("cpus", "0.5")]),
+            &c.vars,
+            st,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(i.group.params["profile_dir"], "profiles/u-7/chrome");
+        assert_eq!(i.group.limits.millicpus, Some(500));
+        assert_eq!(i.group.purge, vec![PathBuf::from("desktops/5")]);
+        let ch = &i.services[0];
+        assert_eq!(ch.args, vec!["--user-data-dir=/st/profiles/u-7/chrome"]);
+        assert_eq!(ch.mkdir[1].path, PathBuf::from("/st/profiles/u-7/chrome"));
+        assert_eq!(
+            ch.files[0].path,
+            PathBuf::from("/st/profiles/u-7/chrome/Default/Preferences")
+        );
+
+        // Refused: an undeclared name, a value leaving the state dir, a limit out of range.
+        for (kv, needle) in [
+            (("home", "x"), "unknown param \"home\""),
+            (("profile_dir", "../etc"), "profile_dir"),
+            (("profile_dir", "/etc"), "profile_dir"),
+            (("cpus", "0"), "limits.cpus"),
+            (("memory", "1M"), "limits.memory"),
+            (("pids", "0"), "limits.pids"),
+        ] {
+            let e = instantiate(tpl, 5, &params(&[kv]), &c.vars, st, &none)
+                .unwrap_err()
+                .join("; ");
+            assert!(e.contains(needle), "{kv:?}: {e}");
+        }
+        assert!(check_instance(99, true).is_ok());
+        assert!(check_instance(100, true).unwrap_err().contains("0-99"));
+        assert!(check_instance(100, false).is_ok());
+    }
+
+    #[test]
+    fn template_problems_are_reported_at_check_time() {
+        let text = r#"
+[vars]
+color = "x"
+[[template]]
+name = "desktop"
+instances = [0, 100]
+params = { N = "1", color = "y", dir = "${nope}/x" }
+limits = { cpus = "zero", memory = "1M", pids = "many", swap = "1G" }
+purge = ["../up", "/abs", ""]
+[[template.service]]
+name = "a"
+command = "${missing}"
+"#;
+        let o = Overrides::for_tests();
+        let text = format!("[settings]\nprivate_ports = [\"5900\"]\n{text}");
+        let all = parse(&text, &o).unwrap_err().0.join("\n");
+        assert!(all.contains("swap"), "{all}");
+        let text = text.replace(", swap = \"1G\"", "");
+        let all = parse(&text, &o).unwrap_err().0.join("\n");
+        for needle in [
+            "instance 100 is out of range",
+            "params: \"N\" has the name of a variable",
+            "params: \"color\" has the name of a variable",
+            "${nope}",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        // With the params fixed, the limits, purge paths and services are checked.
+        let text = text.replace(
+            "params = { N = \"1\", color = \"y\", dir = \"${nope}/x\" }",
+            "params = { dir = \"d/${N}\" }",
+        );
+        let all = parse(&text, &o).unwrap_err().0.join("\n");
+        for needle in [
+            "limits.cpus",
+            "limits.memory",
+            "limits.pids",
+            "purge: \"../up\"",
+            "purge: \"/abs\"",
+            "purge: \"\"",
+            "${missing}",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
 
     #[test]
     fn template_expands_with_overrides() {

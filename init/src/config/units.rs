@@ -1,11 +1,12 @@
 //! Small value parsers of the configuration: durations, byte sizes, octal modes, signals,
-//! X displays and probe addresses.
+//! X displays, probe addresses and the cgroup limits of a template instance.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer};
+use zigral_init_protocol::GroupLimits;
 
 /// A duration written as `"250ms"`, `"5s"`, `"2m"` or `"1h"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +157,94 @@ pub(super) fn check_addr(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Smallest CPU share of a group, in thousandths of a CPU (`cpu.max` 1000/100000).
+pub const MIN_MILLICPUS: u64 = 10;
+/// Largest CPU share of a group, in thousandths of a CPU.
+const MAX_MILLICPUS: u64 = 1024 * 1000;
+/// Smallest `memory.max` of a group: less cannot even start an X server.
+pub const MIN_GROUP_MEMORY: u64 = 16 << 20;
+
+/// A group's `cpus`: a decimal number of CPUs (`"2"`, `"0.5"`) as thousandths of a CPU, or
+/// `"max"` (no limit: `None`).
+pub fn parse_cpus(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t == "max" {
+        return Ok(None);
+    }
+    let c: f64 = t.parse().map_err(|_| {
+        format!("bad cpus {s:?} (a number of CPUs like \"2\" or \"0.5\", or \"max\")")
+    })?;
+    if !c.is_finite() || c <= 0.0 {
+        return Err(format!("cpus {s:?} must be above 0"));
+    }
+    let m = (c * 1000.0).round() as u64;
+    check_millicpus(m).map_err(|e| format!("cpus {s:?}: {e}"))?;
+    Ok(Some(m))
+}
+
+fn check_millicpus(m: u64) -> Result<(), String> {
+    if m < MIN_MILLICPUS {
+        return Err(format!(
+            "below the smallest share, {MIN_MILLICPUS}/1000 CPU"
+        ));
+    }
+    if m > MAX_MILLICPUS {
+        return Err(format!("above {} CPUs", MAX_MILLICPUS / 1000));
+    }
+    Ok(())
+}
+
+/// A group's `memory`: a size (`"4G"`, `"512M"`, bytes) of at least 16M, or `"max"`.
+pub fn parse_group_memory(s: &str) -> Result<Option<u64>, String> {
+    if s.trim() == "max" {
+        return Ok(None);
+    }
+    let Size(b) = s.parse()?;
+    if b < MIN_GROUP_MEMORY {
+        return Err(format!("memory {s:?} is below the minimum of 16M"));
+    }
+    Ok(Some(b))
+}
+
+/// A group's `pids`: a number of tasks (at least 1) or `"max"`.
+pub fn parse_pids(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t == "max" {
+        return Ok(None);
+    }
+    match t.parse::<u64>() {
+        Ok(0) => Err(format!("pids {s:?} must be at least 1")),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(format!("bad pids {s:?} (a number of tasks, or \"max\")")),
+    }
+}
+
+/// Checks the values a `limits` request sets (absent fields are not checked): at least
+/// 10/1000 CPU, 16M of memory and 1 task.
+pub fn check_group_limits(l: &GroupLimits) -> Result<(), String> {
+    let mut errs = Vec::new();
+    if let Some(m) = l.millicpus
+        && let Err(e) = check_millicpus(m)
+    {
+        errs.push(format!("millicpus {m}: {e}"));
+    }
+    if let Some(b) = l.memory
+        && b < MIN_GROUP_MEMORY
+    {
+        errs.push(format!(
+            "memory {b}: below the minimum of 16M ({MIN_GROUP_MEMORY} bytes)"
+        ));
+    }
+    if l.pids == Some(0) {
+        errs.push("pids 0: must be at least 1".into());
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +264,47 @@ mod tests {
         assert_eq!("4G".parse::<Size>().unwrap().0, 4 << 30);
         assert_eq!("10MiB".parse::<Size>().unwrap().0, 10 << 20);
         assert!("ten".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn group_limits() {
+        assert_eq!(parse_cpus("2"), Ok(Some(2000)));
+        assert_eq!(parse_cpus("0.5"), Ok(Some(500)));
+        assert_eq!(parse_cpus("max"), Ok(None));
+        for bad in ["0", "-1", "0.001", "two", "NaN", "2000"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_group_memory("4G"), Ok(Some(4 << 30)));
+        assert_eq!(parse_group_memory("16M"), Ok(Some(16 << 20)));
+        assert_eq!(parse_group_memory("max"), Ok(None));
+        assert!(parse_group_memory("15M").is_err());
+        assert!(parse_group_memory("lots").is_err());
+        assert_eq!(parse_pids("4096"), Ok(Some(4096)));
+        assert_eq!(parse_pids("max"), Ok(None));
+        assert!(parse_pids("0").is_err());
+        assert!(parse_pids("-3").is_err());
+        let ok = GroupLimits {
+            millicpus: Some(1000),
+            memory: Some(1 << 30),
+            pids: Some(512),
+        };
+        assert_eq!(check_group_limits(&ok), Ok(()));
+        assert_eq!(check_group_limits(&GroupLimits::default()), Ok(()));
+        for bad in [
+            GroupLimits {
+                millicpus: Some(0),
+                ..ok
+            },
+            GroupLimits {
+                memory: Some((16 << 20) - 1),
+                ..ok
+            },
+            GroupLimits {
+                pids: Some(0),
+                ..ok
+            },
+        ] {
+            assert!(check_group_limits(&bad).is_err(), "{bad:?}");
+        }
     }
 }

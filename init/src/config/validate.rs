@@ -12,10 +12,10 @@ use serde::Deserialize;
 
 use super::schema::{DEFAULT_VARS, DirDef, PRIVATE_SPAN, ServiceDef, Settings, TemplateDef};
 use super::spec::{
-    Config, DirSpec, FileContent, FileSpec, Limits, Overrides, Probe, ProbeKind, RestartSpec,
-    ServiceSpec,
+    Config, DirSpec, FileContent, FileSpec, GroupSpec, Limits, Overrides, Probe, ProbeKind,
+    RestartSpec, ServiceSpec,
 };
-use super::template::instantiate;
+use super::template::{check_instance, instantiate};
 use super::units::{check_addr, parse_http, parse_mode, parse_signal, parse_x11_display};
 use crate::vars::{Vars, expand};
 
@@ -58,6 +58,11 @@ pub fn valid_user_name(s: &str) -> bool {
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// A variable name (`[vars]` keys and template `params`): letters, digits, `-` and `_`.
+pub(super) fn valid_var_name(s: &str) -> bool {
+    valid_name(s)
 }
 
 fn valid_name(s: &str) -> bool {
@@ -120,6 +125,7 @@ pub(super) fn build_spec(
                 mode: None,
                 owner: None,
                 group: None,
+                recursive: false,
             },
             DirDef::Full(f) => DirSpec {
                 path: state_dir.join(x(&f.path, "mkdir.path")),
@@ -135,6 +141,7 @@ pub(super) fn build_spec(
                 }),
                 owner: f.owner.as_ref().map(|o| x(o, "mkdir.owner")),
                 group: f.group.as_ref().map(|g| x(g, "mkdir.group")),
+                recursive: f.recursive,
             },
         };
         mkdir.push(spec);
@@ -653,30 +660,33 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
         }
     }
 
-    // Expand template instances listed in the file.
+    // Expand template instances listed in the file (with the params' defaults).
     let mut services: Vec<ServiceSpec> = Vec::new();
     let mut inst_services: Vec<ServiceSpec> = Vec::new();
+    let mut group_specs: Vec<GroupSpec> = Vec::new();
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let no_params = BTreeMap::new();
     for t in &templates {
+        for n in &t.instances {
+            if let Err(e) = check_instance(*n, !private_ports.is_empty()) {
+                errs.push(format!("template {:?}: instances: {e}", t.name));
+            }
+        }
         // Validate with instance 0 even when none is listed.
-        let list: Vec<u32> = if t.instances.is_empty() {
-            vec![]
-        } else {
-            t.instances.clone()
-        };
-        if list.is_empty()
-            && let Err(e) = instantiate(t, 0, &vars, &state_dir, &global_names)
+        if t.instances.is_empty()
+            && let Err(e) = instantiate(t, 0, &no_params, &vars, &state_dir, &global_names)
         {
             errs.extend(e);
         }
-        for (k, n) in list.iter().enumerate() {
-            match instantiate(t, *n, &vars, &state_dir, &global_names) {
-                Ok(specs) => {
+        for (k, n) in t.instances.iter().enumerate() {
+            match instantiate(t, *n, &no_params, &vars, &state_dir, &global_names) {
+                Ok(inst) => {
                     groups.insert(
-                        format!("{}@{n}", t.name),
-                        specs.iter().map(|s| s.name.clone()).collect(),
+                        inst.group.name.clone(),
+                        inst.services.iter().map(|s| s.name.clone()).collect(),
                     );
-                    inst_services.extend(specs);
+                    inst_services.extend(inst.services);
+                    group_specs.push(inst.group);
                 }
                 Err(e) => {
                     // Report template problems once, not per instance.
@@ -719,6 +729,7 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
             state_dir,
             socket,
             services,
+            groups: group_specs,
             templates,
             private_ports,
         })

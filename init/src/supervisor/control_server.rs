@@ -1,15 +1,19 @@
 //! The control-socket server: binding the socket, accepting clients (SO_PEERCRED check),
-//! reading request lines, handling requests (spawn/destroy of template instances included),
-//! and writing replies.
+//! reading request lines, handling requests (spawn/destroy/limits of template instances
+//! included), the `status` result with each instance's usage, and writing replies.
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Instant;
 
-use super::{State, Supervisor, SupervisorError, io_err, ms};
-use crate::config::instantiate;
-use crate::control::{self, Request};
+use super::procfs::{proc_table, tree_usage};
+use super::service::Group;
+use super::{PendingDestroy, State, Supervisor, SupervisorError, io_err, ms};
+use crate::cgroup::Cgroups;
+use crate::config::{check_group_limits, check_instance, instantiate};
+use crate::control::{self, GroupLimits, GroupStatus, Request};
 
 #[derive(Debug)]
 pub(super) struct Client {
@@ -123,7 +127,7 @@ impl Supervisor {
         flush_client(c);
         if eof {
             // Keep a client with a deferred reply open until the reply is written.
-            let waiting = self.pending_destroy.iter().any(|(id, _)| *id == c.id);
+            let waiting = self.pending_destroy.iter().any(|d| d.client == c.id);
             if !waiting {
                 c.closed = true;
             }
@@ -191,8 +195,16 @@ impl Supervisor {
                     state: None,
                 })
             }
-            Request::Spawn { template, instance } => self.spawn_instance(&template, instance),
-            Request::Destroy { template, instance } => {
+            Request::Spawn {
+                template,
+                instance,
+                params,
+            } => self.spawn_instance(&template, instance, &params),
+            Request::Destroy {
+                template,
+                instance,
+                purge,
+            } => {
                 let group = format!("{template}@{instance}");
                 if !self
                     .services
@@ -201,21 +213,29 @@ impl Supervisor {
                 {
                     return Some(control::err_line(&format!("no instance {group}")));
                 }
-                if self.pending_destroy.iter().any(|(_, g)| *g == group) {
+                if self.pending_destroy.iter().any(|d| d.group == group) {
                     return Some(control::err_line(&format!(
                         "{group} is already being destroyed"
                     )));
                 }
-                tracing::info!("control: destroy {group}");
+                tracing::info!(
+                    "control: destroy {group}{}",
+                    if purge { " (purge)" } else { "" }
+                );
                 for s in &mut self.services {
                     if s.spec.group.as_deref() == Some(group.as_str()) {
                         s.want_up = false;
                         s.restart_pending = false;
                     }
                 }
-                self.pending_destroy.push((client, group));
+                self.pending_destroy.push(PendingDestroy {
+                    client,
+                    group,
+                    purge,
+                });
                 return None;
             }
+            Request::Limits { group, limits } => self.set_group_limits(&group, limits),
             Request::Shutdown { action } => {
                 self.begin_shutdown(action, "control socket");
                 control::ok_line(&control::ShutdownReply { action })
@@ -223,7 +243,12 @@ impl Supervisor {
         })
     }
 
-    fn spawn_instance(&mut self, template: &str, n: u32) -> String {
+    fn spawn_instance(
+        &mut self,
+        template: &str,
+        n: u32,
+        params: &BTreeMap<String, String>,
+    ) -> String {
         let Some(tpl) = self
             .cfg
             .templates
@@ -233,6 +258,9 @@ impl Supervisor {
         else {
             return control::err_line(&format!("unknown template {template:?}"));
         };
+        if let Err(e) = check_instance(n, !self.cfg.private_ports.is_empty()) {
+            return control::err_line(&e);
+        }
         let group = format!("{template}@{n}");
         if self
             .services
@@ -259,17 +287,37 @@ impl Supervisor {
             .filter(|s| s.spec.group.is_none())
             .map(|s| s.spec.name.clone())
             .collect();
-        match instantiate(&tpl, n, &self.cfg.vars, &self.cfg.state_dir, &globals) {
-            Ok(specs) => {
-                let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-                for s in specs {
+        match instantiate(
+            &tpl,
+            n,
+            params,
+            &self.cfg.vars,
+            &self.cfg.state_dir,
+            &globals,
+        ) {
+            Ok(inst) => {
+                let names: Vec<String> = inst.services.iter().map(|s| s.name.clone()).collect();
+                if let Some(i) = self.group_idx(&group) {
+                    // A leftover record of the same instance is replaced.
+                    self.groups.remove(i);
+                }
+                tracing::info!(
+                    "control: spawn {group}: {}{}",
+                    names.join(", "),
+                    if params.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with {params:?}")
+                    }
+                );
+                self.add_group(inst.group);
+                for s in inst.services {
                     if let Some(i) = self.idx(&s.name) {
                         // A leftover (stopped) service of the same name is replaced.
                         self.services.remove(i);
                     }
                     self.add_service(s);
                 }
-                tracing::info!("control: spawn {group}: {}", names.join(", "));
                 control::ok_line(&control::Spawned {
                     group,
                     services: names,
@@ -279,19 +327,80 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn flush_destroys(&mut self) {
-        let mut done = Vec::new();
-        for (k, (client, group)) in self.pending_destroy.iter().enumerate() {
-            let alive = self
-                .services
-                .iter()
-                .any(|s| s.spec.group.as_deref() == Some(group.as_str()) && s.pid.is_some());
-            if !alive {
-                done.push((k, *client, group.clone()));
-            }
+    /// A `limits` request: checks the values, merges them into the instance's limits, writes
+    /// its cgroup (nothing changes when that fails) and answers its [`GroupStatus`].
+    fn set_group_limits(&mut self, group: &str, change: GroupLimits) -> String {
+        let Some(gi) = self.group_idx(group) else {
+            return control::err_line(&format!("no instance {group}"));
+        };
+        if let Err(e) = check_group_limits(&change) {
+            return control::err_line(&format!("{group}: bad limits: {e}"));
         }
-        for (k, client, group) in done.into_iter().rev() {
-            self.pending_destroy.remove(k);
+        let old = self.groups[gi].spec.limits;
+        let new = GroupLimits {
+            millicpus: change.millicpus.or(old.millicpus),
+            memory: change.memory.or(old.memory),
+            pids: change.pids.or(old.pids),
+        };
+        match (&self.cgroups, &self.groups[gi].cgroup) {
+            (Some(cg), Some(dir)) => {
+                if let Err(e) = cg.set_limits(dir, &new) {
+                    return control::err_line(&format!("{group}: limits unchanged: {e}"));
+                }
+            }
+            _ => self.tell_unenforced(group),
+        }
+        tracing::info!("control: limits {group}: {new:?}");
+        self.groups[gi].spec.limits = new;
+        let table = self.groups[gi]
+            .cgroup
+            .is_none()
+            .then(proc_table)
+            .unwrap_or_default();
+        control::ok_line(&self.group_status(&self.groups[gi], &table))
+    }
+
+    /// True while a process of instance `group` is left: a service's main process, or (with a
+    /// cgroup) anything in the instance's cgroup, which then gets SIGKILL.
+    fn instance_alive(&self, group: &str) -> bool {
+        if self
+            .services
+            .iter()
+            .any(|s| s.spec.group.as_deref() == Some(group) && s.pid.is_some())
+        {
+            return true;
+        }
+        let Some(dir) = self
+            .groups
+            .iter()
+            .find(|g| g.spec.name == group)
+            .and_then(|g| g.cgroup.as_ref())
+        else {
+            return false;
+        };
+        if !Cgroups::populated(dir) {
+            return false;
+        }
+        // Something escaped its service's process group (a daemon): end it too.
+        if let Err(e) = Cgroups::kill(dir) {
+            tracing::warn!("{group}: cgroup.kill: {e}");
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn flush_destroys(&mut self) {
+        let mut k = 0;
+        while k < self.pending_destroy.len() {
+            if self.instance_alive(&self.pending_destroy[k].group) {
+                k += 1;
+                continue;
+            }
+            let PendingDestroy {
+                client,
+                group,
+                purge,
+            } = self.pending_destroy.remove(k);
             let names: Vec<String> = self
                 .services
                 .iter()
@@ -301,22 +410,80 @@ impl Supervisor {
             for n in &names {
                 self.sinks.remove(n);
                 if let Some(cg) = &self.cgroups {
-                    cg.remove(n);
+                    cg.remove(Some(&group), n);
                 }
             }
             self.services
                 .retain(|s| s.spec.group.as_deref() != Some(group.as_str()));
+            let rec = self.group_idx(&group).map(|gi| self.groups.remove(gi));
+            if let (
+                Some(cg),
+                Some(Group {
+                    cgroup: Some(_), ..
+                }),
+            ) = (&self.cgroups, &rec)
+                && let Err(e) = cg.remove_group(&group)
+            {
+                tracing::warn!("{group}: removing its cgroup: {e}");
+            }
+            let mut failed = Vec::new();
+            if purge && let Some(rec) = &rec {
+                for p in &rec.spec.purge {
+                    match crate::privilege::remove_inside(&self.cfg.state_dir, p) {
+                        Ok(true) => tracing::info!("{group}: purged {}", p.display()),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!("{group}: purge {}: {e}", p.display());
+                            failed.push(format!("{}: {e}", p.display()));
+                        }
+                    }
+                }
+            }
             tracing::info!("destroyed {group}");
+            let reply = if failed.is_empty() {
+                control::ok_line(&control::Destroyed {
+                    destroyed: group,
+                    services: names,
+                })
+            } else {
+                control::err_line(&format!(
+                    "{group} destroyed, but purge failed: {}",
+                    failed.join("; ")
+                ))
+            };
             if let Some(c) = self.clients.iter_mut().find(|c| c.id == client) {
-                c.outbuf.extend_from_slice(
-                    control::ok_line(&control::Destroyed {
-                        destroyed: group,
-                        services: names,
-                    })
-                    .as_bytes(),
-                );
+                c.outbuf.extend_from_slice(reply.as_bytes());
                 flush_client(c);
             }
+        }
+    }
+
+    /// One instance in a `status` (or `limits`) result. `table` is /proc's process table,
+    /// read once by the caller when some instance has no cgroup to read usage from.
+    fn group_status(&self, g: &Group, table: &[super::procfs::ProcStat]) -> GroupStatus {
+        let usage = g.cgroup.as_deref().map(Cgroups::usage).unwrap_or_default();
+        let (rss, cpu, n) =
+            if usage.memory_bytes.is_some() && usage.cpu_usec.is_some() && usage.tasks.is_some() {
+                (0, 0, 0)
+            } else {
+                let roots: Vec<i32> = self
+                    .services
+                    .iter()
+                    .filter(|s| s.spec.group.as_deref() == Some(g.spec.name.as_str()))
+                    .filter_map(|s| s.pid.map(|p| p.as_raw()))
+                    .collect();
+                tree_usage(table, &roots)
+            };
+        GroupStatus {
+            name: g.spec.name.clone(),
+            template: g.spec.template.clone(),
+            instance: g.spec.instance,
+            params: g.spec.params.clone(),
+            limits: g.spec.limits,
+            cgroup: g.cgroup.as_ref().map(|d| d.display().to_string()),
+            memory_bytes: usage.memory_bytes.or(Some(rss)),
+            cpu_usec: usage.cpu_usec.or(Some(cpu)),
+            tasks: usage.tasks.or(Some(n)),
         }
     }
 
@@ -344,8 +511,19 @@ impl Supervisor {
                 ready_ms: s.ready_after.map(ms),
             })
             .collect();
+        let need_proc = self.groups.iter().any(|g| {
+            let u = g.cgroup.as_deref().map(Cgroups::usage).unwrap_or_default();
+            u.memory_bytes.is_none() || u.cpu_usec.is_none() || u.tasks.is_none()
+        });
+        let table = if need_proc { proc_table() } else { Vec::new() };
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| self.group_status(g, &table))
+            .collect();
         control::Status {
             services,
+            groups,
             shutting_down: self.shutdown.is_some(),
         }
     }

@@ -27,14 +27,14 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroup::Cgroups;
-use crate::config::{Config, Policy, ServiceSpec};
+use crate::config::{Config, GroupSpec, Policy, ServiceSpec};
 use crate::control::Action;
 use crate::logs::LogSink;
 use crate::probe::{self, ProbeResult};
 use crate::vars::expand;
 use control_server::{Client, bind_socket, flush_client};
 use procfs::all_pids;
-use service::Svc;
+use service::{Group, Svc};
 
 /// Errors that stop the supervisor from starting.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,14 @@ pub enum SupervisorError {
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
     let what = what.into();
     move |err| SupervisorError::Io { what, err }
+}
+
+/// A `destroy` waiting for the instance's processes to be gone.
+#[derive(Debug)]
+struct PendingDestroy {
+    client: u64,
+    group: String,
+    purge: bool,
 }
 
 #[derive(Debug)]
@@ -88,8 +96,12 @@ pub struct Supervisor {
     probe_tx: Sender<ProbeResult>,
     probe_rx: Receiver<ProbeResult>,
     cgroups: Option<Cgroups>,
+    /// Live template instances, in creation order.
+    groups: Vec<Group>,
+    /// The "limits recorded but not enforced" line was logged.
+    told_unenforced: bool,
     shutdown: Option<Action>,
-    pending_destroy: Vec<(u64, String)>,
+    pending_destroy: Vec<PendingDestroy>,
     power_button: Option<std::fs::File>,
     started: Instant,
     announced: bool,
@@ -159,7 +171,9 @@ fn prepare_state_dir(cfg: &Config) -> Result<Option<crate::privilege::Owner>, Su
         uid: nix::unistd::Uid::from_raw(0),
         gid: nix::unistd::Gid::from_raw(0),
     };
-    let keep_root = ["logs", "desktops"];
+    // `profiles/` (root, 0711) holds persistent browser profiles of different desktop users:
+    // it must never change hands with everything in it.
+    let keep_root = ["logs", "desktops", "profiles"];
     let sock_name = cfg.socket.file_name().map(|n| n.to_os_string());
     for e in std::fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))? {
         let e = e.map_err(io_err(format!("listing {}", dir.display())))?;
@@ -175,8 +189,8 @@ fn prepare_state_dir(cfg: &Config) -> Result<Option<crate::privilege::Owner>, Su
     privilege::chown(dir, owner)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
         .map_err(io_err("chmod state dir"))?;
-    privilege::make_dir(&dir.join("logs"), Some(0o700), Some(root))?;
-    privilege::make_dir(&dir.join("desktops"), Some(0o711), Some(root))?;
+    privilege::make_dir(&dir.join("logs"), Some(0o700), Some(root), false)?;
+    privilege::make_dir(&dir.join("desktops"), Some(0o711), Some(root), false)?;
     Ok(Some(owner))
 }
 
@@ -244,14 +258,20 @@ impl Supervisor {
         let (wake_r, wake_w) = std::io::pipe().map_err(io_err("pipe"))?;
         set_nonblocking(wake_r.as_raw_fd())?;
         let (probe_tx, probe_rx) = std::sync::mpsc::channel();
-        let cgroups = if cfg
-            .services
-            .iter()
-            .any(|s| s.limits.cpus.is_some() || s.limits.memory.is_some())
+        // As PID 1 the machine's cgroup2 is ours: always enable the controllers (usage is then
+        // read from each instance's cgroup). Otherwise only when something asks for limits.
+        let cgroups = if opts.pid1
+            || cfg
+                .services
+                .iter()
+                .any(|s| s.limits.cpus.is_some() || s.limits.memory.is_some())
             || cfg.templates.iter().any(|t| {
-                t.services
-                    .iter()
-                    .any(|s| s.limits.cpus.is_some() || s.limits.memory.is_some())
+                t.limits.cpus.is_some()
+                    || t.limits.memory.is_some()
+                    || t.limits.pids.is_some()
+                    || t.services
+                        .iter()
+                        .any(|s| s.limits.cpus.is_some() || s.limits.memory.is_some())
             }) {
             Cgroups::detect()
         } else {
@@ -275,6 +295,8 @@ impl Supervisor {
             probe_tx,
             probe_rx,
             cgroups,
+            groups: Vec::new(),
+            told_unenforced: false,
             shutdown: None,
             pending_destroy: Vec::new(),
             power_button,
@@ -289,6 +311,9 @@ impl Supervisor {
         let specs = sup.cfg.services.clone();
         for s in specs {
             sup.add_service(s);
+        }
+        for g in sup.cfg.groups.clone() {
+            sup.add_group(g);
         }
         tracing::info!(
             "zigral-init {} supervising {} services; state {}; control socket {}",
@@ -306,6 +331,41 @@ impl Supervisor {
             LogSink::new(&spec.name, &self.logs_dir, &spec.log),
         );
         self.services.push(Svc::new(spec));
+    }
+
+    /// Records a template instance and, with cgroup v2, creates its cgroup with its limits.
+    fn add_group(&mut self, spec: GroupSpec) {
+        let cgroup = match &self.cgroups {
+            Some(cg) => match cg.create_group(&spec.name, &spec.limits) {
+                Ok(dir) => Some(dir),
+                Err(e) => {
+                    tracing::warn!("{}: no cgroup, limits not enforced: {e}", spec.name);
+                    None
+                }
+            },
+            None => {
+                if spec.limits != Default::default() {
+                    self.tell_unenforced(&spec.name);
+                }
+                None
+            }
+        };
+        self.groups.push(Group { spec, cgroup });
+    }
+
+    /// Logs once that instance limits are only recorded (no usable cgroup v2).
+    fn tell_unenforced(&mut self, group: &str) {
+        if !self.told_unenforced {
+            self.told_unenforced = true;
+            tracing::info!(
+                "{group}: instance limits are recorded but not enforced: no usable cgroup v2 \
+                 (see the cgroup line above); rlimits still apply"
+            );
+        }
+    }
+
+    fn group_idx(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.spec.name == name)
     }
 
     fn idx(&self, name: &str) -> Option<usize> {
@@ -448,12 +508,17 @@ impl Supervisor {
     fn start(&mut self, i: usize) {
         let cg_fd = {
             let spec = &self.services[i].spec;
-            match (
-                &self.cgroups,
-                spec.limits.cpus.is_some() || spec.limits.memory.is_some(),
-            ) {
-                (Some(cg), true) => {
-                    match cg.prepare(&spec.name, spec.limits.cpus, spec.limits.memory) {
+            let own = spec.limits.cpus.is_some() || spec.limits.memory.is_some();
+            // A service of an instance with a cgroup gets a leaf in it; any other service
+            // gets its own cgroup only for its own limits.
+            let in_group = spec.group.as_deref().filter(|g| {
+                self.groups
+                    .iter()
+                    .any(|x| x.spec.name == *g && x.cgroup.is_some())
+            });
+            match &self.cgroups {
+                Some(cg) if in_group.is_some() || own => {
+                    match cg.prepare(in_group, &spec.name, spec.limits.cpus, spec.limits.memory) {
                         Ok(fd) => Some(fd),
                         Err(e) => {
                             tracing::warn!("{}: cgroup limits not applied: {e}", spec.name);
@@ -722,7 +787,14 @@ impl Supervisor {
         }
         if let Some(cg) = &self.cgroups {
             for s in &self.services {
-                cg.remove(&s.spec.name);
+                cg.remove(s.spec.group.as_deref(), &s.spec.name);
+            }
+            for g in &self.groups {
+                if g.cgroup.is_some()
+                    && let Err(e) = cg.remove_group(&g.spec.name)
+                {
+                    tracing::warn!("{}: removing its cgroup: {e}", g.spec.name);
+                }
             }
         }
         let _ = std::fs::remove_file(&self.cfg.socket);
@@ -745,6 +817,12 @@ impl Supervisor {
                 let left = d.saturating_duration_since(now);
                 t = Some(t.map_or(left, |x| x.min(left)));
             }
+        }
+        // A destroy waiting for an instance's cgroup to empty (processes that left their
+        // service's process group get cgroup.kill): look again soon.
+        if !self.pending_destroy.is_empty() && self.cgroups.is_some() {
+            let tick = Duration::from_millis(50);
+            t = Some(t.map_or(tick, |x| x.min(tick)));
         }
         match t {
             // Round up so the timer has passed when poll returns.

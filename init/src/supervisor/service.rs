@@ -1,13 +1,15 @@
 //! The per-service record (`Svc`) and its life-cycle `State`: what the event loop knows about
-//! one service between its transitions.
+//! one service between its transitions; and the per-instance record (`Group`): a template
+//! instance's params, limits, purge paths and cgroup.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use crate::config::ServiceSpec;
+use crate::config::{GroupSpec, ServiceSpec};
 use crate::control;
 
 /// Life-cycle state of one service, with the data that only that state has.
@@ -107,4 +109,13 @@ impl Svc {
             c.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// A live template instance (`desktop@3`).
+#[derive(Debug)]
+pub(super) struct Group {
+    /// Params, limits asked for (updated by `limits` requests) and purge paths.
+    pub(super) spec: GroupSpec,
+    /// Its cgroup directory when cgroup v2 limits are in force.
+    pub(super) cgroup: Option<PathBuf>,
 }
