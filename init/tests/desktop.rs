@@ -1,5 +1,7 @@
 //! The desktop template with real Xvfb, x11vnc and Chromium from config/host.toml:
-//! restart after kill -9, and spawn/destroy of desktop@1 over the control socket.
+//! restart after kill -9, spawn/destroy over the control socket, least privilege between
+//! desktops, spawn params, instance limits and usage, purge, and a persistent profile whose
+//! session cookies survive kill -9 and a move to another desktop (another Unix user).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -369,4 +371,265 @@ fn desktops_run_as_their_own_users_and_cannot_reach_each_other() {
         );
         assert!(cdp_ok(port), "DevTools {port} as root");
     }
+}
+
+fn owner_mode(p: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.uid(), m.mode() & 0o7777)
+}
+
+fn group_of(init: &Init, name: &str) -> serde_json::Value {
+    init.status()["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn wait_desktop(init: &Init, n: u32) {
+    for s in ["xvfb", "x11vnc", "chromium"] {
+        init.wait_state(&format!("{s}@{n}"), &["ready"], READY);
+    }
+}
+
+fn cmdline(pid: i32) -> String {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmd).replace('\0', " ")
+}
+
+/// Spawn params, instance limits and usage in `status`, `limits` requests, refusals, and
+/// `destroy` with `purge`: the desktop's own directory goes, a profile under profiles/ stays.
+#[test]
+fn spawn_params_limits_usage_and_purge() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test checks the profile's owners (desktop users): run it as root (make test does)"
+    );
+    let p = ports(2);
+    let dir = scratch("params");
+    let init = start(&dir, &p);
+    init.wait_state("chromium@0", &["ready"], READY);
+    let profile = "profiles/u-params/chrome";
+    let r = init
+        .call(json!({"cmd":"spawn","template":"desktop","instance":1,
+                     "params":{"profile_dir":profile,"memory":"2G"}}))
+        .unwrap();
+    assert_eq!(r["group"], "desktop@1");
+
+    // Refused, and nothing changes: an undeclared param, a value leaving the state dir, an
+    // instance beyond the private port ranges, a limit out of range.
+    for (req, needle) in [
+        (
+            json!({"cmd":"spawn","template":"desktop","instance":2,"params":{"home":"x"}}),
+            "unknown param \"home\"",
+        ),
+        (
+            json!({"cmd":"spawn","template":"desktop","instance":2,"params":{"profile_dir":"../etc"}}),
+            "profile_dir",
+        ),
+        (
+            json!({"cmd":"spawn","template":"desktop","instance":2,"params":{"memory":"1M"}}),
+            "limits.memory",
+        ),
+        (
+            json!({"cmd":"spawn","template":"desktop","instance":100}),
+            "out of range",
+        ),
+    ] {
+        let e = init.call(req.clone()).unwrap_err();
+        assert!(e.contains(needle), "{req}: {e}");
+    }
+    let st = init.status();
+    assert!(st.to_string().find("@2\"").is_none(), "{st}");
+    assert!(group_of(&init, "desktop@100").is_null());
+
+    wait_desktop(&init, 1);
+    let g = group_of(&init, "desktop@1");
+    assert_eq!(g["template"], "desktop");
+    assert_eq!(g["instance"], 1);
+    assert_eq!(
+        g["params"],
+        json!({"cpus":"2","memory":"2G","pids":"4096","profile_dir":profile})
+    );
+    assert_eq!(
+        g["limits"],
+        json!({"millicpus":2000,"memory":2u64 << 30,"pids":4096})
+    );
+    // Enforced only with a writable cgroup v2 (not on a cgroup v1 host).
+    assert!(
+        g["cgroup"].is_null() || g["cgroup"].as_str().unwrap().ends_with("/grp-desktop@1"),
+        "{g}"
+    );
+    let mem = g["memory_bytes"].as_u64().unwrap();
+    assert!(mem > 20 << 20, "desktop@1 uses only {mem} bytes? {g}");
+    assert!(g["cpu_usec"].as_u64().unwrap() > 0, "{g}");
+    assert!(g["tasks"].as_u64().unwrap() >= 3, "{g}");
+    assert_eq!(
+        group_of(&init, "desktop@0")["params"]["profile_dir"],
+        "desktops/0/chrome"
+    );
+
+    // The profile lives where the param says, owned by desktop 1's user; its parents are
+    // root's and can only be passed through.
+    let prof = init.state.join(profile);
+    assert!(
+        cmdline(pid_of(&init, "chromium@1"))
+            .contains(&format!("--user-data-dir={}", prof.display()))
+    );
+    let d1 = uid_named("zigral-d1");
+    assert_eq!(owner_mode(&prof), (d1, 0o700));
+    assert_eq!(owner_mode(&init.state.join("profiles")), (0, 0o711));
+    assert_eq!(
+        owner_mode(&init.state.join("profiles/u-params")),
+        (0, 0o711)
+    );
+    let prefs = std::fs::read_to_string(prof.join("Default/Preferences")).unwrap();
+    assert!(prefs.contains("\"restore_on_startup\":1"), "{prefs}");
+    // RLIMIT_NPROC caps each desktop user's processes even without cgroups.
+    for svc in ["xvfb@1", "x11vnc@1", "chromium@1"] {
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", pid_of(&init, svc))).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max processes"))
+            .unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(2),
+            Some("4096"),
+            "{svc}: {line}"
+        );
+    }
+
+    // `limits`: absent fields stay; a bad value changes nothing.
+    let r = init
+        .call(json!({"cmd":"limits","group":"desktop@1","limits":{"millicpus":500,"pids":512}}))
+        .unwrap();
+    assert_eq!(r["name"], "desktop@1");
+    let want = json!({"millicpus":500,"memory":2u64 << 30,"pids":512});
+    assert_eq!(r["limits"], want);
+    for (bad, needle) in [
+        (json!({"pids":0}), "pids"),
+        (json!({"millicpus":0}), "millicpus"),
+        (json!({"memory":1048576}), "memory"),
+    ] {
+        let e = init
+            .call(json!({"cmd":"limits","group":"desktop@1","limits":bad}))
+            .unwrap_err();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+    let e = init
+        .call(json!({"cmd":"limits","group":"desktop@7","limits":{"pids":5}}))
+        .unwrap_err();
+    assert!(e.contains("no instance desktop@7"), "{e}");
+    assert_eq!(group_of(&init, "desktop@1")["limits"], want);
+
+    // Purge: desktops/1 goes once the processes are gone; the profile stays.
+    assert!(init.state.join("desktops/1/home").is_dir());
+    let r = init
+        .call(json!({"cmd":"destroy","template":"desktop","instance":1,"purge":true}))
+        .unwrap();
+    assert_eq!(r["destroyed"], "desktop@1");
+    assert!(!init.state.join("desktops/1").exists());
+    assert!(prof.join("Default/Preferences").is_file());
+    assert!(init.state.join("desktops/0/home").is_dir());
+    assert!(group_of(&init, "desktop@1").is_null());
+    // Desktop 0 untouched.
+    assert_eq!(init.service("chromium@0")["restarts"], 0);
+}
+
+/// The cookie names used in the persistent-profile test (unique bytes in the Cookies DB).
+const SESSION_COOKIE: &str = "zigral_test_session_cookie";
+const PERSISTENT_COOKIE: &str = "zigral_test_persistent_cookie";
+
+fn has_both_cookies(port: u16) -> bool {
+    let names = cookie_names(port);
+    names.iter().any(|n| n == SESSION_COOKIE) && names.iter().any(|n| n == PERSISTENT_COOKIE)
+}
+
+/// A persistent profile: a session cookie (no Expires) and a persistent one survive a kill -9
+/// of Chromium (restarted by zigral-init) and a destroy + spawn on another desktop number,
+/// i.e. another Unix user (the profile is handed over at start).
+#[test]
+fn persistent_profile_keeps_session_cookies_across_kill_9_and_desktops() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test runs desktops as their own users: run it as root (make test does)"
+    );
+    let p = ports(6);
+    let dir = scratch("cookies");
+    let init = start(&dir, &p);
+    let profile = "profiles/u-cookies/chrome";
+    let prof = init.state.join(profile);
+    init.call(json!({"cmd":"spawn","template":"desktop","instance":3,
+                     "params":{"profile_dir":profile}}))
+        .unwrap();
+    wait_desktop(&init, 3);
+    let cdp3 = p.cdp + 3;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 86400;
+    cdp(
+        cdp3,
+        "Storage.setCookies",
+        json!({"cookies":[
+            {"name":SESSION_COOKIE,"value":"s1","domain":"127.0.0.1","path":"/"},
+            {"name":PERSISTENT_COOKIE,"value":"p1","domain":"127.0.0.1","path":"/","expires":expires}
+        ]}),
+    )
+    .unwrap();
+    assert!(has_both_cookies(cdp3), "{:?}", cookie_names(cdp3));
+
+    // Chrome commits its cookie store about every 30 s: wait until both rows are in the file.
+    let db = prof.join("Default/Cookies");
+    let t0 = std::time::Instant::now();
+    zigral_tests::wait_for(Duration::from_secs(120), "cookies written to disk", || {
+        let bytes = std::fs::read(&db).ok()?;
+        let has = |n: &str| bytes.windows(n.len()).any(|w| w == n.as_bytes());
+        (has(SESSION_COOKIE) && has(PERSISTENT_COOKIE)).then_some(())
+    });
+    eprintln!("cookies in {} after {:?}", db.display(), t0.elapsed());
+
+    // kill -9: zigral-init restarts Chromium, which restores both cookies.
+    let old = pid_of(&init, "chromium@3");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    zigral_tests::wait_for(READY, "chromium@3 back", || {
+        let s = init.service("chromium@3");
+        (s["state"] == "ready" && s["pid"].as_i64() != Some(i64::from(old))).then_some(())
+    });
+    assert!(
+        has_both_cookies(cdp3),
+        "after kill -9: {:?}",
+        cookie_names(cdp3)
+    );
+
+    // Destroy with purge (a clean stop), then the same profile on desktop 5: another user.
+    init.call(json!({"cmd":"destroy","template":"desktop","instance":3,"purge":true}))
+        .unwrap();
+    assert!(!init.state.join("desktops/3").exists());
+    assert_eq!(owner_mode(&prof).0, uid_named("zigral-d3"));
+    init.call(json!({"cmd":"spawn","template":"desktop","instance":5,
+                     "params":{"profile_dir":profile}}))
+        .unwrap();
+    wait_desktop(&init, 5);
+    let d5 = uid_named("zigral-d5");
+    assert_eq!(uid_of(pid_of(&init, "chromium@5")), d5);
+    assert_eq!(owner_mode(&prof), (d5, 0o700));
+    assert_eq!(owner_mode(&db).0, d5);
+    assert!(
+        has_both_cookies(p.cdp + 5),
+        "on desktop 5: {:?}",
+        cookie_names(p.cdp + 5)
+    );
+    init.call(json!({"cmd":"destroy","template":"desktop","instance":5,"purge":true}))
+        .unwrap();
+    assert!(db.is_file());
 }

@@ -1,5 +1,6 @@
 //! Supervisor behaviour with real (shell) processes: crash-loop backoff, orphan reaping,
-//! ordered shutdown with a TERM-ignoring service, control-socket commands.
+//! ordered shutdown with a TERM-ignoring service, control-socket commands, template instances
+//! with params, limits and purge through `zigral-init ctl`.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -445,4 +446,119 @@ restart = { backoff_initial = "100ms", stable = "200ms", limit = 2 }
     assert_ne!(s["state"], "failed", "{s}");
     assert_eq!(s["backoff_ms"], 100, "{s}");
     assert!(!init.output().contains("restarting flaky in 200 ms"));
+}
+
+/// Runs `zigral-init ctl --socket S ARGS...`; returns (success, stdout + stderr).
+fn ctl(init: &Init, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["ctl", "--socket"])
+        .arg(init.socket())
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A template with params, instance limits and purge paths, driven with the CLI: params
+/// reach the service, usage is counted over the instance's processes, `limits` changes what
+/// is asked for, and `destroy --purge` deletes only inside the state dir.
+#[test]
+fn template_params_limits_and_purge_through_the_cli() {
+    let dir = scratch("params");
+    let init = Init::with_config(
+        &dir,
+        r#"
+[[template]]
+name = "job"
+instances = []
+params = { dir = "jobs/${N}", size = "small" }
+limits = { memory = "64M", pids = "64" }
+purge = ["jobs/${N}", "scratch/${N}"]
+[[template.service]]
+name = "worker"
+command = "sh"
+args = ["-c", "echo ${size} > ${state_dir}/${dir}/size; sleep 1000 & sleep 1000 & wait"]
+mkdir = ["${dir}", "scratch/${N}"]
+"#,
+    );
+    let (ok, out) = ctl(
+        &init,
+        &[
+            "spawn",
+            "job",
+            "2",
+            "--param",
+            "dir=keep/two",
+            "--param",
+            "size=big",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&init, &["spawn", "job", "3", "--param", "bogus=1"]);
+    assert!(!ok && out.contains("unknown param \"bogus\""), "{out}");
+    let (ok, out) = ctl(&init, &["spawn", "job", "3", "--param", "dir=/etc"]);
+    assert!(!ok && out.contains("dir"), "{out}");
+    init.wait_state("worker@2", &["running"], Duration::from_secs(30));
+    let size = init.state.join("keep/two/size");
+    zigral_tests::wait_for(Duration::from_secs(30), "the worker's file", || {
+        (std::fs::read_to_string(&size).ok()? == "big\n").then_some(())
+    });
+    // sh and its two sleeps.
+    let g = zigral_tests::wait_for(Duration::from_secs(30), "3 tasks", || {
+        let st = init.status();
+        let g = st["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "job@2")
+            .cloned()?;
+        (g["tasks"] == 3).then_some(g)
+    });
+    assert_eq!(g["params"], json!({"dir":"keep/two","size":"big"}));
+    assert_eq!(g["limits"], json!({"memory":64u64 << 20,"pids":64}));
+    assert!(g["memory_bytes"].as_u64().unwrap() > 0, "{g}");
+    assert!(g["cpu_usec"].is_u64(), "{g}");
+
+    let (ok, out) = ctl(
+        &init,
+        &["limits", "job@2", "--memory", "128M", "--pids", "32"],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&init, &["limits", "job@2", "--pids", "0"]);
+    assert!(!ok && out.contains("pids"), "{out}");
+    let (ok, out) = ctl(&init, &["limits", "job@2", "--cpus", "0"]);
+    assert!(!ok && out.contains("cpus"), "{out}");
+    let (ok, out) = ctl(&init, &["--json", "status"]);
+    assert!(ok, "{out}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        st["groups"][0]["limits"],
+        json!({"memory":128u64 << 20,"pids":32})
+    );
+    let (ok, table) = ctl(&init, &["status"]);
+    assert!(ok, "{table}");
+    let line = table.lines().find(|l| l.starts_with("job@2")).unwrap();
+    for part in ["128M", "32", "dir=keep/two", "size=big"] {
+        assert!(line.contains(part), "{part} missing: {table}");
+    }
+
+    // A purge path that became a symlink to elsewhere: the link goes, its target stays.
+    let outside = dir.join("outside");
+    std::fs::create_dir_all(outside.join("precious")).unwrap();
+    let scratch2 = init.state.join("scratch/2");
+    std::fs::remove_dir(&scratch2).unwrap();
+    std::os::unix::fs::symlink(&outside, &scratch2).unwrap();
+    let pids = children_of(init.pid());
+    let (ok, out) = ctl(&init, &["destroy", "job", "2", "--purge"]);
+    assert!(ok, "{out}");
+    for p in pids {
+        assert!(!alive(p), "{p} outlived destroy");
+    }
+    assert!(std::fs::symlink_metadata(&scratch2).is_err());
+    assert!(outside.join("precious").is_dir());
+    // Not a purge path: kept.
+    assert!(size.exists());
+    assert!(init.status()["groups"].as_array().unwrap().is_empty());
 }

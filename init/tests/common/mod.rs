@@ -1,5 +1,6 @@
 //! Shared helpers for zigral-init's integration tests: start the real binary on a config,
-//! talk to its control socket, wait for service states, find our processes.
+//! talk to its control socket, wait for service states, find our processes, and a minimal
+//! Chrome DevTools client (one request over the browser's websocket).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ impl Init {
             .env_remove("ZIGRAL_PROXY_PORT")
             .env_remove("ZIGRAL_CONTROL_PORT")
             .env_remove("ZIGRAL_ADMIN_PASSWORD")
+            // These tests spawn and destroy desktops themselves: host.toml's control plane
+            // (which inherits this environment) must not manage them (reconcile, warm pool).
+            .env("ZIGRAL_DESKTOP_MODE", "static")
             .stdout(f.try_clone().unwrap())
             .stderr(f);
         let proc = Proc::spawn(cmd);
@@ -200,4 +204,135 @@ pub fn repo_config(name: &str) -> PathBuf {
         .unwrap()
         .join("config")
         .join(name)
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Sends one DevTools command to the browser target of the Chrome whose DevTools listen on
+/// 127.0.0.1:`port` (a minimal RFC 6455 client: one masked text frame out, text frames in)
+/// and returns its `result`, or the error object as `Err`.
+pub fn cdp(port: u16, method: &str, params: Value) -> Result<Value, String> {
+    use std::io::{Read, Write};
+    let (code, body) =
+        zigral_tests::http_get(port, "/json/version").map_err(|e| format!("json/version: {e}"))?;
+    if code != 200 {
+        return Err(format!("json/version: HTTP {code}"));
+    }
+    let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let url = v["webSocketDebuggerUrl"]
+        .as_str()
+        .ok_or("no webSocketDebuggerUrl")?;
+    let path = url
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('/'))
+        .map(|(_, p)| format!("/{p}"))
+        .ok_or("bad websocket URL")?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut key = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        base64(&key)
+    )
+    .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b)
+            .map_err(|e| format!("handshake: {e}"))?;
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    if !head.starts_with("HTTP/1.1 101") {
+        return Err(format!("websocket handshake refused: {head}"));
+    }
+    let msg = json!({"id": 1, "method": method, "params": params}).to_string();
+    let payload = msg.as_bytes();
+    let mut frame = vec![0x81u8];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n < 65536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mask = [0x5a, 0x17, 0xc3, 0x9e];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, c)| c ^ mask[i % 4]));
+    s.write_all(&frame).map_err(|e| e.to_string())?;
+    let mut message = Vec::new();
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h)
+            .map_err(|e| format!("reading a frame: {e}"))?;
+        let mut len = u64::from(h[1] & 0x7f);
+        if len == 126 {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).map_err(|e| e.to_string())?;
+            len = u64::from(u16::from_be_bytes(l));
+        } else if len == 127 {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).map_err(|e| e.to_string())?;
+            len = u64::from_be_bytes(l);
+        }
+        let mut data = vec![0u8; len as usize];
+        s.read_exact(&mut data).map_err(|e| e.to_string())?;
+        let opcode = h[0] & 0x0f;
+        if opcode == 0x8 {
+            return Err("websocket closed".into());
+        }
+        if opcode == 0x9 || opcode == 0xa {
+            continue; // ping/pong: nothing to answer for one short request
+        }
+        message.extend_from_slice(&data);
+        if h[0] & 0x80 == 0 {
+            continue; // more fragments follow
+        }
+        let v: Value = serde_json::from_slice(&message).map_err(|e| e.to_string())?;
+        message.clear();
+        if v["id"] == 1 {
+            return match v.get("error") {
+                Some(e) => Err(e.to_string()),
+                None => Ok(v["result"].clone()),
+            };
+        }
+    }
+}
+
+/// Names of the cookies Chrome on DevTools port `port` holds (`Storage.getCookies`).
+pub fn cookie_names(port: u16) -> Vec<String> {
+    let r = cdp(port, "Storage.getCookies", json!({})).expect("Storage.getCookies");
+    let mut names: Vec<String> = r["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
 }
