@@ -109,6 +109,18 @@ pub fn login(port: u16, password: &str) -> String {
     v["token"].as_str().expect("login token").to_owned()
 }
 
+/// Logs in as `user` and returns the bearer token.
+pub fn login_as(port: u16, user: &str, password: &str) -> String {
+    let v = json_ok(
+        port,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(&json!({"username": user, "password": password})),
+    );
+    v["token"].as_str().expect("login token").to_owned()
+}
+
 pub fn create_session(port: u16, token: &str, title: &str) -> String {
     let v = json_ok(
         port,
@@ -123,6 +135,11 @@ pub fn create_session(port: u16, token: &str, title: &str) -> String {
 /// Opens a WebSocket to the proxy with a view token and returns the first binary payload
 /// (the VNC server's RFB greeting).
 pub fn rfb_greeting(proxy_port: u16, token: &str) -> std::io::Result<String> {
+    open_viewer(proxy_port, token).map(|(_, greeting)| greeting)
+}
+
+/// [`rfb_greeting`], keeping the connection open: a live viewer while the stream is held.
+pub fn open_viewer(proxy_port: u16, token: &str) -> std::io::Result<(TcpStream, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", proxy_port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -168,7 +185,7 @@ pub fn rfb_greeting(proxy_port: u16, token: &str) -> std::io::Result<String> {
             h[0] & 0x0f
         )));
     }
-    Ok(text)
+    Ok((s, text))
 }
 
 pub fn view_token(port: u16, token: &str, session: &str) -> String {
@@ -180,4 +197,57 @@ pub fn view_token(port: u16, token: &str, session: &str) -> String {
         Some(&json!({})),
     );
     v["token"].as_str().expect("view token").to_owned()
+}
+
+/// Opens the control plane's events websocket (`/api/v1/events`) with a bearer token.
+pub fn events(port: u16, token: &str) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        s,
+        "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b)? == 0 {
+            return Err(std::io::Error::other("closed during handshake"));
+        }
+        head.push(b[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other(format!(
+            "no upgrade: {}",
+            String::from_utf8_lossy(&head)
+        )));
+    }
+    Ok(s)
+}
+
+/// The next text frame of a websocket the server writes (unmasked, unfragmented), skipping
+/// pings and other control frames.
+pub fn next_text(s: &mut TcpStream) -> std::io::Result<String> {
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h)?;
+        let mut len = u64::from(h[1] & 0x7f);
+        if len == 126 {
+            let mut e = [0u8; 2];
+            s.read_exact(&mut e)?;
+            len = u64::from(u16::from_be_bytes(e));
+        } else if len == 127 {
+            let mut e = [0u8; 8];
+            s.read_exact(&mut e)?;
+            len = u64::from_be_bytes(e);
+        }
+        let mut payload = vec![0u8; len as usize];
+        s.read_exact(&mut payload)?;
+        match h[0] & 0x0f {
+            0x1 => return Ok(String::from_utf8_lossy(&payload).into_owned()),
+            0x8 => return Err(std::io::Error::other("websocket closed")),
+            _ => {}
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //! process guards that kill what a test started (by PID / process group) when dropped.
 
 pub mod api;
+pub mod procs;
+pub mod stack;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -69,8 +69,10 @@ fn desktop_cookie(state: &Path) -> Vec<u8> {
 
 #[test]
 fn default_host_stack_comes_up_and_stops_cleanly() {
-    let claim = claim_displays(1);
-    let (d, vnc, cdp) = (claim.n, free_port_range(1), free_port_range(1));
+    // Room for two desktops: the boot desktop joins the warm pool, the session takes it and
+    // the pool refills with desktop 1.
+    let claim = claim_displays(2);
+    let (d, vnc, cdp) = (claim.n, free_port_range(2), free_port_range(2));
     let (proxy, control) = (free_port(), free_port());
     let password = "stack-test-admin-pw";
     let state =
@@ -91,6 +93,7 @@ fn default_host_stack_comes_up_and_stops_cleanly() {
         .env("ZIGRAL_CONTROL_PORT", control.to_string())
         .env("ZIGRAL_UI_DIR", repo_root().join("ui/dist"))
         .env("ZIGRAL_ADMIN_PASSWORD", password)
+        .env("ZIGRAL_MAX_DESKTOPS", "2")
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     let mut init = Proc::spawn(cmd);

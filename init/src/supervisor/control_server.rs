@@ -211,6 +211,11 @@ impl Supervisor {
                     .iter()
                     .any(|s| s.spec.group.as_deref() == Some(group.as_str()))
                 {
+                    if purge {
+                        // Nothing runs (a reboot ended it): only its files go, so a later
+                        // instance with this number starts clean.
+                        return Some(self.purge_only(&template, instance));
+                    }
                     return Some(control::err_line(&format!("no instance {group}")));
                 }
                 if self.pending_destroy.iter().any(|d| d.group == group) {
@@ -324,6 +329,58 @@ impl Supervisor {
                 })
             }
             Err(errs) => control::err_line(&errs.join("; ")),
+        }
+    }
+
+    /// `destroy` with `purge` of an instance that is not running: deletes the template's
+    /// `purge` paths of that instance (default params) and answers `Destroyed` with no
+    /// services.
+    fn purge_only(&mut self, template: &str, n: u32) -> String {
+        let group = format!("{template}@{n}");
+        let Some(tpl) = self
+            .cfg
+            .templates
+            .iter()
+            .find(|t| t.name == template)
+            .cloned()
+        else {
+            return control::err_line(&format!("unknown template {template:?}"));
+        };
+        if let Err(e) = check_instance(n, !self.cfg.private_ports.is_empty()) {
+            return control::err_line(&e);
+        }
+        let globals = self
+            .services
+            .iter()
+            .filter(|s| s.spec.group.is_none())
+            .map(|s| s.spec.name.clone())
+            .collect();
+        let inst = match instantiate(
+            &tpl,
+            n,
+            &BTreeMap::new(),
+            &self.cfg.vars,
+            &self.cfg.state_dir,
+            &globals,
+        ) {
+            Ok(i) => i,
+            Err(errs) => return control::err_line(&errs.join("; ")),
+        };
+        let mut failed = Vec::new();
+        for p in &inst.group.purge {
+            match crate::privilege::remove_inside(&self.cfg.state_dir, p) {
+                Ok(true) => tracing::info!("{group} (not running): purged {}", p.display()),
+                Ok(false) => {}
+                Err(e) => failed.push(format!("{}: {e}", p.display())),
+            }
+        }
+        if failed.is_empty() {
+            control::ok_line(&control::Destroyed {
+                destroyed: group,
+                services: Vec::new(),
+            })
+        } else {
+            control::err_line(&format!("{group}: purge failed: {}", failed.join("; ")))
         }
     }
 

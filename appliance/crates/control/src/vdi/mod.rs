@@ -234,7 +234,7 @@ impl Vdi {
                 Some(e)
                     if e.live()
                         && e.rec.owner.as_deref() == Some(s.owner.as_str())
-                        && e.rec.sessions.iter().any(|x| *x == s.id) =>
+                        && e.rec.sessions.contains(&s.id) =>
                 {
                     e.last_active = Instant::now();
                     Some(e.phase.subscribe())
@@ -590,15 +590,9 @@ impl Vdi {
         self.write_lease(n, None);
         self.inner.executors.forget(n);
         self.publish("desktop.destroying", &rec, json!({"reason": reason}));
+        // A desktop that is not running (a reboot ended it) still gets its files purged.
         let done = match init::destroy(&self.inner.socket, n).await {
             Ok(_) => true,
-            // Nothing to stop (it died with a reboot, or never started): only its files.
-            Err(e)
-                if e.to_string().contains("no instance")
-                    || e.to_string().contains("not running") =>
-            {
-                true
-            }
             Err(e) => {
                 tracing::warn!(desktop = n, error = %e, "destroy failed; will retry");
                 false
