@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zigral_tests::api::{create_session, http, json_ok, login, rfb_greeting, view_token};
+use zigral_tests::api::{create_session, http, json_ok, login, login_as, rfb_greeting, view_token};
 use zigral_tests::{Proc, bin, free_port, repo_root, wait_for};
 
 /// Boot to control-plane ready under TCG on a loaded 2-core machine: generous.
@@ -645,6 +645,50 @@ fn dev_profile_ssh_tunnel() {
         .and_then(|l| l.split_whitespace().nth(2))
         .unwrap_or_else(|| panic!("no Mem: line in `free -m`:\n{free}"));
     eprintln!("guest_mem_used_mib_idle: {used}");
+
+    // Two users' desktops, each in its own cgroup with its limits: the appliance defaults
+    // (2 CPUs, 4 GiB, 4096 tasks) for the admin's, bob's own limits for his.
+    let bob = json_ok(
+        lhttp,
+        "POST",
+        "/api/v1/users",
+        Some(&token),
+        Some(&json!({"username": "bob", "password": "bob-password"})),
+    );
+    let bob_id = bob["id"].as_str().expect("bob's id");
+    json_ok(
+        lhttp,
+        "PATCH",
+        &format!("/api/v1/users/{bob_id}"),
+        Some(&token),
+        Some(&json!({"limits": {"cpus": 1, "memory_mib": 1024, "pids": 512}})),
+    );
+    let bob_token = login_as(lhttp, "bob", "bob-password");
+    create_session(lhttp, &bob_token, "bob's");
+    let desktops = json_ok(lhttp, "GET", "/api/v1/desktops", Some(&token), None);
+    let owned: Vec<&Value> = desktops
+        .as_array()
+        .expect("desktop list")
+        .iter()
+        .filter(|d| !d["owner"].is_null())
+        .collect();
+    assert_eq!(owned.len(), 2, "two users' desktops: {desktops}");
+    for d in owned {
+        let cg = d["cgroup"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no cgroup in the VM: {d}"));
+        let want = if d["owner"] == bob_id {
+            "100000 100000\n1073741824\n512\n"
+        } else {
+            "200000 100000\n4294967296\n4096\n"
+        };
+        let got = run(ssh_base(&key, ssh_port).args([
+            "root@127.0.0.1",
+            &format!("cat '{cg}/cpu.max' '{cg}/memory.max' '{cg}/pids.max'"),
+        ]));
+        assert_eq!(got, want, "limits of desktop {} in {cg}", d["n"]);
+        assert!(d["tasks"].as_u64().unwrap_or(0) > 0, "{d}");
+    }
 
     let v = json_ok(lhttp, "POST", "/api/v1/admin/shutdown", Some(&token), None);
     assert_eq!(v["accepted"], json!(true), "{v}");
