@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zigral_tests::api::{events, login_as, next_text, open_viewer, rfb_greeting};
+use zigral_tests::api::{events, http, login_as, next_text, open_viewer, rfb_greeting};
 use zigral_tests::procs::{process_uids, uid_of};
 use zigral_tests::stack::{ADMIN_PW, Stack, pooled_ready};
 use zigral_tests::wait_for;
@@ -96,8 +96,8 @@ fn two_users_get_their_own_desktops_and_nothing_of_each_other() {
     let pages = page_server();
 
     let (_alice_id, alice) = st.user(&admin, "alice");
-    let (_bob_id, bob) = st.user(&admin, "bob");
-    let (_, carol) = st.user(&admin, "carol");
+    let (bob_id, bob) = st.user(&admin, "bob");
+    let (carol_id, carol) = st.user(&admin, "carol");
     let (_, dave) = st.user(&admin, "dave");
     let (sa, na, warm_secs) = st.session(&alice);
     assert_eq!(na, pool0, "alice got the warm desktop");
@@ -267,8 +267,116 @@ fn two_users_get_their_own_desktops_and_nothing_of_each_other() {
         assert!(d["tasks"].as_u64().unwrap_or(0) > 0, "no task count: {d}");
     }
 
+    // A control-plane crash loses no desktop: after kill -9 and its restart each session
+    // keeps its desktop (alice's text is still on her screen).
+    let control_pid = |s: &Value| {
+        s["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "control")
+            .and_then(|x| x["pid"].as_i64())
+    };
+    let before = control_pid(&st.init_status()).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(60), "the control plane back", || {
+        let s = st.init_status();
+        let svc = s["services"]
+            .as_array()?
+            .iter()
+            .find(|x| x["name"] == "control")?
+            .clone();
+        (svc["state"] == "ready" && control_pid(&s) != Some(before)).then_some(())
+    });
+    let v = st.ok("GET", &format!("/api/v1/sessions/{sa}"), &alice, None);
+    assert_eq!(v["desktop"], na, "{v}");
+    let text = st.page_text(&alice, &sa);
+    assert!(
+        text.contains("typed:alice-typed-this"),
+        "after a control-plane restart: {text}"
+    );
+    let (s, _) = st.api("GET", &format!("/api/v1/desktops/{na}"), &bob, None);
+    assert_eq!(s, 404);
+
+    // An admin changes a running desktop's limits: recorded and in zigral-init's status.
+    let v = st.ok(
+        "PUT",
+        &format!("/api/v1/desktops/{nb}/limits"),
+        &admin,
+        Some(json!({"cpus": 0.5, "pids": 256})),
+    );
+    assert_eq!(
+        (v["millicpus"].as_u64(), v["pids"].as_u64()),
+        (Some(500), Some(256)),
+        "{v}"
+    );
+    let g = st.init_status()["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == format!("desktop@{nb}"))
+        .unwrap()
+        .clone();
+    assert_eq!(g["limits"]["millicpus"], 500, "{g}");
+    assert_eq!(g["limits"]["pids"], 256, "{g}");
+    let (s, _) = st.api(
+        "PUT",
+        &format!("/api/v1/desktops/{nb}/limits"),
+        &admin,
+        Some(json!({"pids": 3})),
+    );
+    assert_eq!(s, 422);
+
+    // A password reset ends the user's logins; the new password works.
+    let (s, _) = st.api(
+        "POST",
+        &format!("/api/v1/users/{bob_id}/password"),
+        &admin,
+        Some(json!({"password": "bob-new-password"})),
+    );
+    assert_eq!(s, 204);
+    let (s, _) = st.api("GET", "/api/v1/sessions", &bob, None);
+    assert_eq!(s, 401, "bob's old login still works");
+    let bob = login_as(st.control, "bob", "bob-new-password");
+
+    // A disabled user: no credential works, their desktop is destroyed.
+    let nc = st.ok("GET", &format!("/api/v1/sessions/{sc}"), &carol, None)["desktop"]
+        .as_u64()
+        .unwrap();
+    st.ok(
+        "PATCH",
+        &format!("/api/v1/users/{carol_id}"),
+        &admin,
+        Some(json!({"disabled": true})),
+    );
+    let (s, v) = st.api("GET", "/api/v1/sessions", &carol, None);
+    assert_eq!(s, 403, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("disabled"), "{v}");
+    let (s, _) = http(
+        st.control,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(&json!({"username": "carol", "password": "carol-password"})),
+    )
+    .unwrap();
+    assert_eq!(s, 403);
+    let list = st.ok("GET", "/api/v1/desktops", &admin, None);
+    assert!(
+        !list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["n"] == nc && d["owner"] == carol_id.as_str()),
+        "a disabled user's desktop remains: {list}"
+    );
+
     // Ending the sessions destroys their desktops: tokens die, processes and files go.
-    for (tok, sid) in [(&alice, &sa), (&bob, &sb), (&carol, &sc)] {
+    for (tok, sid) in [(&alice, &sa), (&bob, &sb), (&admin, &sc)] {
         let (s, v) = st.api("DELETE", &format!("/api/v1/sessions/{sid}"), tok, None);
         assert_eq!(s, 204, "{v}");
     }

@@ -35,6 +35,11 @@ impl Vdi {
     /// instance with no record was never leased and joins the warm pool (or is destroyed
     /// when the pool is full).
     pub async fn reconcile(&self) {
+        self.reconcile_table().await;
+        self.inner.reconciled.send_replace(true);
+    }
+
+    async fn reconcile_table(&self) {
         let t0 = Instant::now();
         let status = loop {
             match init::status(&self.inner.socket).await {

@@ -103,6 +103,9 @@ struct Inner {
     table: Mutex<BTreeMap<u32, Entry>>,
     /// Wakes the pool filler.
     refill: Notify,
+    /// True once the table reflects what zigral-init runs (after the start-up reconcile):
+    /// until then no desktop is handed out, so none is spawned twice.
+    reconciled: watch::Sender<bool>,
 }
 
 /// The desktop manager (cheap to clone).
@@ -166,6 +169,7 @@ impl Vdi {
                 executors,
                 table: Mutex::new(BTreeMap::new()),
                 refill: Notify::new(),
+                reconciled: watch::channel(false).0,
             }),
         }
     }
@@ -221,6 +225,13 @@ impl Vdi {
         self.table().values().map(|e| e.rec.clone()).collect()
     }
 
+    /// Waits until the start-up reconcile is done (bounded: it gives up on zigral-init after
+    /// a while and marks itself done either way).
+    async fn reconciled(&self) {
+        let mut rx = self.inner.reconciled.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
     /// The desktop session `s` may use, creating one for its owner when it has none (its
     /// earlier desktop was destroyed when idle, or the appliance rebooted). Waits until it is
     /// ready. In static mode: the session's own desktop number.
@@ -228,6 +239,7 @@ impl Vdi {
         if !self.managed() {
             return Ok(s.desktop);
         }
+        self.reconciled().await;
         let rx = {
             let mut t = self.table();
             match t.get_mut(&s.desktop) {
@@ -265,6 +277,7 @@ impl Vdi {
         if user.disabled {
             return Err(VdiError::Disabled);
         }
+        self.reconciled().await;
         let cfg = &self.inner.settings;
         let share = cfg.policy == DesktopPolicy::PerUser || user.persistent_profile;
         let limits = effective_limits(cfg, user);
