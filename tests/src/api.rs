@@ -20,7 +20,7 @@ pub fn http(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(5),
     )?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_read_timeout(Some(Duration::from_secs(300)))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
