@@ -560,4 +560,62 @@ mod tests {
         .expect_err("cert without key");
         assert!(e.to_string().contains("together"));
     }
+
+    #[test]
+    fn desktop_settings_parse_and_bad_ones_say_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "desktop_policy = \"per-session\"\nwarm_pool = 2\ndesktop_cpus = 0.5\n",
+        )
+        .expect("write");
+        let c = Layer::from_file(&f)
+            .expect("file")
+            .overlay(
+                Layer::from_env([("ZIGRAL_DESKTOP_MODE".to_string(), "static".to_string())])
+                    .expect("env"),
+            )
+            .resolve()
+            .expect("cfg");
+        assert_eq!(c.desktops.policy, DesktopPolicy::PerSession);
+        assert_eq!(c.desktops.mode, DesktopMode::Static);
+        assert_eq!((c.desktops.warm_pool, c.desktops.millicpus), (2, 500));
+        let e = Layer::from_env([("ZIGRAL_DESKTOP_POLICY".into(), "shared".into())])
+            .expect_err("bad policy");
+        assert!(e.to_string().contains("per-user or per-session"), "{e}");
+        for (layer, want) in [
+            (
+                Layer {
+                    warm_pool: Some(9),
+                    ..Layer::default()
+                },
+                "warm_pool",
+            ),
+            (
+                Layer {
+                    max_desktops: Some(101),
+                    ..Layer::default()
+                },
+                "max_desktops",
+            ),
+            (
+                Layer {
+                    desktop_cpus: Some(0.0),
+                    ..Layer::default()
+                },
+                "desktop_cpus",
+            ),
+            (
+                Layer {
+                    proxy_url: Some("ftp://x".into()),
+                    ..Layer::default()
+                },
+                "proxy_url",
+            ),
+        ] {
+            let e = layer.resolve().expect_err(want);
+            assert!(e.to_string().contains(want), "{e}");
+        }
+    }
 }

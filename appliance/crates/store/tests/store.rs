@@ -307,3 +307,83 @@ async fn a_batch_of_actions_is_one_commit_and_all_or_nothing() {
     assert!(matches!(e, StoreError::NotFound(_)), "{e}");
     assert!(s.list_actions("gone", None, 10).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_schema_1_file_gains_the_desktops_table_and_old_users_read_with_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    force_schema_version(&path, 1).unwrap();
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    assert!(s.list_desktops().unwrap().is_empty());
+    let d = DesktopRecord {
+        n: 3,
+        owner: Some("u1".into()),
+        sessions: vec!["s1".into()],
+        state: DesktopState::Starting,
+        persistent: false,
+        lease: Some("abc".into()),
+        millicpus: Some(2000),
+        memory_bytes: Some(1 << 32),
+        pids: Some(4096),
+        created_at: 1,
+        assigned_at: Some(1),
+    };
+    s.put_desktop(d.clone()).await.unwrap();
+    let ready = DesktopRecord {
+        state: DesktopState::Ready,
+        ..d.clone()
+    };
+    s.put_desktop(ready.clone()).await.unwrap();
+    assert_eq!(s.get_desktop(3).unwrap(), Some(ready.clone()));
+    assert_eq!(s.list_desktops().unwrap(), vec![ready]);
+    s.delete_desktop(3).await.unwrap();
+    s.delete_desktop(3).await.unwrap();
+    assert_eq!(s.get_desktop(3).unwrap(), None);
+
+    // A user written before version 2 reads with the new fields at their defaults.
+    let old: UserRecord = serde_json::from_value(json!({
+        "id": "u1", "username": "old", "password_hash": "h", "is_admin": false, "created_at": 1
+    }))
+    .unwrap();
+    assert!(!old.disabled && !old.persistent_profile);
+    assert_eq!(old.limits, UserLimits::default());
+    s.create_user(old).await.unwrap();
+    let u = s
+        .update_user("u1", |u| {
+            u.disabled = true;
+            u.username = "renamed".into();
+            u.limits.max_desktops = Some(1);
+        })
+        .await
+        .unwrap();
+    assert!(u.disabled);
+    assert_eq!(
+        u.username, "old",
+        "the user name never changes through update_user"
+    );
+    assert_eq!(u.limits.max_desktops, Some(1));
+    assert!(matches!(
+        s.update_user("nobody", |_| {}).await,
+        Err(StoreError::NotFound(_))
+    ));
+    for (hash, id, kind) in [("h1", "t1", TokenKind::Login), ("h2", "t2", TokenKind::Api)] {
+        s.put_token(
+            hash.into(),
+            TokenRecord {
+                id: id.into(),
+                user_id: "u1".into(),
+                kind,
+                name: "x".into(),
+                scopes: vec![],
+                created_at: 1,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.revoke_logins("u1").await.unwrap(), 1);
+    assert!(s.token_by_hash("h1").unwrap().is_none());
+    assert!(s.token_by_hash("h2").unwrap().is_some(), "API tokens stay");
+}
