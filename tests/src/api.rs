@@ -140,49 +140,18 @@ pub fn rfb_greeting(proxy_port: u16, token: &str) -> std::io::Result<String> {
 
 /// [`rfb_greeting`], keeping the connection open: a live viewer while the stream is held.
 pub fn open_viewer(proxy_port: u16, token: &str) -> std::io::Result<(TcpStream, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", proxy_port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET /websockify?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{proxy_port}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: binary\r\n\r\n"
+    let mut s = websocket(
+        proxy_port,
+        &format!("/websockify?token={token}"),
+        "Sec-WebSocket-Protocol: binary\r\n",
+        Duration::from_secs(30),
     )?;
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b)? == 0 {
-            return Err(std::io::Error::other(format!(
-                "closed during handshake: {}",
-                String::from_utf8_lossy(&head)
-            )));
-        }
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    if !head.starts_with("HTTP/1.1 101") {
-        return Err(std::io::Error::other(format!("no upgrade: {head}")));
-    }
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h)?;
-    let mut len = u64::from(h[1] & 0x7f);
-    if len == 126 {
-        let mut e = [0u8; 2];
-        s.read_exact(&mut e)?;
-        len = u64::from(u16::from_be_bytes(e));
-    } else if len == 127 {
-        let mut e = [0u8; 8];
-        s.read_exact(&mut e)?;
-        len = u64::from_be_bytes(e);
-    }
-    let mut payload = vec![0u8; len.min(4096) as usize];
-    s.read_exact(&mut payload)?;
+    let (opcode, payload) = frame(&mut s)?;
     let text = String::from_utf8_lossy(&payload).into_owned();
     // 0x2 = binary data; a close frame (0x8) means the VNC server is not up yet: retry.
-    if h[0] & 0x0f != 0x2 {
+    if opcode != 0x2 {
         return Err(std::io::Error::other(format!(
-            "frame opcode {:#x}: {text:?}",
-            h[0] & 0x0f
+            "frame opcode {opcode:#x}: {text:?}"
         )));
     }
     Ok((s, text))
@@ -201,19 +170,33 @@ pub fn view_token(port: u16, token: &str, session: &str) -> String {
 
 /// Opens the control plane's events websocket (`/api/v1/events`) with a bearer token.
 pub fn events(port: u16, token: &str) -> std::io::Result<TcpStream> {
+    websocket(
+        port,
+        "/api/v1/events",
+        &format!("Authorization: Bearer {token}\r\n"),
+        Duration::from_secs(120),
+    )
+}
+
+/// A WebSocket client handshake on 127.0.0.1:`port` for `path` with `extra` header lines;
+/// fails unless the server answers 101.
+fn websocket(port: u16, path: &str, extra: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.set_read_timeout(Some(timeout))?;
     write!(
         s,
-        "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Authorization: Bearer {token}\r\n\r\n"
+         {extra}\r\n"
     )?;
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if s.read(&mut b)? == 0 {
-            return Err(std::io::Error::other("closed during handshake"));
+            return Err(std::io::Error::other(format!(
+                "closed during handshake: {}",
+                String::from_utf8_lossy(&head)
+            )));
         }
         head.push(b[0]);
     }
@@ -226,27 +209,32 @@ pub fn events(port: u16, token: &str) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
+/// One frame the server wrote (unmasked): its opcode and payload.
+fn frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    let mut len = u64::from(h[1] & 0x7f);
+    if len == 126 {
+        let mut e = [0u8; 2];
+        s.read_exact(&mut e)?;
+        len = u64::from(u16::from_be_bytes(e));
+    } else if len == 127 {
+        let mut e = [0u8; 8];
+        s.read_exact(&mut e)?;
+        len = u64::from_be_bytes(e);
+    }
+    let mut payload = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+    s.read_exact(&mut payload)?;
+    Ok((h[0] & 0x0f, payload))
+}
+
 /// The next text frame of a websocket the server writes (unmasked, unfragmented), skipping
 /// pings and other control frames.
 pub fn next_text(s: &mut TcpStream) -> std::io::Result<String> {
     loop {
-        let mut h = [0u8; 2];
-        s.read_exact(&mut h)?;
-        let mut len = u64::from(h[1] & 0x7f);
-        if len == 126 {
-            let mut e = [0u8; 2];
-            s.read_exact(&mut e)?;
-            len = u64::from(u16::from_be_bytes(e));
-        } else if len == 127 {
-            let mut e = [0u8; 8];
-            s.read_exact(&mut e)?;
-            len = u64::from_be_bytes(e);
-        }
-        let mut payload = vec![0u8; len as usize];
-        s.read_exact(&mut payload)?;
-        match h[0] & 0x0f {
-            0x1 => return Ok(String::from_utf8_lossy(&payload).into_owned()),
-            0x8 => return Err(std::io::Error::other("websocket closed")),
+        match frame(s)? {
+            (0x1, payload) => return Ok(String::from_utf8_lossy(&payload).into_owned()),
+            (0x8, _) => return Err(std::io::Error::other("websocket closed")),
             _ => {}
         }
     }

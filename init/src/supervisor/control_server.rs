@@ -12,7 +12,7 @@ use super::procfs::{proc_table, tree_usage};
 use super::service::Group;
 use super::{PendingDestroy, State, Supervisor, SupervisorError, io_err, ms};
 use crate::cgroup::Cgroups;
-use crate::config::{check_group_limits, check_instance, instantiate};
+use crate::config::{Instance, TemplateDef, check_group_limits, check_instance, instantiate};
 use crate::control::{self, GroupLimits, GroupStatus, Request};
 
 #[derive(Debug)]
@@ -254,16 +254,7 @@ impl Supervisor {
         n: u32,
         params: &BTreeMap<String, String>,
     ) -> String {
-        let Some(tpl) = self
-            .cfg
-            .templates
-            .iter()
-            .find(|t| t.name == template)
-            .cloned()
-        else {
-            return control::err_line(&format!("unknown template {template:?}"));
-        };
-        if let Err(e) = check_instance(n, !self.cfg.private_ports.is_empty()) {
+        if let Err(e) = self.template_checked(template, n) {
             return control::err_line(&e);
         }
         let group = format!("{template}@{n}");
@@ -286,20 +277,7 @@ impl Supervisor {
                 live.len()
             ));
         }
-        let globals = self
-            .services
-            .iter()
-            .filter(|s| s.spec.group.is_none())
-            .map(|s| s.spec.name.clone())
-            .collect();
-        match instantiate(
-            &tpl,
-            n,
-            params,
-            &self.cfg.vars,
-            &self.cfg.state_dir,
-            &globals,
-        ) {
+        match self.instance_of(template, n, params) {
             Ok(inst) => {
                 let names: Vec<String> = inst.services.iter().map(|s| s.name.clone()).collect();
                 if let Some(i) = self.group_idx(&group) {
@@ -328,8 +306,46 @@ impl Supervisor {
                     services: names,
                 })
             }
-            Err(errs) => control::err_line(&errs.join("; ")),
+            Err(e) => control::err_line(&e),
         }
+    }
+
+    /// The template named `template`, if instance `n` of it may exist.
+    fn template_checked(&self, template: &str, n: u32) -> Result<TemplateDef, String> {
+        let tpl = self
+            .cfg
+            .templates
+            .iter()
+            .find(|t| t.name == template)
+            .cloned()
+            .ok_or_else(|| format!("unknown template {template:?}"))?;
+        check_instance(n, !self.cfg.private_ports.is_empty())?;
+        Ok(tpl)
+    }
+
+    /// Instance `n` of `template` with `params`, built as `spawn` would start it.
+    fn instance_of(
+        &self,
+        template: &str,
+        n: u32,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Instance, String> {
+        let tpl = self.template_checked(template, n)?;
+        let globals = self
+            .services
+            .iter()
+            .filter(|s| s.spec.group.is_none())
+            .map(|s| s.spec.name.clone())
+            .collect();
+        instantiate(
+            &tpl,
+            n,
+            params,
+            &self.cfg.vars,
+            &self.cfg.state_dir,
+            &globals,
+        )
+        .map_err(|errs| errs.join("; "))
     }
 
     /// `destroy` with `purge` of an instance that is not running: deletes the template's
@@ -337,34 +353,9 @@ impl Supervisor {
     /// services.
     fn purge_only(&mut self, template: &str, n: u32) -> String {
         let group = format!("{template}@{n}");
-        let Some(tpl) = self
-            .cfg
-            .templates
-            .iter()
-            .find(|t| t.name == template)
-            .cloned()
-        else {
-            return control::err_line(&format!("unknown template {template:?}"));
-        };
-        if let Err(e) = check_instance(n, !self.cfg.private_ports.is_empty()) {
-            return control::err_line(&e);
-        }
-        let globals = self
-            .services
-            .iter()
-            .filter(|s| s.spec.group.is_none())
-            .map(|s| s.spec.name.clone())
-            .collect();
-        let inst = match instantiate(
-            &tpl,
-            n,
-            &BTreeMap::new(),
-            &self.cfg.vars,
-            &self.cfg.state_dir,
-            &globals,
-        ) {
+        let inst = match self.instance_of(template, n, &BTreeMap::new()) {
             Ok(i) => i,
-            Err(errs) => return control::err_line(&errs.join("; ")),
+            Err(e) => return control::err_line(&e),
         };
         let mut failed = Vec::new();
         for p in &inst.group.purge {

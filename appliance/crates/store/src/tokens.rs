@@ -89,23 +89,29 @@ impl Store {
 
     /// Deletes tokens that expired before `now_ms`; returns how many.
     pub async fn purge_expired_tokens(&self, now: u64) -> Result<usize, StoreError> {
-        self.write(move |w| {
-            let mut t = w.open_table(API_TOKENS)?;
-            let mut ids = w.open_table(TOKEN_IDS)?;
-            let mut doomed = Vec::new();
-            for e in t.iter()? {
-                let (k, v) = e?;
-                let rec: TokenRecord = dec("api_tokens", v.value())?;
-                if rec.expires_at.is_some_and(|x| x <= now) {
-                    doomed.push((k.value().to_owned(), rec.id));
-                }
-            }
-            for (hash, id) in &doomed {
-                t.remove(hash.as_str())?;
-                ids.remove(id.as_str())?;
-            }
-            Ok(doomed.len())
-        })
-        .await
+        self.write(move |w| remove_tokens_where(w, |rec| rec.expires_at.is_some_and(|x| x <= now)))
+            .await
     }
+}
+
+/// Removes every token (and its id index entry) for which `doomed` holds; returns how many.
+pub(crate) fn remove_tokens_where(
+    w: &redb::WriteTransaction,
+    doomed: impl Fn(&TokenRecord) -> bool,
+) -> Result<usize, StoreError> {
+    let mut t = w.open_table(API_TOKENS)?;
+    let mut ids = w.open_table(TOKEN_IDS)?;
+    let mut gone = Vec::new();
+    for e in t.iter()? {
+        let (k, v) = e?;
+        let rec: TokenRecord = dec("api_tokens", v.value())?;
+        if doomed(&rec) {
+            gone.push((k.value().to_owned(), rec.id));
+        }
+    }
+    for (hash, id) in &gone {
+        t.remove(hash.as_str())?;
+        ids.remove(id.as_str())?;
+    }
+    Ok(gone.len())
 }

@@ -5,7 +5,8 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use crate::StoreError;
 use crate::db::Store;
 use crate::records::*;
-use crate::tables::{API_TOKENS, TOKEN_IDS, USERNAMES, USERS, dec, enc};
+use crate::tables::{USERNAMES, USERS, dec, enc};
+use crate::tokens::remove_tokens_where;
 
 impl Store {
     /// Number of users.
@@ -91,18 +92,9 @@ impl Store {
 
     /// Replaces a user's password hash.
     pub async fn set_password_hash(&self, id: &str, hash: String) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        self.write(move |w| {
-            let mut t = w.open_table(USERS)?;
-            let mut u: UserRecord = match t.get(id.as_str())? {
-                Some(v) => dec("users", v.value())?,
-                None => return Err(StoreError::NotFound(format!("user {id}"))),
-            };
-            u.password_hash = hash.clone();
-            t.insert(id.as_str(), enc(&u)?.as_slice())?;
-            Ok(())
-        })
-        .await
+        self.update_user(id, move |u| u.password_hash = hash.clone())
+            .await
+            .map(|_| ())
     }
 
     /// Revokes every login (not API tokens) of user `id`: after a password reset, each
@@ -110,21 +102,7 @@ impl Store {
     pub async fn revoke_logins(&self, id: &str) -> Result<usize, StoreError> {
         let id = id.to_owned();
         self.write(move |w| {
-            let mut tokens = w.open_table(API_TOKENS)?;
-            let mut ids = w.open_table(TOKEN_IDS)?;
-            let mut doomed = Vec::new();
-            for e in tokens.iter()? {
-                let (k, v) = e?;
-                let rec: TokenRecord = dec("api_tokens", v.value())?;
-                if rec.user_id == id && rec.kind == TokenKind::Login {
-                    doomed.push((k.value().to_owned(), rec.id));
-                }
-            }
-            for (hash, tid) in &doomed {
-                tokens.remove(hash.as_str())?;
-                ids.remove(tid.as_str())?;
-            }
-            Ok(doomed.len())
+            remove_tokens_where(w, |rec| rec.user_id == id && rec.kind == TokenKind::Login)
         })
         .await
     }
@@ -140,20 +118,7 @@ impl Store {
                 None => return Err(StoreError::NotFound(format!("user {id}"))),
             };
             w.open_table(USERNAMES)?.remove(u.username.as_str())?;
-            let mut tokens = w.open_table(API_TOKENS)?;
-            let mut ids = w.open_table(TOKEN_IDS)?;
-            let mut doomed = Vec::new();
-            for e in tokens.iter()? {
-                let (k, v) = e?;
-                let rec: TokenRecord = dec("api_tokens", v.value())?;
-                if rec.user_id == id {
-                    doomed.push((k.value().to_owned(), rec.id));
-                }
-            }
-            for (hash, tid) in doomed {
-                tokens.remove(hash.as_str())?;
-                ids.remove(tid.as_str())?;
-            }
+            remove_tokens_where(w, |rec| rec.user_id == id)?;
             Ok(u)
         })
         .await
