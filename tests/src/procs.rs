@@ -1,9 +1,4 @@
-//! /proc readers for tests and benchmarks: the uid of every process, PSS of process trees.
-
-/// Uids of every process on the machine.
-pub fn process_uids() -> Vec<u32> {
-    pids().into_iter().filter_map(uid_of_pid).collect()
-}
+//! /proc readers for tests and benchmarks: processes, their uids, trees and PSS.
 
 /// Every pid in /proc.
 pub fn pids() -> Vec<i32> {
