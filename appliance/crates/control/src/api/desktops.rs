@@ -92,7 +92,8 @@ pub struct NewDesktop {
 /// reply comes once it is ready. Under the per-user policy a user who has one gets it back.
 #[utoipa::path(post, path = "/desktops", tag = "desktops", request_body = NewDesktop,
     responses((status = 201, body = zigral_store::DesktopRecord),
-        (status = 409, description = "appliance limit (max_desktops)", body = ErrorBody),
+        (status = 409, description = "appliance limit (max_desktops), or desktops are static in this configuration", body = ErrorBody),
+        (status = 503, description = "the desktop could not be started", body = ErrorBody),
         (status = 429, description = "the user's quota (max_desktops_per_user)", body = ErrorBody),
         CommonErrors))]
 async fn create_desktop(
@@ -128,7 +129,10 @@ async fn create_desktop(
 /// its files go (a persistent profile stays). Its sessions get a new desktop when next used.
 #[utoipa::path(delete, path = "/desktops/{n}", tag = "desktops",
     params(("n" = u32, Path, description = "desktop number")),
-    responses((status = 204, description = "destroyed"), CommonErrors))]
+    responses((status = 204, description = "destroyed"),
+        (status = 409, description = "desktops are static in this configuration", body = ErrorBody),
+        (status = 503, description = "it could not be destroyed now; it will be retried", body = ErrorBody),
+        CommonErrors))]
 async fn delete_desktop(
     State(st): State<AppState>,
     who: Principal,
@@ -162,7 +166,10 @@ pub struct LimitsRequest {
 /// cgroup v2 (`cgroup` is null in the listing) they are recorded but not enforced.
 #[utoipa::path(put, path = "/desktops/{n}/limits", tag = "desktops", request_body = LimitsRequest,
     params(("n" = u32, Path, description = "desktop number")),
-    responses((status = 200, body = zigral_store::DesktopRecord), CommonErrors))]
+    responses((status = 200, body = zigral_store::DesktopRecord),
+        (status = 409, description = "desktops are static in this configuration", body = ErrorBody),
+        (status = 503, description = "zigral-init could not apply them", body = ErrorBody),
+        CommonErrors))]
 async fn set_limits(
     State(st): State<AppState>,
     who: Principal,
@@ -211,7 +218,9 @@ async fn set_limits(
 #[utoipa::path(post, path = "/desktops/{n}/view-token", tag = "desktops",
     request_body(content = Option<super::sessions::ViewTokenRequest>, description = "optional; no body gives a view token"),
     params(("n" = u32, Path, description = "desktop number")),
-    responses((status = 201, body = ViewToken), CommonErrors))]
+    responses((status = 201, body = ViewToken),
+        (status = 409, description = "desktops are static in this configuration", body = ErrorBody),
+        CommonErrors))]
 async fn desktop_token(
     State(st): State<AppState>,
     who: Principal,

@@ -64,7 +64,23 @@ pub struct UserChange {
     pub disabled: Option<bool>,
     /// Keep their Chrome profile across sessions and reboots (applies to their next desktop).
     pub persistent_profile: Option<bool>,
+    #[serde(default, deserialize_with = "object")]
     pub limits: Option<LimitsChange>,
+}
+
+/// An optional JSON object (serde would also take an array for a struct).
+fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Some(_) => Err(serde::de::Error::custom("limits must be an object")),
+    }
 }
 
 fn apply_limits(l: &mut zigral_store::UserLimits, c: &LimitsChange) -> Result<(), ApiError> {

@@ -103,6 +103,8 @@ struct Inner {
     table: Mutex<BTreeMap<u32, Entry>>,
     /// Wakes the pool filler.
     refill: Notify,
+    /// Wakes everyone waiting for a destroy to finish.
+    destroyed: Notify,
     /// True once the table reflects what zigral-init runs (after the start-up reconcile):
     /// until then no desktop is handed out, so none is spawned twice.
     reconciled: watch::Sender<bool>,
@@ -169,6 +171,7 @@ impl Vdi {
                 executors,
                 table: Mutex::new(BTreeMap::new()),
                 refill: Notify::new(),
+                destroyed: Notify::new(),
                 reconciled: watch::channel(false).0,
             }),
         }
@@ -278,6 +281,9 @@ impl Vdi {
             return Err(VdiError::Disabled);
         }
         self.reconciled().await;
+        if user.persistent_profile {
+            self.wait_destroyed(&user.id).await?;
+        }
         let cfg = &self.inner.settings;
         let share = cfg.policy == DesktopPolicy::PerUser || user.persistent_profile;
         let limits = effective_limits(cfg, user);
@@ -317,6 +323,27 @@ impl Vdi {
                 let rx = self.start_spawn(n, rec, limits);
                 self.wait(n, rx).await?;
                 Ok(n)
+            }
+        }
+    }
+
+    /// Waits until no desktop of `owner` is being destroyed: a persistent profile must not
+    /// be opened by a new Chrome while the old one still runs on it.
+    async fn wait_destroyed(&self, owner: &str) -> Result<(), VdiError> {
+        let deadline = Duration::from_secs(self.inner.settings.ready_timeout_secs);
+        loop {
+            let notified = self.inner.destroyed.notified();
+            let busy = self
+                .table()
+                .values()
+                .any(|e| !e.live() && e.rec.owner.as_deref() == Some(owner));
+            if !busy {
+                return Ok(());
+            }
+            if tokio::time::timeout(deadline, notified).await.is_err() {
+                return Err(VdiError::Unavailable(
+                    "your previous desktop is still being destroyed; try again shortly".into(),
+                ));
             }
         }
     }
@@ -624,6 +651,7 @@ impl Vdi {
         tracing::info!(desktop = n, reason, "desktop destroyed");
         self.publish("desktop.destroyed", &rec, json!({"reason": reason}));
         self.inner.refill.notify_one();
+        self.inner.destroyed.notify_waiters();
         true
     }
 
