@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zigral_store::{DesktopRecord, DesktopState};
 
 use super::init::{self, Readiness};
-use super::{Entry, Phase, Vdi};
+use super::{Entry, Phase, Vdi, starting_record};
 
 /// Longest wait for zigral-init's socket at start.
 const INIT_WAIT: Duration = Duration::from_secs(30);
@@ -91,19 +90,7 @@ impl Vdi {
                 if g.template != init::TEMPLATE || t.contains_key(&g.instance) {
                     continue;
                 }
-                let rec = DesktopRecord {
-                    n: g.instance,
-                    owner: None,
-                    sessions: Vec::new(),
-                    state: DesktopState::Starting,
-                    persistent: false,
-                    lease: None,
-                    millicpus: g.limits.millicpus,
-                    memory_bytes: g.limits.memory,
-                    pids: g.limits.pids,
-                    created_at: zigral_store::now_ms(),
-                    assigned_at: None,
-                };
+                let rec = starting_record(g.instance, None, Vec::new(), g.limits);
                 let phase = match init::readiness(&status, g.instance) {
                     Readiness::Ready => Phase::Ready,
                     _ => Phase::Starting,
@@ -147,33 +134,10 @@ impl Vdi {
     fn watch_ready(&self, n: u32) {
         let me = self.clone();
         tokio::spawn(async move {
+            let t0 = Instant::now();
             let timeout = Duration::from_secs(me.inner.settings.ready_timeout_secs);
-            let r = init::wait_ready(&me.inner.socket, n, timeout).await;
-            let rec = {
-                let mut t = me.table();
-                t.get_mut(&n).map(|e| {
-                    match &r {
-                        Ok(()) => {
-                            e.rec.state = DesktopState::Ready;
-                            e.phase.send_replace(Phase::Ready);
-                        }
-                        Err(why) => {
-                            e.phase.send_replace(Phase::Failed(why.clone()));
-                        }
-                    }
-                    e.rec.clone()
-                })
-            };
-            match (r, rec) {
-                (Ok(()), Some(rec)) => {
-                    let _ = me.inner.store.put_desktop(rec.clone()).await;
-                    me.publish("desktop.ready", &rec, json!({}));
-                }
-                (Err(_), Some(_)) => {
-                    me.destroy(n, "failed to start").await;
-                }
-                _ => {}
-            }
+            let result = init::wait_ready(&me.inner.socket, n, timeout).await;
+            me.settle(n, result, t0).await;
         });
     }
 
@@ -202,19 +166,7 @@ impl Vdi {
             return None;
         }
         let n = (0..crate::config::DESKTOP_NUMBERS).find(|n| !t.contains_key(n))?;
-        let rec = DesktopRecord {
-            n,
-            owner: None,
-            sessions: Vec::new(),
-            state: DesktopState::Starting,
-            persistent: false,
-            lease: None,
-            millicpus: limits.millicpus,
-            memory_bytes: limits.memory,
-            pids: limits.pids,
-            created_at: zigral_store::now_ms(),
-            assigned_at: None,
-        };
+        let rec = starting_record(n, None, Vec::new(), limits);
         t.insert(n, Entry::new(rec.clone(), Phase::Starting));
         Some((n, rec, limits))
     }

@@ -145,6 +145,29 @@ pub struct DesktopView {
     pub idle_secs: u64,
 }
 
+/// A starting desktop's record: unowned (pool) when `owner` is `None`, else leased to it.
+fn starting_record(
+    n: u32,
+    owner: Option<&UserRecord>,
+    sessions: Vec<String>,
+    limits: GroupLimits,
+) -> DesktopRecord {
+    let now = zigral_store::now_ms();
+    DesktopRecord {
+        n,
+        owner: owner.map(|u| u.id.clone()),
+        sessions,
+        state: DesktopState::Starting,
+        persistent: owner.is_some_and(|u| u.persistent_profile),
+        lease: owner.map(|_| new_lease()),
+        millicpus: limits.millicpus,
+        memory_bytes: limits.memory,
+        pids: limits.pids,
+        created_at: now,
+        assigned_at: owner.map(|_| now),
+    }
+}
+
 fn new_lease() -> String {
     let mut b = [0u8; 12];
     rand::fill(&mut b);
@@ -442,19 +465,7 @@ impl Vdi {
             .ok_or(VdiError::Capacity {
                 limit: cfg.max_desktops,
             })?;
-        let rec = DesktopRecord {
-            n,
-            owner: Some(user.id.clone()),
-            sessions,
-            state: DesktopState::Starting,
-            persistent: user.persistent_profile,
-            lease: Some(new_lease()),
-            millicpus: limits.millicpus,
-            memory_bytes: limits.memory,
-            pids: limits.pids,
-            created_at: now,
-            assigned_at: Some(now),
-        };
+        let rec = starting_record(n, Some(user), sessions, limits);
         t.insert(n, Entry::new(rec.clone(), Phase::Starting));
         Ok(Plan::Cold(n, rec, evict))
     }
@@ -475,36 +486,46 @@ impl Vdi {
         tokio::spawn(async move {
             let t0 = Instant::now();
             let result = me.spawn_and_wait(n, &rec, limits).await;
-            match result {
-                Ok(()) => {
-                    let rec = {
-                        let mut t = me.table();
-                        t.get_mut(&n).map(|e| {
-                            e.rec.state = DesktopState::Ready;
-                            e.phase.send_replace(Phase::Ready);
-                            e.rec.clone()
-                        })
-                    };
-                    if let Some(rec) = rec {
-                        if let Err(e) = me.inner.store.put_desktop(rec.clone()).await {
-                            tracing::error!(desktop = n, error = %e, "cannot record the desktop");
-                        }
-                        let ms = t0.elapsed().as_millis() as u64;
-                        tracing::info!(desktop = n, ready_ms = ms, "desktop ready");
-                        me.publish("desktop.ready", &rec, json!({"ready_ms": ms}));
-                    }
-                }
-                Err(why) => {
-                    tracing::warn!(desktop = n, error = %why, "desktop failed to start");
-                    if let Some(e) = me.table().get(&n) {
-                        e.phase.send_replace(Phase::Failed(why.clone()));
-                    }
-                    me.publish("desktop.failed", &rec, json!({"error": why}));
-                    me.destroy(n, "failed to start").await;
-                }
-            }
+            me.settle(n, result, t0).await;
         });
         rx
+    }
+
+    /// Records how a start ended: ready (record, event), or failed (waiters told, event,
+    /// destroyed).
+    async fn settle(&self, n: u32, result: Result<(), String>, t0: Instant) {
+        let rec = {
+            let mut t = self.table();
+            t.get_mut(&n).map(|e| {
+                match &result {
+                    Ok(()) => {
+                        e.rec.state = DesktopState::Ready;
+                        e.phase.send_replace(Phase::Ready);
+                    }
+                    Err(why) => {
+                        e.phase.send_replace(Phase::Failed(why.clone()));
+                    }
+                }
+                e.rec.clone()
+            })
+        };
+        // Destroyed meanwhile: nothing to record.
+        let Some(rec) = rec else { return };
+        match result {
+            Ok(()) => {
+                if let Err(e) = self.inner.store.put_desktop(rec.clone()).await {
+                    tracing::error!(desktop = n, error = %e, "cannot record the desktop");
+                }
+                let ms = t0.elapsed().as_millis() as u64;
+                tracing::info!(desktop = n, ready_ms = ms, "desktop ready");
+                self.publish("desktop.ready", &rec, json!({"ready_ms": ms}));
+            }
+            Err(why) => {
+                tracing::warn!(desktop = n, error = %why, "desktop failed to start");
+                self.publish("desktop.failed", &rec, json!({"error": why}));
+                self.destroy(n, "failed to start").await;
+            }
+        }
     }
 
     async fn spawn_and_wait(
