@@ -158,7 +158,7 @@ pub fn authorize_session(
 /// [`authorize_session`], then the session's desktop made sure of: in managed mode one of its
 /// owner's is created when it has none (its earlier one went idle, or the appliance
 /// rebooted), and the call waits until it is ready. The returned record's `desktop` is the
-/// one to use; it is touched (counts as activity).
+/// one to use; `ensure` counts the use as activity.
 pub async fn session_with_desktop(
     state: &AppState,
     who: &Principal,
@@ -166,7 +166,6 @@ pub async fn session_with_desktop(
 ) -> Result<SessionRecord, ApiError> {
     let mut s = authorize_session(state, who, session_id)?;
     s.desktop = state.vdi().ensure(&s).await?;
-    state.vdi().touch(s.desktop);
     Ok(s)
 }
 

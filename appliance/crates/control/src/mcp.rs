@@ -84,7 +84,6 @@ async fn session_of(st: &AppState, parts: Option<&Parts>) -> Result<SessionRecor
             reason: e.to_string(),
         })
     })?;
-    st.vdi().touch(s.desktop);
     Ok(s)
 }
 

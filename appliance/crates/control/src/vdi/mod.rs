@@ -260,7 +260,8 @@ impl Vdi {
 
     /// The desktop session `s` may use, creating one for its owner when it has none (its
     /// earlier desktop was destroyed when idle, or the appliance rebooted). Waits until it is
-    /// ready. In static mode: the session's own desktop number.
+    /// ready. The use counts as activity (idle timeout). In static mode: the session's own
+    /// desktop number.
     pub async fn ensure(&self, s: &SessionRecord) -> Result<u32, VdiError> {
         if !self.managed() {
             return Ok(s.desktop);
