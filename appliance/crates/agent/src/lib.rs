@@ -1,0 +1,1 @@
+//! zigral-agent: the agent loop (being built).

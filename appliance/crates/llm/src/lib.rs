@@ -1,0 +1,1 @@
+//! zigral-llm: provider wire formats and the streaming client (being built).

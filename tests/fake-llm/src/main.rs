@@ -1,0 +1,2 @@
+//! zigral-fake-llm (being built).
+fn main() {}
