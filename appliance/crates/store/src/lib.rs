@@ -6,11 +6,12 @@
 //! caller's thread from a consistent snapshot. The tables are defined in `tables` and migrated
 //! by `migrate`; each entity's methods are an `impl Store` block in a module of their own
 //! (`users`, `tokens`, `sessions`, `messages`, `actions`, `feedback`, `checkpoints`,
-//! `summaries`, `config`, `audit`, `desktops`). The record types stored in the tables live in
+//! `summaries`, `config`, `audit`, `desktops`, `agents`). The record types stored in the tables live in
 //! [`records`]. Secrets are never stored: users carry an argon2id PHC hash, tokens a SHA-256
 //! hash.
 
 mod actions;
+mod agents;
 mod audit;
 mod checkpoints;
 mod config;

@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::tables::*;
 
 /// Schema version written by this build.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Brings the file to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(crate) fn migrate(db: &Database, path: &Path) -> Result<(), StoreError> {
@@ -52,6 +52,12 @@ pub(crate) fn migrate(db: &Database, path: &Path) -> Result<(), StoreError> {
                 // Version 2: desktops the control plane owns. User records gained fields with
                 // serde defaults (disabled, persistent_profile, limits): nothing to rewrite.
                 w.open_table(DESKTOPS)?;
+            }
+            3 => {
+                // Version 3: agent profiles and per-turn agent usage. Sessions gained `agent`
+                // (serde default `None`): nothing to rewrite.
+                w.open_table(AGENTS)?;
+                w.open_table(AGENT_TURNS)?;
             }
             other => {
                 return Err(StoreError::Storage(format!(

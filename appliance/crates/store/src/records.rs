@@ -123,6 +123,10 @@ pub struct SessionRecord {
     pub message_count: u64,
     /// Sequence number the next message will get.
     pub next_seq: u64,
+    /// The agent profile driving this session (`None`: no built-in agent; messages are only
+    /// stored and published for external agents).
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// A message to append (the store assigns `seq` and `created_at`).
@@ -235,4 +239,121 @@ pub struct AuditRecord {
     pub target: String,
     /// Extra detail; never secret values.
     pub detail: Value,
+}
+
+/// Which LLM a profile talks to, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentProvider {
+    /// Tool generation, which fixes the provider's wire format: `computer_20250124`,
+    /// `computer_20251124`, `computer_toolset_20260801` (Anthropic Messages),
+    /// `computer_use_preview`, `computer` (OpenAI Responses), `functions` (OpenAI-compatible
+    /// Chat Completions: vLLM, Ollama, llama.cpp).
+    pub generation: String,
+    pub model: String,
+    /// Base URL without `/v1` (default: the provider's public API; Ollama's local port for
+    /// `functions`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Most output tokens per reply.
+    pub max_tokens: u32,
+    /// Anthropic extended thinking: `adaptive` or a token budget such as `4096`; absent = off.
+    #[serde(default)]
+    pub thinking: Option<String>,
+    /// Retries of a failed request (408/409/429/5xx/529, connection errors), like the SDKs.
+    pub max_retries: u32,
+    /// Per-request timeout in seconds.
+    pub timeout_secs: u32,
+    /// Read the API key from this environment variable of the control plane instead of the
+    /// profile's write-only key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// Human-in-the-loop settings of a profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Default)]
+pub struct HitlSettings {
+    /// Ask a person before an action matching one of the profile's risky patterns.
+    #[serde(default)]
+    pub approve_risky: bool,
+    /// Ask a person before acknowledging a provider's pending safety checks (OpenAI). When off,
+    /// a turn with a safety check stops and waits anyway: checks are never acknowledged blindly.
+    #[serde(default = "yes")]
+    pub approve_safety_checks: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An agent profile: who the built-in agent is and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentProfileRecord {
+    pub id: String,
+    /// User id of the creator (admins see every profile; users see their own).
+    pub owner: String,
+    pub name: String,
+    pub system_prompt: String,
+    pub provider: AgentProvider,
+    /// Opened when the agent first drives a session.
+    #[serde(default)]
+    pub start_url: Option<String>,
+    /// Domains (and their subdomains) the agent may visit; empty = any http(s) site.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// Most tool calls in one chat turn.
+    pub max_steps: u32,
+    /// Token budget of the conversation sent to the model; older turns are summarized past it.
+    pub context_budget_tokens: u32,
+    /// Screenshots kept in the conversation (older ones are dropped in chunks of this size);
+    /// 0 = keep all (best with prompt caching).
+    #[serde(default)]
+    pub keep_images: u32,
+    #[serde(default)]
+    pub hitl: HitlSettings,
+    /// Regular expressions over an action's description (e.g. `(?i)\\b(send|submit|pay)\\b`)
+    /// that make it risky (see `hitl.approve_risky`).
+    #[serde(default)]
+    pub risky_patterns: Vec<String>,
+    /// Whether a write-only API key is stored for this profile (the key itself never is here).
+    #[serde(default)]
+    pub api_key_set: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// Token usage of one model request, as the provider reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+}
+
+/// One chat turn of the built-in agent: what it cost and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentTurnRecord {
+    /// Turn number within the session (assigned by the store).
+    pub turn: u64,
+    /// Agent profile id.
+    pub profile: String,
+    pub started_at: u64,
+    pub ended_at: u64,
+    /// Tool calls executed.
+    pub steps: u32,
+    /// Model requests made (retries excluded).
+    pub requests: u32,
+    /// How the turn ended: `end_turn`, `max_steps`, `stopped`, `waiting`, `refusal`,
+    /// `max_tokens`, `error`.
+    pub outcome: String,
+    /// The error in plain words, when `outcome` is `error`.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Summed over the turn's requests (summaries included).
+    pub usage: TokenUsage,
+    /// Context size estimate before the last request.
+    #[serde(default)]
+    pub context_tokens: u32,
 }

@@ -5,8 +5,8 @@ use redb::{ReadableTable, WriteTransaction};
 use crate::db::Store;
 use crate::records::*;
 use crate::tables::{
-    ACTIONS, CHECKPOINTS, FEEDBACK, MESSAGES, SESSIONS, SESSIONS_BY_OWNER, SUMMARIES, dec, enc,
-    next_str,
+    ACTIONS, AGENT_TURNS, AGENTS, CHECKPOINTS, FEEDBACK, MESSAGES, SESSIONS, SESSIONS_BY_OWNER,
+    SUMMARIES, dec, enc, next_str,
 };
 use crate::{StoreError, now_ms};
 
@@ -110,6 +110,29 @@ impl Store {
         .await
     }
 
+    /// Sets (or clears) the agent profile driving a session.
+    pub async fn set_session_agent(
+        &self,
+        id: &str,
+        agent: Option<String>,
+    ) -> Result<SessionRecord, StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| {
+            let mut s = require_session(w, &id)?;
+            if let Some(a) = &agent
+                && w.open_table(AGENTS)?.get(a.as_str())?.is_none()
+            {
+                return Err(StoreError::NotFound(format!("agent profile {a}")));
+            }
+            s.agent = agent.clone();
+            s.updated_at = now_ms();
+            w.open_table(SESSIONS)?
+                .insert(id.as_str(), enc(&s)?.as_slice())?;
+            Ok(s)
+        })
+        .await
+    }
+
     /// Deletes a session and everything recorded under it (messages, actions, feedback,
     /// checkpoints, summaries).
     pub async fn delete_session(&self, id: &str) -> Result<SessionRecord, StoreError> {
@@ -122,7 +145,7 @@ impl Store {
             let sid = id.as_str();
             w.open_table(SESSIONS_BY_OWNER)?
                 .remove((s.owner.as_str(), sid))?;
-            for def in [MESSAGES, ACTIONS, FEEDBACK, SUMMARIES] {
+            for def in [MESSAGES, ACTIONS, FEEDBACK, SUMMARIES, AGENT_TURNS] {
                 w.open_table(def)?
                     .retain_in((sid, 0u64)..=(sid, u64::MAX), |_, _| false)?;
             }

@@ -29,6 +29,11 @@ pub(crate) const SUMMARIES: TableDefinition<(&str, u64), Json> = TableDefinition
 pub(crate) const CONFIG: TableDefinition<&str, Json> = TableDefinition::new("config");
 /// desktop number → DesktopRecord.
 pub(crate) const DESKTOPS: TableDefinition<u32, Json> = TableDefinition::new("desktops");
+/// agent profile id → AgentProfileRecord.
+pub(crate) const AGENTS: TableDefinition<&str, Json> = TableDefinition::new("agents");
+/// (session, turn) → AgentTurnRecord.
+pub(crate) const AGENT_TURNS: TableDefinition<(&str, u64), Json> =
+    TableDefinition::new("agent_turns");
 pub(crate) const AUDIT: TableDefinition<u64, Json> = TableDefinition::new("audit");
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";

@@ -18,6 +18,7 @@ fn session(id: &str, owner: &str) -> SessionRecord {
         updated_at: now_ms(),
         message_count: 0,
         next_seq: 0,
+        agent: None,
     }
 }
 
@@ -314,8 +315,9 @@ async fn a_schema_1_file_gains_the_desktops_table_and_old_users_read_with_defaul
     let path = dir.path().join(DB_FILE);
     force_schema_version(&path, 1).unwrap();
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert!(s.list_desktops().unwrap().is_empty());
+    assert!(s.list_agents(None).unwrap().is_empty(), "v3 added the agents table");
     let d = DesktopRecord {
         n: 3,
         owner: Some("u1".into()),
@@ -386,4 +388,98 @@ async fn a_schema_1_file_gains_the_desktops_table_and_old_users_read_with_defaul
     assert_eq!(s.revoke_logins("u1").await.unwrap(), 1);
     assert!(s.token_by_hash("h1").unwrap().is_none());
     assert!(s.token_by_hash("h2").unwrap().is_some(), "API tokens stay");
+}
+
+fn profile(id: &str, owner: &str) -> AgentProfileRecord {
+    AgentProfileRecord {
+        id: id.into(),
+        owner: owner.into(),
+        name: format!("agent {id}"),
+        system_prompt: "drive the browser".into(),
+        provider: AgentProvider {
+            generation: "computer_20251124".into(),
+            model: "m".into(),
+            base_url: None,
+            max_tokens: 1024,
+            thinking: None,
+            max_retries: 2,
+            timeout_secs: 60,
+            api_key_env: None,
+        },
+        start_url: None,
+        allowed_domains: vec!["example.com".into()],
+        max_steps: 10,
+        context_budget_tokens: 50_000,
+        keep_images: 3,
+        hitl: HitlSettings::default(),
+        risky_patterns: vec![],
+        api_key_set: false,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn agent_profiles_are_crud_and_a_used_profile_cannot_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).unwrap();
+    let a = s.create_agent(profile("a1", "u1")).await.unwrap();
+    assert!(a.created_at > 0);
+    assert!(matches!(
+        s.create_agent(profile("a1", "u1")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.create_agent(profile("a2", "u2")).await.unwrap();
+    assert_eq!(s.list_agents(None).unwrap().len(), 2);
+    assert_eq!(s.list_agents(Some("u2")).unwrap()[0].id, "a2");
+    let mut changed = profile("a1", "someone-else");
+    changed.max_steps = 99;
+    let r = s.replace_agent(changed).await.unwrap();
+    assert_eq!((r.max_steps, r.owner.as_str()), (99, "u1"), "owner is kept");
+
+    s.create_session(session("s1", "u1")).await.unwrap();
+    assert!(matches!(
+        s.set_session_agent("s1", Some("nope".into())).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let sess = s.set_session_agent("s1", Some("a1".into())).await.unwrap();
+    assert_eq!(sess.agent.as_deref(), Some("a1"));
+    assert!(matches!(
+        s.delete_agent("a1").await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.set_session_agent("s1", None).await.unwrap();
+    s.delete_agent("a1").await.unwrap();
+    assert!(s.get_agent("a1").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn agent_turns_are_numbered_per_session_and_go_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_in(dir.path()).unwrap();
+    s.create_session(session("s1", "u1")).await.unwrap();
+    let turn = |steps| AgentTurnRecord {
+        turn: 99,
+        profile: "a1".into(),
+        started_at: 1,
+        ended_at: 2,
+        steps,
+        requests: 1,
+        outcome: "end_turn".into(),
+        error: None,
+        usage: TokenUsage {
+            input_tokens: 100,
+            output_tokens: 5,
+            ..Default::default()
+        },
+        context_tokens: 100,
+    };
+    assert_eq!(s.append_agent_turn("s1", turn(1)).await.unwrap().turn, 0);
+    assert_eq!(s.append_agent_turn("s1", turn(2)).await.unwrap().turn, 1);
+    assert!(s.append_agent_turn("nope", turn(1)).await.is_err());
+    let all = s.list_agent_turns("s1", None, 10).unwrap();
+    assert_eq!(all.iter().map(|t| t.steps).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(s.list_agent_turns("s1", Some(0), 10).unwrap().len(), 1);
+    s.delete_session("s1").await.unwrap();
+    assert!(s.list_agent_turns("s1", None, 10).unwrap().is_empty());
 }

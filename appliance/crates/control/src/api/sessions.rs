@@ -119,6 +119,7 @@ async fn create_session(
             updated_at: now,
             message_count: 0,
             next_seq: 0,
+            agent: None,
         })
         .await;
     let s = match created {
