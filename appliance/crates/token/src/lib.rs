@@ -17,6 +17,17 @@
 //! its lease equals the file's content, both absent included (a desktop nobody leased). Tokens
 //! minted before leases existed have no `lease` claim and verify as before.
 //!
+//! # Control
+//!
+//! A person may take control of a desktop (the control plane's control lease): while they hold
+//! it, only their own connections may send input; everyone else's control connection is
+//! demoted to view-only. A token minted for a person's login carries a `control` claim, the
+//! login's *control id* (an opaque string of the same form as a lease). The control plane
+//! records who holds desktop N in `<state_dir>/control/<N>` ([`ControlFiles::write`]: the
+//! holder's control id, atomically; removed when nobody holds it). The proxy watches that
+//! file ([`ControlFiles::read`]) and lets a `control` token send input only when the file is
+//! absent or equals the token's `control` claim.
+//!
 //! Time comes from a [`Clock`] held by the key: the system clock unless a test injects a
 //! [`ManualClock`] (`SigningKey::with_clock`), so expiry is tested by moving that clock, not by
 //! sleeping. [`SigningKey::mint_at`] and [`SigningKey::verify_at`] take the time explicitly.
@@ -46,6 +57,8 @@ pub const MAX_TOKEN_LEN: usize = 1024;
 pub const LEASES_DIR: &str = "leases";
 /// Longest lease, in bytes.
 pub const MAX_LEASE_LEN: usize = 64;
+/// Directory of the control files inside the state directory.
+pub const CONTROL_DIR: &str = "control";
 
 /// What a token lets its holder do on the desktop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +109,27 @@ pub struct Claims {
     /// what was minted before leases existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<String>,
+    /// The control id of the login this token was minted for (see the module docs,
+    /// "Control"): while someone holds control of the desktop, a `control` token sends input
+    /// only if this equals the holder's control id. Absent for tokens not minted for a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+}
+
+/// What to mint: [`SigningKey::mint_grant`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant<'a> {
+    /// Desktop number N.
+    pub desktop: u32,
+    pub role: Role,
+    /// Who it is minted for (user id).
+    pub sub: &'a str,
+    /// Lifetime from now (the key's clock), seconds.
+    pub ttl_secs: u64,
+    /// The desktop's current lease (`None`: nobody leased it).
+    pub lease: Option<&'a str>,
+    /// The control id of the login it is minted for (`None`: not a login).
+    pub control: Option<&'a str>,
 }
 
 /// Why a token or key was refused.
@@ -131,6 +165,18 @@ pub enum TokenError {
         "lease file {path} does not hold one line of 1 to {MAX_LEASE_LEN} letters, digits or '-'"
     )]
     LeaseContent { path: PathBuf },
+    #[error("invalid control id {0:?}: expected 1 to {MAX_LEASE_LEN} ASCII letters, digits or '-'")]
+    BadControl(String),
+    #[error("control file {path}: {source}")]
+    ControlIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "control file {path} does not hold one line of 1 to {MAX_LEASE_LEN} letters, digits or '-'"
+    )]
+    ControlContent { path: PathBuf },
 }
 
 /// Seconds since the Unix epoch.
@@ -342,13 +388,30 @@ impl SigningKey {
         ttl_secs: u64,
         lease: Option<&str>,
     ) -> Result<(String, Claims), TokenError> {
-        if let Some(l) = lease
+        self.mint_grant(&Grant {
+            desktop,
+            role,
+            sub,
+            ttl_secs,
+            lease,
+            control: None,
+        })
+    }
+
+    /// Mints a token for `grant`, valid for its `ttl_secs` from now (this key's clock).
+    /// Refuses a lease or control id that [`is_valid_lease`] rejects.
+    pub fn mint_grant(&self, grant: &Grant<'_>) -> Result<(String, Claims), TokenError> {
+        if let Some(l) = grant.lease
             && !is_valid_lease(l)
         {
             return Err(TokenError::BadLease(l.to_owned()));
         }
-        let now = self.clock.now_secs();
-        Ok(self.mint_claims(desktop, role, sub, ttl_secs, now, lease.map(str::to_owned)))
+        if let Some(c) = grant.control
+            && !is_valid_lease(c)
+        {
+            return Err(TokenError::BadControl(c.to_owned()));
+        }
+        Ok(self.mint_claims(grant, self.clock.now_secs()))
     }
 
     /// Mints a token for `desktop`/`role` valid for `ttl_secs` from `now` (seconds since the
@@ -361,27 +424,28 @@ impl SigningKey {
         ttl_secs: u64,
         now: u64,
     ) -> (String, Claims) {
-        self.mint_claims(desktop, role, sub, ttl_secs, now, None)
+        let grant = Grant {
+            desktop,
+            role,
+            sub,
+            ttl_secs,
+            lease: None,
+            control: None,
+        };
+        self.mint_claims(&grant, now)
     }
 
-    fn mint_claims(
-        &self,
-        desktop: u32,
-        role: Role,
-        sub: &str,
-        ttl_secs: u64,
-        now: u64,
-        lease: Option<String>,
-    ) -> (String, Claims) {
+    fn mint_claims(&self, g: &Grant<'_>, now: u64) -> (String, Claims) {
         let mut n = [0u8; 9];
         rand::fill(&mut n);
         let claims = Claims {
-            desktop,
-            role,
-            exp: now.saturating_add(ttl_secs),
-            sub: sub.to_owned(),
+            desktop: g.desktop,
+            role: g.role,
+            exp: now.saturating_add(g.ttl_secs),
+            sub: g.sub.to_owned(),
             nonce: B64.encode(n),
-            lease,
+            lease: g.lease.map(str::to_owned),
+            control: g.control.map(str::to_owned),
         };
         (self.mint(&claims), claims)
     }
@@ -399,7 +463,12 @@ impl SigningKey {
             .map_err(|_| TokenError::BadSignature)?;
         let json = B64.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
-        if claims.lease.as_deref().is_some_and(|l| !is_valid_lease(l)) {
+        if claims.lease.as_deref().is_some_and(|l| !is_valid_lease(l))
+            || claims
+                .control
+                .as_deref()
+                .is_some_and(|c| !is_valid_lease(c))
+        {
             return Err(TokenError::Malformed);
         }
         if claims.exp <= now {
@@ -466,27 +535,7 @@ impl Leases {
     /// exist. A file that cannot be read or does not hold one valid lease line is an error, so
     /// a caller deciding access can fail closed.
     pub fn read(&self, desktop: u32) -> Result<Option<String>, TokenError> {
-        use std::io::Read;
-        let path = self.path(desktop);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(TokenError::LeaseIo { path, source }),
-        };
-        // The longest valid content is a full-length lease and a newline; one byte more is
-        // enough to tell a longer file apart.
-        let mut buf = Vec::with_capacity(MAX_LEASE_LEN + 2);
-        if let Err(source) = file.take(MAX_LEASE_LEN as u64 + 2).read_to_end(&mut buf) {
-            return Err(TokenError::LeaseIo { path, source });
-        }
-        let line = std::str::from_utf8(&buf)
-            .ok()
-            .map(|t| t.strip_suffix('\n').unwrap_or(t))
-            .filter(|l| is_valid_lease(l));
-        match line {
-            Some(l) => Ok(Some(l.to_owned())),
-            None => Err(TokenError::LeaseContent { path }),
-        }
+        read_line(&self.path(desktop), FileKind::Lease)
     }
 
     /// Records desktop `desktop`'s current lease, atomically: a temporary file (mode 0600) in
@@ -495,50 +544,172 @@ impl Leases {
     /// 0700) when missing; the state directory itself must exist. `None` removes the lease
     /// file (already absent is fine).
     pub fn write(&self, desktop: u32, lease: Option<&str>) -> Result<(), TokenError> {
-        let path = self.path(desktop);
+        write_line(&self.dir, desktop, lease, FileKind::Lease)
+    }
+}
+
+/// The control files of one state directory (`<state_dir>/control/<N>`, one line each: the
+/// control id of the login holding desktop N): the control plane writes them, the proxy
+/// watches them (module docs, "Control").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlFiles {
+    dir: PathBuf,
+}
+
+impl ControlFiles {
+    /// The control files of `state_dir`.
+    pub fn in_state_dir(state_dir: &Path) -> Self {
+        ControlFiles {
+            dir: state_dir.join(CONTROL_DIR),
+        }
+    }
+
+    /// The directory holding the control files (`<state_dir>/control`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of desktop `desktop`'s control file.
+    pub fn path(&self, desktop: u32) -> PathBuf {
+        self.dir.join(desktop.to_string())
+    }
+
+    /// The control id of whoever holds desktop `desktop`: `None` when nobody does (no file).
+    /// A file that cannot be read or does not hold one valid line is an error (a caller
+    /// deciding who may send input should then let nobody).
+    pub fn read(&self, desktop: u32) -> Result<Option<String>, TokenError> {
+        read_line(&self.path(desktop), FileKind::Control)
+    }
+
+    /// Records that the login with control id `holder` holds desktop `desktop`, or with
+    /// `None` that nobody does; atomic like [`Leases::write`] (0600 file in a 0700 directory).
+    pub fn write(&self, desktop: u32, holder: Option<&str>) -> Result<(), TokenError> {
+        write_line(&self.dir, desktop, holder, FileKind::Control)
+    }
+
+    /// Removes every control file (nobody holds any desktop): the control plane keeps control
+    /// leases in memory, so it clears what an earlier run left behind when it starts.
+    pub fn clear(&self) -> Result<(), TokenError> {
         let io = |path: &Path| {
             let path = path.to_owned();
-            move |source| TokenError::LeaseIo { path, source }
+            move |source| TokenError::ControlIo { path, source }
         };
-        let Some(lease) = lease else {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&self.dir)(e)),
+        };
+        for e in entries {
+            let path = e.map_err(io(&self.dir))?.path();
             match fs::remove_file(&path) {
-                Ok(()) => return sync_dir(&self.dir).map_err(io(&self.dir)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io(&path)(e)),
             }
-        };
-        if !is_valid_lease(lease) {
-            return Err(TokenError::BadLease(lease.to_owned()));
-        }
-        match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            // Set the mode explicitly: the umask may have taken bits from it.
-            Ok(()) => fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
-                .map_err(io(&self.dir))?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io(&self.dir)(e)),
-        }
-        let tmp = self.dir.join(format!(
-            ".{desktop}.{}.{:016x}.tmp",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let written = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.set_permissions(fs::Permissions::from_mode(0o600))?;
-            f.write_all(format!("{lease}\n").as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io(&path)(e));
         }
         sync_dir(&self.dir).map_err(io(&self.dir))
     }
+}
+
+/// Which kind of one-line file an error concerns.
+#[derive(Debug, Clone, Copy)]
+enum FileKind {
+    Lease,
+    Control,
+}
+
+impl FileKind {
+    fn io(self, path: &Path) -> impl FnOnce(std::io::Error) -> TokenError + use<> {
+        let path = path.to_owned();
+        move |source| match self {
+            FileKind::Lease => TokenError::LeaseIo { path, source },
+            FileKind::Control => TokenError::ControlIo { path, source },
+        }
+    }
+
+    fn content(self, path: PathBuf) -> TokenError {
+        match self {
+            FileKind::Lease => TokenError::LeaseContent { path },
+            FileKind::Control => TokenError::ControlContent { path },
+        }
+    }
+
+    fn bad_value(self, v: &str) -> TokenError {
+        match self {
+            FileKind::Lease => TokenError::BadLease(v.to_owned()),
+            FileKind::Control => TokenError::BadControl(v.to_owned()),
+        }
+    }
+}
+
+/// Reads a one-line file holding a value [`is_valid_lease`] accepts: `None` when it does not
+/// exist.
+fn read_line(path: &Path, kind: FileKind) -> Result<Option<String>, TokenError> {
+    use std::io::Read;
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(kind.io(path)(e)),
+    };
+    // The longest valid content is a full-length value and a newline; one byte more is
+    // enough to tell a longer file apart.
+    let mut buf = Vec::with_capacity(MAX_LEASE_LEN + 2);
+    if let Err(e) = file.take(MAX_LEASE_LEN as u64 + 2).read_to_end(&mut buf) {
+        return Err(kind.io(path)(e));
+    }
+    let line = std::str::from_utf8(&buf)
+        .ok()
+        .map(|t| t.strip_suffix('\n').unwrap_or(t))
+        .filter(|l| is_valid_lease(l));
+    match line {
+        Some(l) => Ok(Some(l.to_owned())),
+        None => Err(kind.content(path.to_owned())),
+    }
+}
+
+/// Writes `<dir>/<n>` atomically (temporary 0600 file, synced, renamed over it; the directory
+/// made 0700 when missing), or removes it with `None`.
+fn write_line(dir: &Path, n: u32, value: Option<&str>, kind: FileKind) -> Result<(), TokenError> {
+    let path = dir.join(n.to_string());
+    let Some(value) = value else {
+        match fs::remove_file(&path) {
+            Ok(()) => return sync_dir(dir).map_err(kind.io(dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(kind.io(&path)(e)),
+        }
+    };
+    if !is_valid_lease(value) {
+        return Err(kind.bad_value(value));
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        // Set the mode explicitly: the umask may have taken bits from it.
+        Ok(()) => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(kind.io(dir))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(kind.io(dir)(e)),
+    }
+    let tmp = dir.join(format!(
+        ".{n}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        f.write_all(format!("{value}\n").as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(kind.io(&path)(e));
+    }
+    sync_dir(dir).map_err(kind.io(dir))
 }
 
 /// Makes a rename or removal in `dir` durable.
@@ -800,5 +971,76 @@ mod tests {
         }
         done.store(true, Ordering::SeqCst);
         assert!(reader.join().expect("reader") > 0);
+    }
+
+    #[test]
+    fn control_claim_round_trips_and_is_checked() {
+        let k = SigningKey::generate();
+        let (t, c) = k
+            .mint_grant(&Grant {
+                desktop: 2,
+                role: Role::Control,
+                sub: "alice",
+                ttl_secs: 60,
+                lease: Some("l-1"),
+                control: Some("c0ffee"),
+            })
+            .expect("mint");
+        assert_eq!(c.control.as_deref(), Some("c0ffee"));
+        assert_eq!(k.verify(&t).expect("verify"), c);
+        assert_eq!(claims_json(&t)["control"], "c0ffee");
+        // No control id: no `control` key, the format tokens had before.
+        let (t, _) = k
+            .mint_for_lease(2, Role::Control, "alice", 60, None)
+            .expect("mint");
+        assert!(claims_json(&t).get("control").is_none());
+        assert!(matches!(
+            k.mint_grant(&Grant {
+                desktop: 2,
+                role: Role::View,
+                sub: "a",
+                ttl_secs: 60,
+                lease: None,
+                control: Some("not valid"),
+            }),
+            Err(TokenError::BadControl(_))
+        ));
+        let exp = now_secs() + 60;
+        let spaced = sign_json(
+            &k,
+            &format!(
+                r#"{{"desktop":2,"role":"view","exp":{exp},"sub":"b","nonce":"n","control":"a/b"}}"#
+            ),
+        );
+        assert!(matches!(k.verify(&spaced), Err(TokenError::Malformed)));
+    }
+
+    #[test]
+    fn control_files_round_trip_clear_and_report_their_kind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = ControlFiles::in_state_dir(dir.path());
+        assert_eq!(files.path(4), dir.path().join("control").join("4"));
+        assert_eq!(files.read(4).expect("no dir yet"), None);
+        files.clear().expect("clearing a missing dir is fine");
+        files.write(4, Some("holder-1")).expect("write");
+        files.write(5, Some("holder-2")).expect("write");
+        assert_eq!(files.read(4).expect("read").as_deref(), Some("holder-1"));
+        let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&files.path(4)), 0o600);
+        assert_eq!(mode(files.dir()), 0o700);
+        assert!(matches!(
+            files.write(4, Some("a b")),
+            Err(TokenError::BadControl(_))
+        ));
+        files.write(4, None).expect("remove");
+        assert_eq!(files.read(4).expect("removed"), None);
+        fs::write(files.path(6), "x y\n").expect("garble");
+        assert!(matches!(
+            files.read(6),
+            Err(TokenError::ControlContent { .. })
+        ));
+        files.clear().expect("clear");
+        assert_eq!(files.read(5).expect("cleared"), None);
+        assert_eq!(fs::read_dir(files.dir()).expect("list").count(), 0);
     }
 }
