@@ -1,6 +1,10 @@
-//! Adapter for Anthropic's computer-use tool (`computer_20250124` / `computer_20241022` input):
-//! the tool input the model emits (`{"action": "left_click", "coordinate": [x, y]}`) becomes
-//! native actions, and the result comes back as `tool_result` content blocks.
+//! Adapter for Anthropic's computer-use tools: the single `computer` tool
+//! (`computer_20251124` with `zoom`, `computer_20250124`, `computer_20241022`), whose input the
+//! model emits as `{"action": "left_click", "coordinate": [x, y]}`, and the GA toolset
+//! (`computer_toolset_20260801`), where every action is its own tool (`tool_use.name =
+//! "left_click"`, input without `action`; [`member_input`] normalises it). Both become native
+//! actions, and the result comes back as `tool_result` content blocks. [`Body`] parses a REST
+//! request body of either shape (a bare input or a `tool_use` block).
 //!
 //! Coordinates are in the *declared* display size (the tool definition's
 //! `display_width_px`/`display_height_px`, passed as query parameters); they are scaled to the
@@ -24,7 +28,7 @@ use crate::{ActionError, Executor};
 pub struct ComputerInput {
     /// key, type, mouse_move, left_click, left_click_drag, right_click, middle_click,
     /// double_click, triple_click, scroll, hold_key, left_mouse_down, left_mouse_up, wait,
-    /// screenshot, cursor_position.
+    /// screenshot, cursor_position, zoom.
     pub action: String,
     /// `[x, y]` in the declared display's pixels.
     #[serde(default)]
@@ -44,6 +48,306 @@ pub struct ComputerInput {
     /// Seconds (`wait`, `hold_key`).
     #[serde(default)]
     pub duration: Option<f64>,
+    /// `[x0, y0, x1, y1]` in the declared display's pixels (`zoom`; x1/y1 exclusive, at most
+    /// the display size).
+    #[serde(default)]
+    pub region: Option<[i64; 4]>,
+}
+
+/// The input of a toolset member tool (`computer_toolset_20260801`): the single tool's input
+/// without `action` (the tool's name says which action it is).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberInput {
+    /// `[x, y]` in the declared display's pixels.
+    #[serde(default)]
+    pub coordinate: Option<[i64; 2]>,
+    /// Drag start (`left_click_drag`).
+    #[serde(default)]
+    pub start_coordinate: Option<[i64; 2]>,
+    /// Text to type, key combo (`key`, `hold_key`), or modifiers held during a click/scroll.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// up, down, left, right.
+    #[serde(default)]
+    pub scroll_direction: Option<String>,
+    /// Wheel notches (default 3).
+    #[serde(default)]
+    pub scroll_amount: Option<u32>,
+    /// Seconds (`wait`, `hold_key`).
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// `[x0, y0, x1, y1]` (`zoom`).
+    #[serde(default)]
+    pub region: Option<[i64; 4]>,
+}
+
+impl MemberInput {
+    /// The single-tool input of member `action`.
+    pub fn into_input(self, action: Member) -> ComputerInput {
+        ComputerInput {
+            action: action.as_str().to_owned(),
+            coordinate: self.coordinate,
+            start_coordinate: self.start_coordinate,
+            text: self.text,
+            scroll_direction: self.scroll_direction,
+            scroll_amount: self.scroll_amount,
+            duration: self.duration,
+            region: self.region,
+        }
+    }
+}
+
+/// The 17 members of the `computer_toolset_20260801` toolset (= the single tool's actions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Member {
+    CursorPosition,
+    DoubleClick,
+    HoldKey,
+    Key,
+    LeftClick,
+    LeftClickDrag,
+    LeftMouseDown,
+    LeftMouseUp,
+    MiddleClick,
+    MouseMove,
+    RightClick,
+    Screenshot,
+    Scroll,
+    TripleClick,
+    Type,
+    Wait,
+    Zoom,
+}
+
+impl Member {
+    /// Every member, in the toolset's (alphabetical) order.
+    pub const ALL: [Member; 17] = [
+        Member::CursorPosition,
+        Member::DoubleClick,
+        Member::HoldKey,
+        Member::Key,
+        Member::LeftClick,
+        Member::LeftClickDrag,
+        Member::LeftMouseDown,
+        Member::LeftMouseUp,
+        Member::MiddleClick,
+        Member::MouseMove,
+        Member::RightClick,
+        Member::Screenshot,
+        Member::Scroll,
+        Member::TripleClick,
+        Member::Type,
+        Member::Wait,
+        Member::Zoom,
+    ];
+
+    /// The member's tool name (= the single tool's `action`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Member::CursorPosition => "cursor_position",
+            Member::DoubleClick => "double_click",
+            Member::HoldKey => "hold_key",
+            Member::Key => "key",
+            Member::LeftClick => "left_click",
+            Member::LeftClickDrag => "left_click_drag",
+            Member::LeftMouseDown => "left_mouse_down",
+            Member::LeftMouseUp => "left_mouse_up",
+            Member::MiddleClick => "middle_click",
+            Member::MouseMove => "mouse_move",
+            Member::RightClick => "right_click",
+            Member::Screenshot => "screenshot",
+            Member::Scroll => "scroll",
+            Member::TripleClick => "triple_click",
+            Member::Type => "type",
+            Member::Wait => "wait",
+            Member::Zoom => "zoom",
+        }
+    }
+
+    /// The member called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Member> {
+        Member::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+/// Normalises a toolset member call (`tool_use.name` = `name`, `tool_use.input` = `input`)
+/// to the single-tool shape. An unknown member, an input that is not an object (`null` = no
+/// fields), an `action` field or any field the members do not have is `bad_request`.
+pub fn member_input(name: &str, input: Value) -> Result<ComputerInput, ActionError> {
+    let member = Member::from_name(name).ok_or_else(|| {
+        ActionError::BadRequest(format!(
+            "unknown computer toolset member {name:?} (expected one of {})",
+            Member::ALL.map(Member::as_str).join(", ")
+        ))
+    })?;
+    let input = match input {
+        Value::Null => Value::Object(Default::default()),
+        Value::Object(o) if o.contains_key("action") => {
+            return Err(ActionError::BadRequest(format!(
+                "{name}: a toolset member's input has no \"action\" (the tool name is the action)"
+            )));
+        }
+        v @ Value::Object(_) => v,
+        _ => {
+            return Err(ActionError::BadRequest(format!(
+                "{name}: the input must be a JSON object"
+            )));
+        }
+    };
+    let m: MemberInput = serde_json::from_value(input)
+        .map_err(|e| ActionError::BadRequest(format!("not a {name} input: {e}")))?;
+    Ok(m.into_input(member))
+}
+
+/// The tool's name in a `tool_use` block: `computer` (the single tool) or a toolset member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolName {
+    Computer,
+    CursorPosition,
+    DoubleClick,
+    HoldKey,
+    Key,
+    LeftClick,
+    LeftClickDrag,
+    LeftMouseDown,
+    LeftMouseUp,
+    MiddleClick,
+    MouseMove,
+    RightClick,
+    Screenshot,
+    Scroll,
+    TripleClick,
+    Type,
+    Wait,
+    Zoom,
+}
+
+/// The `type` of a content block that is a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolUseType {
+    ToolUse,
+}
+
+/// A `tool_use` input: the single tool's input (name `computer`) or a member's (any other
+/// name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ToolUseInput {
+    Computer(ComputerInput),
+    Member(MemberInput),
+}
+
+/// A `tool_use` content block as the model emitted it (for the OpenAPI document; parsing is
+/// [`Body::from_value`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolUseBlock {
+    /// `tool_use` (optional).
+    #[serde(rename = "type", default)]
+    pub kind: Option<ToolUseType>,
+    /// The block's id (`toolu_...`), echoed as `tool_use_id` in the reply.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `computer` (the single tool; `input` has `action`) or a toolset member (`left_click`,
+    /// `zoom`, ...; `input` has no `action`).
+    pub name: ToolName,
+    pub input: ToolUseInput,
+    /// `computer` for a toolset member.
+    #[serde(default)]
+    pub toolset_name: Option<String>,
+    /// Who called the tool (ignored).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub caller: Option<Value>,
+}
+
+/// The body of `POST .../actions/anthropic`: the single tool's input, or a whole `tool_use`
+/// block (single tool or toolset member). The shape is recognised by its keys: `action` =
+/// an input, `name` = a `tool_use` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AnthropicBody {
+    /// `{"action": "zoom", "region": [0, 0, 512, 384]}`.
+    Input(ComputerInput),
+    /// `{"type": "tool_use", "id": "toolu_1", "name": "left_click", "input": {"coordinate":
+    /// [10, 20]}, "toolset_name": "computer"}`.
+    ToolUse(ToolUseBlock),
+}
+
+/// A parsed request body: the normalised input and, for a `tool_use` block, its id and
+/// toolset name (echoed in the reply).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Body {
+    pub input: ComputerInput,
+    pub tool_use_id: Option<String>,
+    pub toolset_name: Option<String>,
+}
+
+impl Body {
+    /// Parses a body of either shape (see [`AnthropicBody`]); errors are `bad_request`.
+    pub fn from_value(v: Value) -> Result<Body, ActionError> {
+        let Value::Object(mut obj) = v else {
+            return Err(ActionError::BadRequest("expected a JSON object".into()));
+        };
+        if obj.contains_key("action") || !obj.contains_key("name") {
+            let input = serde_json::from_value(Value::Object(obj))
+                .map_err(|e| ActionError::BadRequest(format!("not a computer tool input: {e}")))?;
+            return Ok(Body {
+                input,
+                tool_use_id: None,
+                toolset_name: None,
+            });
+        }
+        let string = |obj: &mut serde_json::Map<String, Value>, k: &str| match obj.remove(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ActionError::BadRequest(format!("{k} must be a string"))),
+        };
+        let kind = string(&mut obj, "type")?;
+        if kind.as_deref().is_some_and(|k| k != "tool_use") {
+            return Err(ActionError::BadRequest(format!(
+                "type {:?} is not tool_use",
+                kind.unwrap_or_default()
+            )));
+        }
+        let tool_use_id = string(&mut obj, "id")?;
+        let toolset_name = string(&mut obj, "toolset_name")?;
+        let name = string(&mut obj, "name")?.unwrap_or_default();
+        let input = obj.remove("input").unwrap_or(Value::Null);
+        obj.remove("caller");
+        if let Some(k) = obj.keys().next() {
+            return Err(ActionError::BadRequest(format!(
+                "unknown field {k:?} of a tool_use block (expected type, id, name, input, \
+                 toolset_name, caller)"
+            )));
+        }
+        let input = if name == "computer" {
+            if toolset_name.is_some() {
+                return Err(ActionError::BadRequest(
+                    "the single computer tool has no toolset_name".into(),
+                ));
+            }
+            serde_json::from_value(input)
+                .map_err(|e| ActionError::BadRequest(format!("not a computer tool input: {e}")))?
+        } else {
+            if toolset_name.as_deref().is_some_and(|t| t != "computer") {
+                return Err(ActionError::BadRequest(format!(
+                    "toolset {:?} is not computer",
+                    toolset_name.unwrap_or_default()
+                )));
+            }
+            member_input(&name, input)?
+        };
+        Ok(Body {
+            input,
+            tool_use_id,
+            toolset_name,
+        })
+    }
 }
 
 /// Adapter options (query parameters of `POST .../actions/anthropic`).
@@ -71,6 +375,12 @@ pub struct Options {
 /// The reply: `content` and `is_error` are what goes into the `tool_result` block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolResult {
+    /// The `tool_use` block's id, when the request was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_use_id: Option<String>,
+    /// The `tool_use` block's `toolset_name` (`computer` for a toolset member), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolset_name: Option<String>,
     #[schema(value_type = Vec<Object>)]
     pub content: Vec<Value>,
     pub is_error: bool,
@@ -121,6 +431,40 @@ impl Scaling {
             y: y as i32,
         });
         Ok((s.x, s.y))
+    }
+
+    /// A declared-display region `[x0, y0, x1, y1]` (x1/y1 exclusive) → the screen region
+    /// it covers. Errors: empty/inverted (`bad_request`), off the display (`out_of_bounds`).
+    pub fn region_to_screen(
+        &self,
+        [x0, y0, x1, y1]: [i64; 4],
+    ) -> Result<[i32; 4], (crate::ErrorCode, String)> {
+        let (dw, dh) = (
+            i64::from(self.declared.width),
+            i64::from(self.declared.height),
+        );
+        if x0 >= x1 || y0 >= y1 {
+            return Err((
+                crate::ErrorCode::BadRequest,
+                format!("region [{x0}, {y0}, {x1}, {y1}] is empty: it needs x0 < x1 and y0 < y1"),
+            ));
+        }
+        if x0 < 0 || y0 < 0 || x1 > dw || y1 > dh {
+            return Err((
+                crate::ErrorCode::OutOfBounds,
+                format!("region [{x0}, {y0}, {x1}, {y1}] is outside the {dw}x{dh} display"),
+            ));
+        }
+        let map = |v: i64, d: i64, s: u32| -> i32 {
+            ((v as f64) * f64::from(s) / (d as f64)).round() as i32
+        };
+        let (sw, sh) = (self.screen.width, self.screen.height);
+        // At least one screen pixel, within the screen.
+        let sx0 = map(x0, dw, sw).min(sw as i32 - 1);
+        let sy0 = map(y0, dh, sh).min(sh as i32 - 1);
+        let sx1 = map(x1, dw, sw).max(sx0 + 1).min(sw as i32);
+        let sy1 = map(y1, dh, sh).max(sy0 + 1).min(sh as i32);
+        Ok([sx0, sy0, sx1, sy1])
     }
 
     /// Screen → declared.
@@ -237,7 +581,11 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
         "mouse_move" => {
             no_text()?;
             let (x, y) = need_coord()?;
-            vec![Action::MouseMove { x, y }]
+            vec![Action::MouseMove {
+                x,
+                y,
+                modifiers: None,
+            }]
         }
         "left_click" | "right_click" | "middle_click" | "double_click" | "triple_click" => {
             let (x, y) = xy(coord("coordinate")?);
@@ -261,6 +609,7 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
                     vec![Action::Drag {
                         path: vec![crate::Point { x: sx, y: sy }, crate::Point { x: ex, y: ey }],
                         button: Default::default(),
+                        modifiers: None,
                     }]
                 }
                 None => vec![
@@ -269,7 +618,11 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
                         y: None,
                         button: Default::default(),
                     },
-                    Action::MouseMove { x: ex, y: ey },
+                    Action::MouseMove {
+                        x: ex,
+                        y: ey,
+                        modifiers: None,
+                    },
                     Action::MouseUp {
                         x: None,
                         y: None,
@@ -331,6 +684,33 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
                 duration_ms: secs(input.duration, 1.0)?,
             }]
         }
+        "zoom" => {
+            no_text()?;
+            if input.coordinate.is_some() {
+                return Err(invalid(
+                    crate::ErrorCode::InvalidAction,
+                    a,
+                    "coordinate is not used by zoom (give region)",
+                ));
+            }
+            let region = input.region.ok_or_else(|| {
+                invalid(
+                    crate::ErrorCode::InvalidAction,
+                    a,
+                    "region [x0, y0, x1, y1] is required",
+                )
+            })?;
+            let region = sc
+                .region_to_screen(region)
+                .map_err(|(code, m)| invalid(code, a, m))?;
+            vec![Action::Zoom {
+                region,
+                width: Some(sc.declared.width),
+                height: Some(sc.declared.height),
+                format: None,
+                quality: None,
+            }]
+        }
         other => {
             return Err(ActionError::Invalid {
                 index: 0,
@@ -339,7 +719,7 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
                     "unknown computer-use action {other:?} (expected key, type, mouse_move, \
                      left_click, left_click_drag, right_click, middle_click, double_click, \
                      triple_click, scroll, hold_key, left_mouse_down, left_mouse_up, wait, \
-                     screenshot, cursor_position)"
+                     screenshot, cursor_position, zoom)"
                 ),
             });
         }
@@ -351,6 +731,13 @@ pub fn translate(input: &ComputerInput, sc: &Scaling) -> Result<Vec<Action>, Act
             crate::ErrorCode::InvalidAction,
             a,
             "scroll_direction/scroll_amount are only used by scroll",
+        ));
+    }
+    if a != "zoom" && input.region.is_some() {
+        return Err(invalid(
+            crate::ErrorCode::InvalidAction,
+            a,
+            "region is only used by zoom",
         ));
     }
     if a != "left_click_drag" && input.start_coordinate.is_some() {
@@ -371,9 +758,17 @@ pub async fn run(
 ) -> Result<(ToolResult, BatchRequest, BatchResponse), ActionError> {
     let screen = exec.screen_size().await?;
     let sc = Scaling::new(opts.display_width_px, opts.display_height_px, screen)?;
-    let actions = translate(input, &sc)?;
+    let mut actions = translate(input, &sc)?;
+    for a in &mut actions {
+        if let Action::Zoom { format, .. } = a {
+            *format = opts.format;
+        }
+    }
+    // `zoom` returns only its image, `cursor_position` only its text.
     let want_shot = input.action == "screenshot"
-        || (opts.screenshot.unwrap_or(true) && input.action != "cursor_position");
+        || (opts.screenshot.unwrap_or(true)
+            && input.action != "cursor_position"
+            && input.action != "zoom");
     let req = BatchRequest {
         actions,
         screenshot: want_shot.then(|| crate::ScreenshotSpec {
@@ -391,9 +786,16 @@ pub async fn run(
         content.push(json!({"type": "text", "text": format!("error: {}", e.message)}));
     }
     for r in &resp.results {
-        if let Some(Output::Position { x, y }) = &r.output {
-            let (dx, dy) = sc.to_declared(*x, *y);
-            content.push(json!({"type": "text", "text": format!("X={dx},Y={dy}")}));
+        match &r.output {
+            Some(Output::Position { x, y }) => {
+                let (dx, dy) = sc.to_declared(*x, *y);
+                content.push(json!({"type": "text", "text": format!("X={dx},Y={dy}")}));
+            }
+            Some(Output::Image(img)) => {
+                content.push(json!({"type": "image", "source": {
+                    "type": "base64", "media_type": img.mime, "data": img.data}}));
+            }
+            _ => {}
         }
     }
     if let Some(img) = &resp.screenshot {
@@ -409,6 +811,8 @@ pub async fn run(
     });
     Ok((
         ToolResult {
+            tool_use_id: None,
+            toolset_name: None,
             content,
             is_error: !resp.ok,
             zigral,
@@ -507,7 +911,9 @@ mod tests {
         );
         assert!(t(json!({"action": "screenshot"})).expect("shot").is_empty());
         assert_eq!(
-            t(json!({"action": "zoom"})).expect_err("unknown").code(),
+            t(json!({"action": "teleport"}))
+                .expect_err("unknown")
+                .code(),
             "unknown_action"
         );
         assert_eq!(
@@ -519,6 +925,114 @@ mod tests {
                 json!({"action": "key", "text": "a", "bogus": 1})
             )
             .is_err()
+        );
+    }
+    #[test]
+    fn toolset_members_and_tool_use_blocks_normalise_to_the_single_tool() {
+        let single = input(json!({"action": "left_click", "coordinate": [5, 6], "text": "shift"}));
+        let member = member_input("left_click", json!({"coordinate": [5, 6], "text": "shift"}))
+            .expect("member");
+        assert_eq!(member, single);
+        assert_eq!(
+            member_input("screenshot", Value::Null).expect("null = no fields"),
+            input(json!({"action": "screenshot"}))
+        );
+        for (name, inp) in [
+            ("teleport", json!({})),
+            ("computer", json!({"action": "screenshot"})),
+            ("left_click", json!({"action": "left_click"})),
+            ("left_click", json!({"coordinate": [1, 2], "bogus": 1})),
+            ("left_click", json!([1, 2])),
+        ] {
+            let e = member_input(name, inp.clone()).expect_err("rejected");
+            assert_eq!(e.code(), "bad_request", "{name} {inp}: {e}");
+        }
+        let b = Body::from_value(json!({"type": "tool_use", "id": "toolu_1", "name": "zoom",
+            "input": {"region": [0, 0, 10, 10]}, "toolset_name": "computer", "caller": {}}))
+        .expect("toolset block");
+        assert_eq!(b.input.action, "zoom");
+        assert_eq!(b.tool_use_id.as_deref(), Some("toolu_1"));
+        assert_eq!(b.toolset_name.as_deref(), Some("computer"));
+        let b = Body::from_value(json!({"name": "computer", "input": {"action": "key",
+            "text": "a"}}))
+        .expect("single-tool block");
+        assert_eq!(b.input.action, "key");
+        assert_eq!(
+            Body::from_value(json!({"action": "wait"}))
+                .expect("bare")
+                .input,
+            input(json!({"action": "wait"}))
+        );
+        for bad in [
+            json!({"name": "left_click", "input": {}, "extra": 1}),
+            json!({"type": "text", "name": "left_click", "input": {}}),
+            json!({"name": "left_click", "input": {}, "toolset_name": "browser"}),
+            json!({"name": "nope", "input": {}}),
+            json!({"coordinate": [1, 2]}),
+            json!([1]),
+        ] {
+            let e = Body::from_value(bad.clone()).expect_err("rejected");
+            assert_eq!(e.status(), 400, "{bad}: {e}");
+        }
+        // The member list and the schema enum agree.
+        for m in Member::ALL {
+            let v = serde_json::to_value(m).expect("ser");
+            assert_eq!(v, json!(m.as_str()));
+            let t: ToolName = serde_json::from_value(v).expect("tool name");
+            assert_ne!(t, ToolName::Computer);
+        }
+    }
+
+    #[test]
+    fn zoom_regions_scale_and_validate() {
+        let s = sc(1024, 640);
+        let z = translate(
+            &input(json!({"action": "zoom", "region": [0, 0, 512, 320]})),
+            &s,
+        )
+        .expect("zoom");
+        assert_eq!(
+            z,
+            vec![Action::Zoom {
+                region: [0, 0, 640, 400],
+                width: Some(1024),
+                height: Some(640),
+                format: None,
+                quality: None
+            }]
+        );
+        let t = |v: Value| translate(&input(v), &s).expect_err("rejected");
+        let e = t(json!({"action": "zoom", "region": [0, 0, 1025, 10]}));
+        assert_eq!(
+            (e.status(), e.code().as_str()),
+            (422, "out_of_bounds"),
+            "{e}"
+        );
+        let e = t(json!({"action": "zoom", "region": [-1, 0, 10, 10]}));
+        assert_eq!(e.code(), "out_of_bounds");
+        let e = t(json!({"action": "zoom", "region": [10, 0, 10, 10]}));
+        assert_eq!((e.status(), e.code().as_str()), (400, "bad_request"), "{e}");
+        let e = t(json!({"action": "zoom", "region": [0, 9, 10, 3]}));
+        assert_eq!(e.code(), "bad_request");
+        assert_eq!(t(json!({"action": "zoom"})).code(), "invalid_action");
+        assert_eq!(
+            t(json!({"action": "left_click", "region": [0, 0, 1, 1]})).code(),
+            "invalid_action"
+        );
+        // A declared display larger than the screen never yields an empty screen region.
+        let up = Scaling {
+            declared: desk::Size {
+                width: 4000,
+                height: 4000,
+            },
+            screen: desk::Size {
+                width: 10,
+                height: 10,
+            },
+        };
+        assert_eq!(
+            up.region_to_screen([3999, 3999, 4000, 4000]),
+            Ok([9, 9, 10, 10])
         );
     }
 }

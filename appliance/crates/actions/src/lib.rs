@@ -1,9 +1,10 @@
 //! zigral-actions: what agents call. The native action schema ([`Action`], a serde tagged
 //! union with JSON Schema for MCP and utoipa schemas for OpenAPI), validation before anything
 //! runs, the [`Executor`] over one session's desktop (XTEST input, SHM screenshots) and Chrome
-//! (CDP), the Anthropic computer-use and OpenAI computer-use adapters ([`anthropic`],
-//! [`openai`]; see `MAPPING.md`), and an MCP server ([`mcp`]) exposing the same actions as
-//! tools over rmcp's streamable HTTP transport.
+//! (CDP), the Anthropic computer-use (single tool and GA toolset) and OpenAI computer-use
+//! (preview and GA batches) adapters ([`anthropic`], [`openai`]), the native actions as
+//! Chat Completions function tools ([`functions`]; see `MAPPING.md`), and an MCP server
+//! ([`mcp`]) exposing the same actions as tools over rmcp's streamable HTTP transport.
 //!
 //! Flow: request body → [`BatchRequest`] (or an adapter's input → native actions) →
 //! [`Executor::run`] (plan: validate all → take the session's input lock → run in order, stop
@@ -14,6 +15,7 @@
 pub mod anthropic;
 mod error;
 mod executor;
+pub mod functions;
 mod log;
 pub mod mcp;
 pub mod openai;

@@ -1,8 +1,10 @@
-//! Adapter for OpenAI's computer-use actions (the `action` of a `computer_call` from the
-//! Responses API's computer tool): `click` (button left/right/wheel/back/forward), `double_click`,
-//! `scroll` (scroll_x/scroll_y in pixels at x,y), `type`, `wait`, `move`, `keypress` (keys
-//! pressed together), `drag` (path), `screenshot`. The reply is a `computer_call_output` item
-//! with a screenshot, ready to send back to the model.
+//! Adapter for OpenAI's computer-use actions (a `computer_call` from the Responses API's
+//! computer tool: `action` of the preview `computer_use_preview` tool, or the batched
+//! `actions[]` of the GA `computer` tool): `click` (button left/right/wheel/back/forward),
+//! `double_click`, `scroll` (scroll_x/scroll_y in pixels at x,y), `type`, `wait`, `move`,
+//! `keypress` (keys pressed together), `drag` (path), `screenshot`; `keys` on the pointer
+//! actions are modifiers held meanwhile. The reply is a `computer_call_output` item with a
+//! screenshot, ready to send back to the model.
 //!
 //! Coordinates are in the declared display size (`display_width`/`display_height` query
 //! parameters, as in the tool definition); they are scaled to the screen and the screenshot is
@@ -111,8 +113,63 @@ pub struct Options {
     pub verbose: Option<bool>,
 }
 
+/// The `type` of a `computer_call` item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputerCallType {
+    ComputerCall,
+}
+
+/// A `computer_call` output item as the Responses API returns it (for the OpenAPI document;
+/// parsing is [`Call::from_value`]). Other fields of the item are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ComputerCallItem {
+    #[serde(rename = "type")]
+    pub kind: ComputerCallType,
+    /// The item id (`cu_...`; ignored).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Echoed in the `computer_call_output`.
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// `completed`, ... (ignored).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// One action (the preview `computer_use_preview` tool).
+    #[serde(default)]
+    pub action: Option<OaAction>,
+    /// Batched actions (the GA `computer` tool), run in order; wins over `action`.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub actions: Option<Vec<OaAction>>,
+    /// Safety checks to acknowledge in the next request (ignored here).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub pending_safety_checks: Option<Vec<Value>>,
+}
+
+/// A bare list of actions, run in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionList {
+    #[schema(max_items = 100)]
+    pub actions: Vec<OaAction>,
+}
+
+/// The body of `POST .../actions/openai`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiBody {
+    /// One action: `{"type": "click", "button": "left", "x": 10, "y": 20}`.
+    Action(OaAction),
+    /// A `computer_call` item (`action` or GA `actions`).
+    Item(ComputerCallItem),
+    /// `{"actions": [...]}`.
+    Actions(ActionList),
+}
+
 /// What the endpoint accepts: one action, a `computer_call` item (with `action` or
-/// `actions`), or `{"actions": [...]}`.
+/// `actions`), or `{"actions": [...]}` (see [`OpenAiBody`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
     pub call_id: Option<String>,
@@ -153,9 +210,16 @@ impl Call {
             None | Some(Value::Null) => None,
             Some(_) => return Err(ActionError::BadRequest("call_id must be a string".into())),
         };
-        let actions = if let Some(a) = obj.remove("action") {
-            vec![parse(a, 0)?]
-        } else if let Some(Value::Array(items)) = obj.remove("actions") {
+        // A GA item may carry `"action": null` next to `actions` (and a preview item
+        // `"actions": null`); `actions` wins when both are there.
+        let one = obj.remove("action").filter(|v| !v.is_null());
+        let many = obj.remove("actions").filter(|v| !v.is_null());
+        let actions = if let Some(many) = many {
+            let Value::Array(items) = many else {
+                return Err(ActionError::BadRequest(
+                    "\"actions\" must be an array".into(),
+                ));
+            };
             if items.len() > crate::MAX_BATCH {
                 return Err(ActionError::BadRequest(format!(
                     "at most {} actions",
@@ -167,6 +231,8 @@ impl Call {
                 .enumerate()
                 .map(|(i, v)| parse(v, i))
                 .collect::<Result<_, _>>()?
+        } else if let Some(a) = one {
+            vec![parse(a, 0)?]
         } else {
             return Err(ActionError::BadRequest(
                 "expected an action ({\"type\": \"click\", ...}), a computer_call item, or \
@@ -295,7 +361,11 @@ pub fn translate(actions: &[OaAction], sc: &Scaling) -> Result<Vec<Action>, Acti
                     });
                 }
                 if *scroll_x == 0 && *scroll_y == 0 {
-                    out.push(Action::MouseMove { x, y });
+                    out.push(Action::MouseMove {
+                        x,
+                        y,
+                        modifiers: mods(keys),
+                    });
                 }
             }
             OaAction::Type { text } => out.push(Action::Type {
@@ -307,13 +377,11 @@ pub fn translate(actions: &[OaAction], sc: &Scaling) -> Result<Vec<Action>, Acti
             }),
             OaAction::Move { x, y, keys } => {
                 let (x, y) = pt(*x, *y)?;
-                if mods(keys).is_some() {
-                    return Err(inv(
-                        crate::ErrorCode::InvalidAction,
-                        "keys held during a move are not supported; use keypress".into(),
-                    ));
-                }
-                out.push(Action::MouseMove { x, y });
+                out.push(Action::MouseMove {
+                    x,
+                    y,
+                    modifiers: mods(keys),
+                });
             }
             OaAction::Keypress { keys } => {
                 let c = combo(keys)
@@ -325,15 +393,10 @@ pub fn translate(actions: &[OaAction], sc: &Scaling) -> Result<Vec<Action>, Acti
                     .iter()
                     .map(|p| pt(p.x, p.y).map(|(x, y)| crate::Point { x, y }))
                     .collect::<Result<Vec<_>, _>>()?;
-                if keys.as_ref().is_some_and(|k| !k.is_empty()) {
-                    return Err(inv(
-                        crate::ErrorCode::InvalidAction,
-                        "keys held during a drag are not supported; use keypress".into(),
-                    ));
-                }
                 out.push(Action::Drag {
                     path: pts,
                     button: MouseButton::Left,
+                    modifiers: mods(keys),
                 });
             }
             OaAction::Screenshot {} => {}
@@ -443,6 +506,23 @@ mod tests {
             {"type": "wait"}]}))
         .expect("many");
         assert_eq!(many.actions.len(), 2);
+        let ga = Call::from_value(json!({"type": "computer_call", "call_id": "c2",
+            "action": null, "actions": [{"type": "click", "button": "back", "x": 1, "y": 2,
+            "keys": ["SHIFT"]}, {"type": "move", "x": 3, "y": 4, "keys": ["CTRL"]},
+            {"type": "drag", "path": [{"x": 1, "y": 1}, {"x": 2, "y": 2}], "keys": ["ALT"]}]}))
+        .expect("GA batch");
+        assert_eq!(ga.actions.len(), 3);
+        let acts = translate(&ga.actions, &sc()).expect("translate");
+        assert!(
+            matches!(&acts[0], Action::Click { button: MouseButton::Back,
+            modifiers: Some(m), .. } if m == "SHIFT")
+        );
+        assert!(matches!(&acts[1], Action::MouseMove { modifiers: Some(m), .. } if m == "CTRL"));
+        assert!(matches!(&acts[2], Action::Drag { modifiers: Some(m), .. } if m == "ALT"));
+        let pre = Call::from_value(json!({"type": "computer_call", "actions": null,
+            "action": {"type": "wait"}}))
+        .expect("preview item with actions: null");
+        assert_eq!(pre.actions, vec![OaAction::Wait { ms: None }]);
         let bad = Call::from_value(json!({"type": "teleport"})).expect_err("unknown");
         assert_eq!(bad.code(), "unknown_action");
         assert_eq!(bad.status(), 400);

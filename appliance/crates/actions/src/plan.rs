@@ -155,9 +155,12 @@ fn plan_one(
         Ok(())
     };
     Ok(match a {
-        Action::MouseMove { x, y } => {
+        Action::MouseMove { x, y, modifiers } => {
             let p = pt(*x, *y)?;
-            Step::Desk(vec![desk::Action::MoveTo { x: p.x, y: p.y }])
+            Step::Desk(with_modifiers(
+                modifiers.as_deref().map(combo).transpose()?,
+                vec![desk::Action::MoveTo { x: p.x, y: p.y }],
+            ))
         }
         Action::LeftClick { x, y, modifiers } => click(*x, *y, MouseButton::Left, 1, modifiers)?,
         Action::RightClick { x, y, modifiers } => click(*x, *y, MouseButton::Right, 1, modifiers)?,
@@ -186,7 +189,11 @@ fn plan_one(
             });
             Step::Desk(v)
         }
-        Action::Drag { path, button } => {
+        Action::Drag {
+            path,
+            button,
+            modifiers,
+        } => {
             if path.len() < 2 || path.len() > 1000 {
                 return Err(inv(
                     crate::ErrorCode::InvalidArgument,
@@ -197,12 +204,15 @@ fn plan_one(
                 .iter()
                 .map(|p| pt(p.x, p.y))
                 .collect::<Result<Vec<_>, _>>()?;
-            Step::Desk(vec![desk::Action::Drag {
-                button: button_of(*button),
-                from: pts[0],
-                to: pts[pts.len() - 1],
-                via: pts[1..pts.len() - 1].to_vec(),
-            }])
+            Step::Desk(with_modifiers(
+                modifiers.as_deref().map(combo).transpose()?,
+                vec![desk::Action::Drag {
+                    button: button_of(*button),
+                    from: pts[0],
+                    to: pts[pts.len() - 1],
+                    via: pts[1..pts.len() - 1].to_vec(),
+                }],
+            ))
         }
         Action::Scroll {
             x,
@@ -299,6 +309,45 @@ fn plan_one(
             let opts = screenshot_opts(&spec, size)
                 .map_err(|m| inv(crate::ErrorCode::InvalidArgument, m))?;
             Step::Desk(vec![desk::Action::Screenshot(opts)])
+        }
+        Action::Zoom {
+            region,
+            width,
+            height,
+            format,
+            quality,
+        } => {
+            let r = zoom_region(*region, size).map_err(|(code, m)| inv(code, m))?;
+            let out = match (width, height) {
+                (Some(w), Some(h)) => {
+                    if !(1..=8192).contains(w) || !(1..=8192).contains(h) {
+                        return Err(inv(
+                            crate::ErrorCode::InvalidArgument,
+                            format!("size {w}x{h} is outside 1..=8192"),
+                        ));
+                    }
+                    desk::Size {
+                        width: *w,
+                        height: *h,
+                    }
+                }
+                (None, None) => fit_within(r, size),
+                _ => {
+                    return Err(inv(
+                        crate::ErrorCode::InvalidAction,
+                        "give both width and height, or neither".into(),
+                    ));
+                }
+            };
+            let format = image_format(*format, *quality)
+                .map_err(|m| inv(crate::ErrorCode::InvalidArgument, m))?;
+            let same = out.width == r.width && out.height == r.height;
+            Step::Desk(vec![desk::Action::Screenshot(desk::ScreenshotOpts {
+                region: Some(r),
+                format,
+                scale: (!same).then_some(out),
+                cursor: false,
+            })])
         }
         Action::ClipboardGet {} => Step::Desk(vec![desk::Action::ClipboardGet]),
         Action::ClipboardSet { text } => {
@@ -468,11 +517,72 @@ pub fn resolve_scale(
     Ok(Some(size))
 }
 
+/// Checks a zoom region `[x0, y0, x1, y1]` (x1/y1 exclusive) against the screen: an
+/// empty or inverted region is `bad_request`, one reaching off the screen `out_of_bounds`.
+pub(crate) fn zoom_region(
+    [x0, y0, x1, y1]: [i32; 4],
+    screen: desk::Size,
+) -> Result<desk::Rect, (crate::ErrorCode, String)> {
+    if x0 >= x1 || y0 >= y1 {
+        return Err((
+            crate::ErrorCode::BadRequest,
+            format!("region [{x0}, {y0}, {x1}, {y1}] is empty: it needs x0 < x1 and y0 < y1"),
+        ));
+    }
+    if x0 < 0
+        || y0 < 0
+        || i64::from(x1) > i64::from(screen.width)
+        || i64::from(y1) > i64::from(screen.height)
+    {
+        return Err((
+            crate::ErrorCode::OutOfBounds,
+            format!(
+                "region [{x0}, {y0}, {x1}, {y1}] is outside the {}x{} screen",
+                screen.width, screen.height
+            ),
+        ));
+    }
+    Ok(desk::Rect {
+        x: x0,
+        y: y0,
+        width: (x1 - x0) as u32,
+        height: (y1 - y0) as u32,
+    })
+}
+
+/// The largest size with `r`'s aspect ratio that fits within `bound`.
+fn fit_within(r: desk::Rect, bound: desk::Size) -> desk::Size {
+    let k = (f64::from(bound.width) / f64::from(r.width))
+        .min(f64::from(bound.height) / f64::from(r.height));
+    desk::Size {
+        width: ((f64::from(r.width) * k).round() as u32).clamp(1, bound.width.max(1)),
+        height: ((f64::from(r.height) * k).round() as u32).clamp(1, bound.height.max(1)),
+    }
+}
+
 /// Turns a screenshot spec into desktop options.
 pub fn screenshot_opts(
     spec: &ScreenshotSpec,
     screen: desk::Size,
 ) -> Result<desk::ScreenshotOpts, String> {
+    Ok(desk::ScreenshotOpts {
+        region: None,
+        format: image_format(spec.format, spec.quality)?,
+        scale: resolve_scale(&spec.scale, screen)?,
+        cursor: spec.cursor.unwrap_or(false),
+    })
+}
+
+/// The desktop encoding of a format and optional JPEG quality.
+fn image_format(
+    format: Option<ImageFormat>,
+    quality: Option<u8>,
+) -> Result<desk::ImageFormat, String> {
+    let spec = ScreenshotSpec {
+        format,
+        quality,
+        ..Default::default()
+    };
     let format = match spec.format.unwrap_or_default() {
         ImageFormat::Png => {
             if spec.quality.is_some() {
@@ -494,10 +604,5 @@ pub fn screenshot_opts(
             desk::ImageFormat::Jpeg { quality: q }
         }
     };
-    Ok(desk::ScreenshotOpts {
-        region: None,
-        format,
-        scale: resolve_scale(&spec.scale, screen)?,
-        cursor: spec.cursor.unwrap_or(false),
-    })
+    Ok(format)
 }

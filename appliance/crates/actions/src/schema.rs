@@ -90,8 +90,13 @@ pub struct ScreenshotSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
-    /// Move the pointer to (x, y).
-    MouseMove { x: i32, y: i32 },
+    /// Move the pointer to (x, y) (with `modifiers` held during the move when given).
+    MouseMove {
+        x: i32,
+        y: i32,
+        #[serde(default)]
+        modifiers: Option<String>,
+    },
     /// Left click (at x, y when given).
     LeftClick {
         #[serde(default)]
@@ -174,6 +179,8 @@ pub enum Action {
         path: Vec<Point>,
         #[serde(default)]
         button: MouseButton,
+        #[serde(default)]
+        modifiers: Option<String>,
     },
     /// Scroll `amount` wheel notches (default 3) in a direction, at (x, y) when given.
     Scroll {
@@ -211,6 +218,21 @@ pub enum Action {
         scale: Option<ScaleSpec>,
         #[serde(default)]
         cursor: Option<bool>,
+    },
+    /// Capture the screen rectangle `region` = `[x0, y0, x1, y1]` (x0 < x1 ≤ screen width,
+    /// y0 < y1 ≤ screen height; x1/y1 exclusive) from a fresh screenshot, scaled to exactly
+    /// `width`×`height` (both or neither; default: the region scaled to fit the screen,
+    /// aspect ratio kept).
+    Zoom {
+        region: [i32; 4],
+        #[serde(default)]
+        width: Option<u32>,
+        #[serde(default)]
+        height: Option<u32>,
+        #[serde(default)]
+        format: Option<ImageFormat>,
+        #[serde(default)]
+        quality: Option<u8>,
     },
     /// Read the clipboard as text.
     ClipboardGet {},
@@ -277,6 +299,7 @@ impl Action {
             Action::Wait { .. } => "wait",
             Action::CursorPosition {} => "cursor_position",
             Action::Screenshot { .. } => "screenshot",
+            Action::Zoom { .. } => "zoom",
             Action::ClipboardGet {} => "clipboard_get",
             Action::ClipboardSet { .. } => "clipboard_set",
             Action::Resize { .. } => "resize",
