@@ -18,7 +18,8 @@ use crate::server::{Proxy, serve};
 /// authentication (loopback listeners only, unless `--force`). Token mode:
 /// `zigral proxy --state-dir DIR 6081` routes each connection to the desktop named by its
 /// signed token (`?token=…`), desktop N → `--vnc-host`:(`--vnc-base` + N), accepted only
-/// while the token's lease matches `<state-dir>/leases/N` (see [`crate::server`]).
+/// while the token's lease matches `<state-dir>/leases/N` (see [`crate::server`]); a control
+/// token sends input only while `<state-dir>/control/N` allows it (see [`crate::control`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Where to listen: `[host:]port`. A bare port binds 127.0.0.1.
@@ -31,7 +32,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub web: Option<PathBuf>,
     /// Token mode: state directory holding `proxy-signing.key` (created if missing) and the
-    /// desktops' lease files (`leases/N`).
+    /// desktops' lease and control files (`leases/N`, `control/N`).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Token mode: VNC port of desktop 0; desktop N is at vnc-base + N.
@@ -139,6 +140,7 @@ impl Args {
                     vnc_host: self.vnc_host,
                     vnc_base: self.vnc_base,
                     leases: Some(zigral_token::Leases::in_state_dir(dir)),
+                    control: Some(zigral_token::ControlFiles::in_state_dir(dir)),
                 }
             }
         };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zigral_token::{Leases, SigningKey};
+use zigral_token::{ControlFiles, Leases, SigningKey};
 
 /// Where relayed connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +92,10 @@ pub enum Routing {
         /// attempt (both absent counts as equal). `None` (no state directory): leases are not
         /// checked.
         leases: Option<Leases>,
+        /// Desktop control files (`<state_dir>/control/<N>`, see [`crate::control`]): with
+        /// `Some`, a `control` connection sends input only while nobody else holds its
+        /// desktop. `None`: control tokens always send input.
+        control: Option<ControlFiles>,
     },
 }
 

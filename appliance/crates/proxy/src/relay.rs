@@ -4,7 +4,8 @@
 //! For a plain-TCP client and a TCP target the payload never enters user space: it is
 //! spliced target → pipe → client, after a frame header sized to what the pipe took.
 //! Client→server: frames are unmasked in place and streamed on (through the view-only filter
-//! for `view` sessions). Pings measure RTT; idle and stalled clients are closed.
+//! for `view` sessions, and through a gated one for `control` sessions under the control lease:
+//! [`crate::control`]). Pings measure RTT; idle and stalled clients are closed.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -20,6 +21,7 @@ use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::InputGate;
 use crate::metrics::{Metrics, SessionStats};
 use crate::rfb::{RfbError, ViewOnlyFilter};
 use crate::ws::{self, Decoder, Event, ProtocolError, close};
@@ -167,9 +169,12 @@ impl TargetWrite {
 }
 
 /// Session settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Params {
     pub view_only: bool,
+    /// For a `control` session under control leases: whether it may send input right now
+    /// (asked before each chunk of client data; input is dropped while it says no).
+    pub gate: Option<InputGate>,
     pub heartbeat: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_frame: u64,
@@ -305,7 +310,14 @@ where
     let mut decoder = Decoder::new(params.max_frame);
     let mut cbuf = BytesMut::with_capacity(CLIENT_BUF.max(pending.len()));
     cbuf.extend_from_slice(&pending);
-    let mut filter = params.view_only.then(ViewOnlyFilter::new);
+    let mut filter = if params.view_only {
+        Some(ViewOnlyFilter::new())
+    } else {
+        params
+            .gate
+            .as_ref()
+            .map(|g| ViewOnlyFilter::gated(g.allowed()))
+    };
 
     let end = {
         let s2c = server_to_client(
@@ -325,6 +337,7 @@ where
                 &mut cbuf,
                 &mut decoder,
                 filter.as_mut(),
+                params.gate.as_ref(),
                 &ctrl_tx,
                 &stats,
                 &metrics,
@@ -619,6 +632,7 @@ async fn client_to_server<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     decoder: &mut Decoder,
     mut filter: Option<&mut ViewOnlyFilter>,
+    gate: Option<&InputGate>,
     ctrl: &mpsc::Sender<Ctrl>,
     stats: &SessionStats,
     metrics: &Metrics,
@@ -626,6 +640,18 @@ async fn client_to_server<R: AsyncRead + Unpin>(
 ) -> End {
     let mut out = BytesMut::new();
     loop {
+        if let (Some(f), Some(g)) = (filter.as_deref_mut(), gate) {
+            let allow = g.allowed();
+            if allow != f.allows_input() {
+                tracing::info!(
+                    session = stats.id,
+                    input = allow,
+                    "control lease changed: input {}",
+                    if allow { "allowed again" } else { "dropped" }
+                );
+                f.set_allow_input(allow);
+            }
+        }
         let mut closed = None;
         let frames_before = decoder.frames;
         let mut data_bytes = 0u64;

@@ -8,6 +8,14 @@
 //! events, SetDesktopSize, xvp (power actions) and gii input. Anything else — an unknown
 //! message type, an RFB version before 3.7, an unsupported security type — is an error and the
 //! connection is closed, because the parser cannot know where the next message starts.
+//!
+//! A *gated* filter ([`ViewOnlyFilter::gated`]) serves a `control` connection whose input may be
+//! switched off and on while it runs (someone else took control of the desktop, then released
+//! it): it parses the same way but forwards input messages while input is allowed
+//! ([`ViewOnlyFilter::set_allow_input`]). Where it cannot parse while input is allowed it
+//! stops parsing and passes every byte on (a control connection is never refused for an
+//! extension the parser does not know); such a stream cannot be demoted later, so when input
+//! is switched off the filter fails with [`RfbError::Untracked`] and the connection ends.
 
 use bytes::BytesMut;
 
@@ -26,6 +34,11 @@ pub enum RfbError {
     UnknownQemu(u8),
     #[error("malformed RFB client message")]
     Malformed,
+    #[error(
+        "someone else took control of this desktop and this connection's RFB stream cannot be \
+         made view-only; reconnect to watch"
+    )]
+    Untracked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +73,12 @@ pub struct ViewOnlyFilter {
     body_left: u64,
     forward: bool,
     counts: FilterCounts,
+    /// Input messages are forwarded (a gated filter while its connection may send input).
+    allow_input: bool,
+    /// A gated filter: on a parse error while input is allowed, pass everything through.
+    gated: bool,
+    /// Parsing stopped (see `gated`): every byte passes while input is allowed.
+    untracked: bool,
 }
 
 impl Default for ViewOnlyFilter {
@@ -84,7 +103,31 @@ impl ViewOnlyFilter {
             body_left: 0,
             forward: false,
             counts: FilterCounts::default(),
+            allow_input: false,
+            gated: false,
+            untracked: false,
         }
+    }
+
+    /// A filter for a connection whose input can be switched off and on while it runs
+    /// (module docs); `allow_input` is the initial state.
+    pub fn gated(allow_input: bool) -> Self {
+        ViewOnlyFilter {
+            allow_input,
+            gated: true,
+            ..Self::new()
+        }
+    }
+
+    /// Whether input messages are forwarded from now on (takes effect at the next message;
+    /// one already half-forwarded is finished).
+    pub fn set_allow_input(&mut self, allow: bool) {
+        self.allow_input = allow;
+    }
+
+    /// Whether input messages are forwarded.
+    pub fn allows_input(&self) -> bool {
+        self.allow_input
     }
 
     pub fn counts(&self) -> FilterCounts {
@@ -92,7 +135,30 @@ impl ViewOnlyFilter {
     }
 
     /// Feeds client bytes; appends what may reach the VNC server to `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), RfbError> {
+    pub fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), RfbError> {
+        if self.untracked {
+            if !self.allow_input {
+                return Err(RfbError::Untracked);
+            }
+            out.extend_from_slice(input);
+            return Ok(());
+        }
+        let mut rest = input;
+        match self.parse(&mut rest, out) {
+            Err(_) if self.gated && self.allow_input => {
+                // Pass on the head held back so far and the rest, unparsed, from now on.
+                self.untracked = true;
+                out.extend_from_slice(&self.head[..self.have]);
+                out.extend_from_slice(rest);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// Parses `input`, advancing it past what was consumed (on an error it holds the bytes
+    /// not yet looked at; the message head so far is in `head`).
+    fn parse(&mut self, input: &mut &[u8], out: &mut BytesMut) -> Result<(), RfbError> {
         while !input.is_empty() {
             if self.body_left > 0 {
                 let n = self.body_left.min(input.len() as u64) as usize;
@@ -100,7 +166,7 @@ impl ViewOnlyFilter {
                     out.extend_from_slice(&input[..n]);
                 }
                 self.body_left -= n as u64;
-                input = &input[n..];
+                *input = &input[n..];
                 continue;
             }
             // Grow the head one step at a time until its length is known.
@@ -110,7 +176,7 @@ impl ViewOnlyFilter {
                     let take = (n - self.have).min(input.len());
                     self.head[self.have..self.have + take].copy_from_slice(&input[..take]);
                     self.have += take;
-                    input = &input[take..];
+                    *input = &input[take..];
                 }
                 Need::Message(total, fwd) => {
                     self.finish_head(total, fwd, out);
@@ -128,6 +194,8 @@ impl ViewOnlyFilter {
     }
 
     fn finish_head(&mut self, total: u64, fwd: bool, out: &mut BytesMut) {
+        // Every message the parser does not forward on its own is input.
+        let fwd = fwd || (self.allow_input && self.phase == Phase::Messages);
         let head_len = self.have;
         self.advance_phase();
         if fwd {
@@ -382,5 +450,59 @@ mod tests {
             let mut out = BytesMut::new();
             assert_eq!(ViewOnlyFilter::new().feed(&input, &mut out), Err(want));
         }
+    }
+
+    #[test]
+    fn a_gated_filter_switches_input_off_and_on_at_message_boundaries() {
+        let (msgs, kept) = messages();
+        let hs = handshake();
+        let hs_out = b"RFB 003.008\n\x01\x01".to_vec();
+        for chunk in [1usize, 3, 64, 10_000] {
+            // Allowed: everything passes (ClientInit still forced shared).
+            let mut f = ViewOnlyFilter::gated(true);
+            let mut out = BytesMut::new();
+            for c in [hs.clone(), msgs.clone()].concat().chunks(chunk) {
+                f.feed(c, &mut out).unwrap();
+            }
+            assert_eq!(
+                &out[..],
+                &[hs_out.clone(), msgs.clone()].concat()[..],
+                "{chunk}"
+            );
+            assert_eq!(f.counts().dropped_messages, 0);
+            // Switched off: input is dropped like a view-only filter's.
+            f.set_allow_input(false);
+            out.clear();
+            for c in msgs.chunks(chunk) {
+                f.feed(c, &mut out).unwrap();
+            }
+            assert_eq!(&out[..], &kept[..], "{chunk}");
+            // And on again.
+            f.set_allow_input(true);
+            out.clear();
+            for c in msgs.chunks(chunk) {
+                f.feed(c, &mut out).unwrap();
+            }
+            assert_eq!(&out[..], &msgs[..], "{chunk}");
+        }
+    }
+
+    #[test]
+    fn a_gated_filter_passes_what_it_cannot_parse_until_input_is_switched_off() {
+        let mut f = ViewOnlyFilter::gated(true);
+        let mut out = BytesMut::new();
+        let input = [handshake(), vec![5, 0, 0, 1, 0, 1], vec![77, 1, 2, 3]].concat();
+        f.feed(&input, &mut out).unwrap();
+        let mut want = b"RFB 003.008\n\x01\x01".to_vec();
+        want.extend([5, 0, 0, 1, 0, 1, 77, 1, 2, 3]);
+        assert_eq!(&out[..], &want[..], "an unknown message passes, whole");
+        f.feed(&[4, 1, 0, 0], &mut out).unwrap();
+        assert!(out.ends_with(&[4, 1, 0, 0]));
+        f.set_allow_input(false);
+        assert_eq!(f.feed(&[5], &mut out), Err(RfbError::Untracked));
+        // A gated filter without input refuses what it cannot parse, like a view-only one.
+        let mut f = ViewOnlyFilter::gated(false);
+        let input = [handshake(), vec![77]].concat();
+        assert_eq!(f.feed(&input, &mut out), Err(RfbError::UnknownMessage(77)));
     }
 }

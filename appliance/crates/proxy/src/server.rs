@@ -12,6 +12,10 @@
 //! file that cannot be read refuses every token for that desktop (503, `lease_unreadable`)
 //! and logs why. Sessions already relaying are not re-checked; destroying a desktop ends
 //! them with its VNC server.
+//!
+//! A `control` connection additionally gets an [`InputGate`](crate::control::InputGate) when
+//! the routing has control files: while someone else holds the desktop's control lease its
+//! input is dropped (see [`crate::control`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,6 +39,7 @@ use tracing::{debug, info, warn};
 use zigral_token::{Role, TokenError};
 
 use crate::config::{Config, Routing, Target};
+use crate::control::ControlWatch;
 use crate::metrics::{Metrics, Refusal};
 use crate::relay::{self, Dest, End, Params};
 use crate::web::{self, Body};
@@ -59,6 +64,8 @@ struct Inner {
     lingering: std::sync::atomic::AtomicUsize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Watches the control files (token routing with a state directory).
+    control: Option<ControlWatch>,
 }
 
 /// Why the proxy could not start.
@@ -91,8 +98,16 @@ impl Proxy {
             }
             None => None,
         };
+        let control = match &config.routing {
+            Routing::Token {
+                control: Some(files),
+                ..
+            } => Some(ControlWatch::new(files.clone())),
+            _ => None,
+        };
         Ok(Proxy {
             inner: Arc::new(Inner {
+                control,
                 config,
                 web_root,
                 metrics: Metrics::new(),
@@ -561,6 +576,7 @@ fn websocket(
 
     // Route: fixed target, or the desktop named by a valid token.
     let query = req.uri().query();
+    let mut gate = None;
     let (dest, desktop, role, target_label) = match &cfg.routing {
         Routing::Fixed(t) => {
             let d = match t {
@@ -574,6 +590,7 @@ fn websocket(
             vnc_host,
             vnc_base,
             leases,
+            ..
         } => {
             let Some(token) = query_param(query, "token").filter(|t| !t.is_empty()) else {
                 return refuse(
@@ -665,12 +682,16 @@ fn websocket(
                 Role::View => "view",
                 Role::Control => "control",
             };
+            if let (Role::Control, Some(w)) = (claims.role, &proxy.inner.control) {
+                gate = Some(w.gate(claims.desktop, claims.control.clone()));
+            }
             info!(
                 %peer,
                 desktop = claims.desktop,
                 role,
                 sub = %claims.sub,
                 lease = ?claims.lease,
+                input = gate.as_ref().is_none_or(|g| g.allowed()),
                 "websocket accepted"
             );
             (
@@ -685,6 +706,7 @@ fn websocket(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let params = Params {
         view_only: role == "view",
+        gate,
         heartbeat: cfg.heartbeat,
         idle_timeout: cfg.idle_timeout,
         max_frame: cfg.max_frame,

@@ -80,6 +80,7 @@ fn token_proxy_config(key: &SigningKey, vnc_base: u16) -> Config {
         vnc_host: "127.0.0.1".parse().expect("ip"),
         vnc_base,
         leases: None,
+        control: None,
     })
 }
 
@@ -407,4 +408,148 @@ async fn view_tokens_cannot_move_the_pointer_or_type_control_tokens_can() {
     let (moved, typed) = drive(&p, &key, Role::Control, d.xvfb.display).await;
     assert!(moved, "control token did not move the pointer");
     assert!(typed, "control token did not type");
+}
+
+/// The X pointer position on `display`.
+fn pointer(c: &x11rb::rust_connection::RustConnection, root: xproto::Window) -> (i16, i16) {
+    let r = c
+        .query_pointer(root)
+        .expect("query")
+        .reply()
+        .expect("reply");
+    (r.root_x, r.root_y)
+}
+
+/// A PointerEvent (no buttons) to (x, y).
+fn pointer_event(x: u16, y: u16) -> Vec<u8> {
+    let mut m = vec![5, 0];
+    m.extend(x.to_be_bytes());
+    m.extend(y.to_be_bytes());
+    m
+}
+
+/// Sends a pointer event on `ws` and waits until the X pointer is there; with `resend`, sends
+/// it again every 100 ms meanwhile (for input that is expected to become allowed).
+async fn move_and_see(
+    ws: &mut Ws,
+    c: &x11rb::rust_connection::RustConnection,
+    root: xproto::Window,
+    to: (u16, u16),
+    who: &str,
+    resend: bool,
+) -> Duration {
+    let t0 = std::time::Instant::now();
+    send(ws, &pointer_event(to.0, to.1)).await;
+    let mut last = t0;
+    let want = (to.0 as i16, to.1 as i16);
+    while pointer(c, root) != want {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{who}'s pointer event to {to:?} did not move the pointer"
+        );
+        if resend && last.elapsed() >= Duration::from_millis(100) {
+            send(ws, &pointer_event(to.0, to.1)).await;
+            last = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t0.elapsed()
+}
+
+/// The control lease at the proxy: once `<state>/control/0` names a holder, another person's
+/// live control connection stops moving the X pointer within a second (its input is dropped,
+/// the connection stays), the holder's connection keeps moving it, and when the file goes the
+/// other connection moves it again without reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_lease_demotes_other_control_connections_within_a_second() {
+    let d = desktop();
+    let key = SigningKey::generate();
+    let state = tempfile::tempdir().expect("state dir");
+    let files = zigral_token::ControlFiles::in_state_dir(state.path());
+    let mut cfg = token_proxy_config(&key, d.port);
+    if let Routing::Token { control, .. } = &mut cfg.routing {
+        *control = Some(files.clone());
+    }
+    let p = start(cfg).await;
+    let mint = |control: Option<&str>| {
+        key.mint_grant(&zigral_token::Grant {
+            desktop: 0,
+            role: Role::Control,
+            sub: "user",
+            ttl_secs: 300,
+            lease: None,
+            control,
+        })
+        .expect("mint")
+        .0
+    };
+    let (alice_token, bob_token) = (mint(Some("alice-login")), mint(Some("bob-login")));
+    let url = |t: &str| p.url(&format!("/websockify?token={t}&desktop=0"));
+    let (mut alice, _) = connect(&url(&alice_token)).await.expect("alice");
+    let (mut bob, _) = connect(&url(&bob_token)).await.expect("bob");
+    rfb_handshake(&mut alice).await;
+    rfb_handshake(&mut bob).await;
+    let (c, root) = x_connect(d.xvfb.display);
+
+    // Nobody holds the desktop: both drive it.
+    move_and_see(&mut bob, &c, root, (101, 77), "bob", false).await;
+    move_and_see(&mut alice, &c, root, (102, 78), "alice", false).await;
+
+    // Alice takes control. Bob keeps sending pointer events to distinct points for 2.5 s;
+    // the pointer ends where the last event that got through put it, and that event must
+    // have been sent within a second of the change.
+    files.write(0, Some("alice-login")).expect("take");
+    let t0 = std::time::Instant::now();
+    let mut sent = Vec::new();
+    for i in 0u16..50 {
+        let to = (200 + 8 * i, 300);
+        send(&mut bob, &pointer_event(to.0, to.1)).await;
+        sent.push((to, t0.elapsed()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let x11vnc apply whatever reached it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at = pointer(&c, root);
+    if let Some((_, when)) = sent.iter().find(|(to, _)| (to.0 as i16, to.1 as i16) == at) {
+        assert!(
+            *when < Duration::from_secs(1),
+            "bob's input still moved the pointer {when:?} after alice took control"
+        );
+    } else {
+        assert_eq!(at, (102, 78), "the pointer moved somewhere unexpected");
+    }
+    assert!(
+        p.proxy.metrics().totals().dropped_input >= 40,
+        "{:?}",
+        p.proxy.metrics().totals()
+    );
+    // The holder still drives.
+    move_and_see(&mut alice, &c, root, (640, 480), "alice", false).await;
+
+    // Released: bob drives again on the same connection, within a second.
+    files.write(0, None).expect("release");
+    let took = move_and_see(
+        &mut bob,
+        &c,
+        root,
+        (333, 222),
+        "bob after the release",
+        true,
+    )
+    .await;
+    assert!(
+        took < Duration::from_secs(1),
+        "bob regained input after {took:?}"
+    );
+    // A connection of bob's made while alice holds it starts view-only.
+    files.write(0, Some("alice-login")).expect("take again");
+    let (mut late, _) = connect(&url(&bob_token)).await.expect("late bob");
+    rfb_handshake(&mut late).await;
+    send(&mut late, &pointer_event(7, 9)).await;
+    move_and_see(&mut alice, &c, root, (500, 100), "alice", false).await;
+    assert_eq!(
+        pointer(&c, root),
+        (500, 100),
+        "the late connection's event got through"
+    );
 }

@@ -27,6 +27,7 @@ fn token_config(key: &SigningKey, vnc_base: u16) -> Config {
         vnc_host: "127.0.0.1".parse().expect("ip"),
         vnc_base,
         leases: None,
+        control: None,
     })
 }
 
