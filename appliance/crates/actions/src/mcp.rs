@@ -1,7 +1,11 @@
-//! The MCP server: every native action is a tool (`left_click`, `screenshot`, `navigate`...),
-//! plus `batch`; input schemas are generated from the native types ([`Action`]'s JSON Schema,
-//! one tool per variant). Served over rmcp's streamable HTTP transport as a tower service that
-//! the control plane nests at `/mcp` behind its API-token check.
+//! The MCP server: every native action is a tool (`left_click`, `screenshot`, `zoom`,
+//! `navigate`...), plus `batch`; input schemas are generated from the native types
+//! ([`Action`]'s JSON Schema, one tool per variant). Two more tools take the providers' own
+//! shapes with declared-display scaling: `anthropic_computer` (a computer tool input, incl.
+//! `zoom`, or a `tool_use` block, also of a toolset member) and `openai_computer` (an OpenAI
+//! action, a `computer_call` item or a GA `{"actions": [...]}` batch). Served over rmcp's
+//! streamable HTTP transport as a tower service that the control plane nests at `/mcp`
+//! behind its API-token check.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -17,7 +21,12 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 
 use crate::schema::{Action, BatchRequest, BatchResponse, Output};
-use crate::{ActionError, ActionLog, Caller, Executor};
+use crate::{ActionError, ActionLog, Caller, Executor, anthropic, openai};
+
+/// The tool taking Anthropic computer-use input.
+pub const ANTHROPIC_TOOL: &str = "anthropic_computer";
+/// The tool taking OpenAI computer-use actions.
+pub const OPENAI_TOOL: &str = "openai_computer";
 
 /// A boxed future returning the executor for one tool call.
 pub type ExecutorFuture<'a> =
@@ -144,6 +153,8 @@ pub fn tools() -> Vec<Tool> {
             Arc::new(schema),
         ));
     }
+    out.push(anthropic_tool());
+    out.push(openai_tool());
     let batch = serde_json::to_value(schemars::schema_for!(BatchRequest)).unwrap_or(Value::Null);
     if let Value::Object(mut b) = batch {
         b.remove("$schema");
@@ -156,6 +167,143 @@ pub fn tools() -> Vec<Tool> {
         ));
     }
     out
+}
+
+/// A declared-display dimension property.
+fn dim(what: &str) -> Value {
+    json!({"type": ["integer", "null"], "minimum": 1, "maximum": 8192,
+           "description": format!("declared display {what} (default: the screen's)")})
+}
+
+fn anthropic_tool() -> Tool {
+    let mut schema = match serde_json::to_value(schemars::schema_for!(anthropic::ComputerInput)) {
+        Ok(Value::Object(o)) => o,
+        _ => Map::new(),
+    };
+    schema.remove("$schema");
+    schema.remove("title");
+    schema.remove("description");
+    if let Some(Value::Object(props)) = schema.get_mut("properties") {
+        props.insert("display_width_px".into(), dim("width"));
+        props.insert("display_height_px".into(), dim("height"));
+    }
+    Tool::new(
+        ANTHROPIC_TOOL,
+        "Anthropic computer use: one `computer` tool input ({\"action\": \"left_click\", \
+         \"coordinate\": [x, y]}, zoom with region [x0, y0, x1, y1], ...) in the declared \
+         display's pixels (display_width_px/display_height_px); replies with the tool_result \
+         content (text and a screenshot at the declared size; zoom: only the close-up).",
+        Arc::new(schema),
+    )
+}
+
+fn openai_tool() -> Tool {
+    let action = serde_json::to_value(schemars::schema_for!(openai::OaAction)).unwrap_or_default();
+    let mut defs = action.get("$defs").cloned().unwrap_or_else(|| json!({}));
+    let mut one = action.as_object().cloned().unwrap_or_default();
+    for k in ["$schema", "title", "$defs"] {
+        one.remove(k);
+    }
+    if let Value::Object(d) = &mut defs {
+        d.insert("OaAction".into(), Value::Object(one));
+    }
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "actions": {"type": "array", "maxItems": crate::MAX_BATCH,
+                        "items": {"$ref": "#/$defs/OaAction"},
+                        "description": "run in order (the GA computer tool's batched actions)"},
+            "call_id": {"type": ["string", "null"]},
+            "display_width": dim("width"),
+            "display_height": dim("height"),
+        },
+        "required": ["actions"],
+        "$defs": defs,
+    });
+    Tool::new(
+        OPENAI_TOOL,
+        "OpenAI computer use: {\"actions\": [{\"type\": \"click\", \"button\": \"left\", \
+         \"x\": 1, \"y\": 2}, {\"type\": \"type\", \"text\": \"hi\"}, ...]} in the declared \
+         display's pixels (display_width/display_height); replies with the \
+         computer_call_output and the screenshot at the declared size.",
+        Arc::new(schema.as_object().cloned().unwrap_or_default()),
+    )
+}
+
+/// Takes an optional declared-display dimension out of the tool arguments.
+fn take_dim(obj: &mut JsonObject, key: &str) -> Result<Option<u32>, ActionError> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| ActionError::BadRequest(format!("{key} must be a positive integer"))),
+    }
+}
+
+fn anthropic_result(tr: &anthropic::ToolResult) -> CallToolResult {
+    let content = tr
+        .content
+        .iter()
+        .map(|c| match c["type"].as_str() {
+            Some("image") => ContentBlock::image(
+                c["source"]["data"].as_str().unwrap_or_default(),
+                c["source"]["media_type"].as_str().unwrap_or_default(),
+            ),
+            _ => ContentBlock::text(c["text"].as_str().unwrap_or_default()),
+        })
+        .collect();
+    if tr.is_error {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
+    }
+}
+
+fn openai_result(out: &openai::CallOutput, resp: &BatchResponse) -> CallToolResult {
+    let mut head = json!({"type": out.kind, "call_id": out.call_id});
+    if let Some(e) = &out.error {
+        head["error"] = e.clone();
+    }
+    let mut content = vec![ContentBlock::text(head.to_string())];
+    if let Some(img) = &resp.screenshot {
+        content.push(ContentBlock::image(img.data.clone(), img.mime.clone()));
+    }
+    if resp.ok {
+        CallToolResult::success(content)
+    } else {
+        CallToolResult::error(content)
+    }
+}
+
+/// A parsed tool call, ready to run.
+enum Job {
+    Native(BatchRequest),
+    Anthropic(anthropic::ComputerInput, anthropic::Options),
+    OpenAi(openai::Call, openai::Options),
+}
+
+impl Job {
+    async fn run(
+        self,
+        exec: &Executor,
+    ) -> Result<(CallToolResult, BatchRequest, BatchResponse), ActionError> {
+        Ok(match self {
+            Job::Native(req) => {
+                let resp = exec.run(&req).await?;
+                (result_of(&resp), req, resp)
+            }
+            Job::Anthropic(input, opts) => {
+                let (tr, req, resp) = anthropic::run(exec, &input, &opts).await?;
+                (anthropic_result(&tr), req, resp)
+            }
+            Job::OpenAi(call, opts) => {
+                let (out, req, resp) = openai::run(exec, &call, &opts).await?;
+                (openai_result(&out, &resp), req, resp)
+            }
+        })
+    }
 }
 
 fn result_of(resp: &BatchResponse) -> CallToolResult {
@@ -202,8 +350,32 @@ impl McpServer {
         who: String,
         parts: Option<&http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let req = if name == "batch" {
-            BatchRequest::from_value(Value::Object(args))
+        let job = if name == "batch" {
+            BatchRequest::from_value(Value::Object(args)).map(Job::Native)
+        } else if name == ANTHROPIC_TOOL {
+            let mut obj = args;
+            take_dim(&mut obj, "display_width_px").and_then(|w| {
+                let h = take_dim(&mut obj, "display_height_px")?;
+                let body = anthropic::Body::from_value(Value::Object(obj))?;
+                let opts = anthropic::Options {
+                    display_width_px: w,
+                    display_height_px: h,
+                    ..Default::default()
+                };
+                Ok(Job::Anthropic(body.input, opts))
+            })
+        } else if name == OPENAI_TOOL {
+            let mut obj = args;
+            take_dim(&mut obj, "display_width").and_then(|w| {
+                let h = take_dim(&mut obj, "display_height")?;
+                let call = openai::Call::from_value(Value::Object(obj))?;
+                let opts = openai::Options {
+                    display_width: w,
+                    display_height: h,
+                    ..Default::default()
+                };
+                Ok(Job::OpenAi(call, opts))
+            })
         } else {
             if !self.tools.iter().any(|t| t.name == name) {
                 return Err(McpError::invalid_params(
@@ -218,12 +390,14 @@ impl McpServer {
                 )));
             }
             obj.insert("action".into(), Value::String(name.to_owned()));
-            crate::parse_action(Value::Object(obj), 0).map(|a| BatchRequest {
-                actions: vec![a],
-                screenshot: None,
+            crate::parse_action(Value::Object(obj), 0).map(|a| {
+                Job::Native(BatchRequest {
+                    actions: vec![a],
+                    screenshot: None,
+                })
             })
         };
-        let req = match req {
+        let job = match job {
             Ok(r) => r,
             Err(e) => return Ok(rejected(&e)),
         };
@@ -236,7 +410,7 @@ impl McpServer {
         let log = self.log.clone();
         let parts = parts.cloned();
         let task = tokio::spawn(async move {
-            let resp = exec.run(&req).await?;
+            let (result, req, resp) = job.run(&exec).await?;
             let logged = match &log {
                 Some(log) => {
                     let entries = resp.log_entries(&req, &who, "mcp", log.typed_text());
@@ -244,10 +418,10 @@ impl McpServer {
                 }
                 None => Ok(()),
             };
-            Ok::<_, ActionError>((resp, logged))
+            Ok::<_, ActionError>((result, logged))
         });
         match task.await {
-            Ok(Ok((resp, Ok(())))) => Ok(result_of(&resp)),
+            Ok(Ok((result, Ok(())))) => Ok(result),
             Ok(Ok((_, Err(e)))) => Ok(CallToolResult::error(vec![ContentBlock::text(
                 json!({
                     "error": crate::ErrorCode::ActionLogFailed,
@@ -316,7 +490,10 @@ mod tests {
             "type",
             "scroll",
             "a11y_snapshot",
+            "zoom",
             "batch",
+            ANTHROPIC_TOOL,
+            OPENAI_TOOL,
         ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
