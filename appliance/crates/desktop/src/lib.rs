@@ -4,6 +4,8 @@
 //! cheap cloneable handle that sends commands to it and awaits replies (tokio). Every action an
 //! agent takes (pointer, keyboard, typing any Unicode text, screenshots, clipboard, display
 //! size) goes through here, one action or a [`Desktop::batch`] at a time, in order.
+//! [`Desktop::settle`] waits (on a second connection, through X Damage) until the screen stops
+//! changing, so a screenshot taken after input shows the result rather than a transition.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), zigral_desktop::DesktopError> {
@@ -12,6 +14,7 @@
 //! d.click_at(640, 400, Button::Left, 2).await?;
 //! d.key("ctrl+a").await?;
 //! d.type_text("héllo ✓ 日本語", None).await?;
+//! d.settle(zigral_desktop::SETTLE_QUIET, zigral_desktop::SETTLE_CAP).await?;
 //! let shot = d
 //!     .screenshot(ScreenshotOpts {
 //!         format: ImageFormat::Jpeg { quality: 80 },
@@ -30,6 +33,7 @@ mod error;
 mod keys;
 mod keysym_table;
 mod owner;
+mod settle;
 pub mod xauth;
 
 use std::sync::Arc;
@@ -43,6 +47,7 @@ pub use keys::{
     Combo, Key, char_to_keysym, keysym_from_name, keysym_name, keysym_to_char, parse_combo,
     parse_keys,
 };
+pub use settle::{SMALL_DAMAGE_AREA, SMALL_DAMAGE_WIDTH};
 
 /// Longest a single wait, key hold or per-character delay may last.
 pub const MAX_DURATION: Duration = Duration::from_secs(60);
@@ -50,6 +55,27 @@ pub const MAX_DURATION: Duration = Duration::from_secs(60);
 pub const MAX_CLICKS: u32 = 100;
 /// Longest text one `type_text` may type (characters).
 pub const MAX_TEXT_CHARS: usize = 100_000;
+
+/// Default quiet window of [`Desktop::settle`]: 100 ms without screen changes. Six frames at
+/// 60 Hz, so a running animation never looks quiet; far shorter than a caret's 500 ms blink
+/// period (carets are ignored anyway, see [`SMALL_DAMAGE_WIDTH`]).
+pub const SETTLE_QUIET: Duration = Duration::from_millis(100);
+/// Default cap of [`Desktop::settle`]: a screen that keeps changing (video, endless animation)
+/// is captured after 1.5 s anyway.
+pub const SETTLE_CAP: Duration = Duration::from_millis(1500);
+
+/// What [`Desktop::settle`] observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settle {
+    /// How long it waited.
+    pub waited: Duration,
+    /// Damage events (screen changes) that reset the quiet window.
+    pub damage_events: u32,
+    /// Damage events ignored as too small (a blinking caret).
+    pub ignored_events: u32,
+    /// True when the screen was still changing at the cap.
+    pub capped: bool,
+}
 
 /// A point in screen pixels (origin top-left).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -568,6 +594,28 @@ impl Desktop {
             per_char_delay,
         })
         .await
+    }
+
+    /// Waits until the screen has been quiet — no X Damage on the root window, apart from
+    /// tiny rectangles such as a blinking caret — for `quiet`, but at most `cap` (then
+    /// [`Settle::capped`] is true). Call it after input and before a screenshot so the image
+    /// shows the page after it reacted, not mid-animation; [`SETTLE_QUIET`] and
+    /// [`SETTLE_CAP`] are sensible defaults. Runs on a dedicated X connection (opened on first
+    /// use), so other actions and screenshots are not held up meanwhile.
+    ///
+    /// Errors: [`DesktopError::InvalidArgument`] when `quiet` exceeds `cap` or `cap` exceeds
+    /// [`MAX_DURATION`]; [`DesktopError::MissingExtension`] without the DAMAGE extension;
+    /// connection errors as for other actions.
+    pub async fn settle(&self, quiet: Duration, cap: Duration) -> Result<Settle, DesktopError> {
+        check_duration("settle cap", cap)?;
+        if quiet > cap {
+            return Err(DesktopError::InvalidArgument(format!(
+                "settle quiet window of {} ms exceeds the cap of {} ms",
+                quiet.as_millis(),
+                cap.as_millis()
+            )));
+        }
+        self.inner.settle(quiet, cap).await
     }
 
     /// Captures and encodes the screen (or a region), optionally scaled and with the cursor.

@@ -26,6 +26,7 @@ use x11rb::wrapper::ConnectionExt as _;
 use crate::encode::{self, RawImage};
 use crate::error::DesktopError;
 use crate::keys;
+use crate::settle::Watcher;
 use crate::{
     Action, ActionOutput, BatchError, DesktopInfo, MAX_CLICKS, MAX_DURATION, MAX_TEXT_CHARS, Point,
     Rect, ScaleInfo, Screenshot, ScreenshotOpts, Size,
@@ -71,6 +72,10 @@ enum Out {
 pub(crate) struct Handle {
     pub(crate) info: DesktopInfo,
     tx: mpsc::Sender<Cmd>,
+    /// The cookie file the connection authenticated with (the damage connection uses it too).
+    xauthority: Option<std::path::PathBuf>,
+    /// The damage connection of [`crate::Desktop::settle`], opened on first use.
+    watcher: Arc<Mutex<Option<Watcher>>>,
 }
 
 fn closed(display: &str) -> DesktopError {
@@ -94,40 +99,49 @@ fn normalize_display(display: &str) -> Result<String, DesktopError> {
     Ok(format!(":{num}"))
 }
 
+/// Opens a connection to local display `name` (`:N`), authenticating as x11rb does by default
+/// (`$XAUTHORITY`) or with the MIT-MAGIC-COOKIE-1 for that display read from `xauthority`.
+pub(crate) fn open_connection(
+    name: &str,
+    xauthority: Option<&std::path::Path>,
+) -> Result<(RustConnection, usize), DesktopError> {
+    let no_display = |reason: String| DesktopError::NoDisplay {
+        display: name.to_string(),
+        reason,
+    };
+    match xauthority {
+        None => RustConnection::connect(Some(name)).map_err(|e| no_display(e.to_string())),
+        Some(path) => {
+            // A local display with its own cookie: the Unix socket, then the setup request
+            // with that cookie (never $XAUTHORITY's).
+            let num: u32 = name
+                .trim_start_matches(':')
+                .parse()
+                .map_err(|_| no_display("bad display".into()))?;
+            let cookie = crate::xauth::read_cookie(path, num)?;
+            let sock = std::os::unix::net::UnixStream::connect(format!("/tmp/.X11-unix/X{num}"))
+                .map_err(|e| no_display(e.to_string()))?;
+            let (stream, _) = x11rb::rust_connection::DefaultStream::from_unix_stream(sock)
+                .map_err(|e| no_display(e.to_string()))?;
+            let conn = RustConnection::connect_to_stream_with_auth_info(
+                stream,
+                0,
+                b"MIT-MAGIC-COOKIE-1".to_vec(),
+                cookie,
+            )
+            .map_err(|e| no_display(e.to_string()))?;
+            Ok((conn, 0))
+        }
+    }
+}
+
 impl Handle {
     pub(crate) fn connect(
         display: &str,
         xauthority: Option<&std::path::Path>,
     ) -> Result<Handle, DesktopError> {
         let name = normalize_display(display)?;
-        let no_display = |reason: String| DesktopError::NoDisplay {
-            display: name.clone(),
-            reason,
-        };
-        let (conn, screen_num) = match xauthority {
-            None => RustConnection::connect(Some(&name)).map_err(|e| no_display(e.to_string()))?,
-            Some(path) => {
-                // A local display with its own cookie: the Unix socket, then the setup request
-                // with that cookie (never $XAUTHORITY's).
-                let num: u32 = name[1..]
-                    .parse()
-                    .map_err(|_| no_display("bad display".into()))?;
-                let cookie = crate::xauth::read_cookie(path, num)?;
-                let sock =
-                    std::os::unix::net::UnixStream::connect(format!("/tmp/.X11-unix/X{num}"))
-                        .map_err(|e| no_display(e.to_string()))?;
-                let (stream, _) = x11rb::rust_connection::DefaultStream::from_unix_stream(sock)
-                    .map_err(|e| no_display(e.to_string()))?;
-                let conn = RustConnection::connect_to_stream_with_auth_info(
-                    stream,
-                    0,
-                    b"MIT-MAGIC-COOKIE-1".to_vec(),
-                    cookie,
-                )
-                .map_err(|e| no_display(e.to_string()))?;
-                (conn, 0)
-            }
-        };
+        let (conn, screen_num) = open_connection(&name, xauthority)?;
         let conn = Arc::new(conn);
         let (owner, info) = Owner::new(conn.clone(), screen_num, name.clone())?;
         let (tx, rx) = mpsc::channel();
@@ -142,7 +156,40 @@ impl Handle {
             .name(format!("x11-owner{name}"))
             .spawn(move || owner.run(rx, erx))
             .map_err(|e| DesktopError::Protocol(format!("spawn owner thread: {e}")))?;
-        Ok(Handle { info, tx })
+        Ok(Handle {
+            info,
+            tx,
+            xauthority: xauthority.map(std::path::Path::to_path_buf),
+            watcher: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Waits for the screen to settle on the dedicated damage connection (opened on first
+    /// use, reopened after it broke), on a blocking thread.
+    pub(crate) async fn settle(
+        &self,
+        quiet: Duration,
+        cap: Duration,
+    ) -> Result<crate::Settle, DesktopError> {
+        let watcher = self.watcher.clone();
+        let display = self.info.display.clone();
+        let xauthority = self.xauthority.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = watcher
+                .lock()
+                .map_err(|_| DesktopError::Protocol("settle state lock poisoned".into()))?;
+            let w = match slot.as_mut() {
+                Some(w) => w,
+                None => slot.insert(Watcher::open(&display, xauthority.as_deref())?),
+            };
+            let r = w.settle(quiet, cap);
+            if r.as_ref().is_err_and(DesktopError::is_connection_lost) {
+                *slot = None;
+            }
+            r
+        })
+        .await
+        .map_err(|e| DesktopError::Protocol(format!("settle task: {e}")))?
     }
 
     pub(crate) async fn run(&self, actions: Vec<Action>) -> Result<Vec<ActionOutput>, BatchError> {
