@@ -1,5 +1,6 @@
-//! The agent action API of a session: native actions (one or a batch), the Anthropic and
-//! OpenAI computer-use adapters, the action log and screenshots. A batch runs and is logged in
+//! The agent action API of a session: native actions (one or a batch), the Anthropic
+//! (single tool, zoom, toolset members) and OpenAI (preview and GA batches) computer-use
+//! adapters, the action log and screenshots. A batch runs and is logged in
 //! its own task ([`run_logged`]): a client that goes away mid-batch does not cancel it, every
 //! executed action is in the log (one transaction per batch) before the reply, and a failed
 //! log write makes the reply a 500 `action_log_failed`.
@@ -320,11 +321,17 @@ pub struct AnthropicQuery {
     pub verbose: Option<bool>,
 }
 
-/// Runs one Anthropic computer-use tool input (`{"action": "left_click", "coordinate": [x, y]}`)
-/// with coordinates in the declared display size; replies with the `tool_result` content
-/// (text and a screenshot at the declared size). See MAPPING.md of zigral-actions.
+/// Runs one Anthropic computer-use call with coordinates in the declared display size: the
+/// single `computer` tool's input (`{"action": "left_click", "coordinate": [x, y]}`; `zoom`
+/// with `region` of `computer_20251124`), or a whole `tool_use` block — of that tool (`name`
+/// `computer`) or of a `computer_toolset_20260801` member (`{"type": "tool_use", "id": ...,
+/// "name": "left_click", "input": {"coordinate": [x, y]}, "toolset_name": "computer"}`). The
+/// shape is told by its keys (`action` = an input, `name` = a block). Replies with the
+/// `tool_result` content (text and a screenshot at the declared size; `zoom`: only the
+/// close-up), plus the block's `tool_use_id`/`toolset_name` when one was sent. See
+/// MAPPING.md of zigral-actions.
 #[utoipa::path(post, path = "/sessions/{id}/actions/anthropic", tag = "actions",
-    request_body(content = anthropic::ComputerInput, content_type = "application/json"),
+    request_body(content = anthropic::AnthropicBody, content_type = "application/json"),
     params(("id" = String, Path, description = "session id"), AnthropicQuery),
     responses(
         (status = 200, description = "the tool_result content", body = anthropic::ToolResult),
@@ -342,14 +349,18 @@ async fn run_anthropic(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let input: anthropic::ComputerInput = match serde_json::from_slice(&body) {
-        Ok(i) => i,
-        Err(e) => {
-            return reject(&ActionError::BadRequest(format!(
-                "not a computer tool input: {e}"
-            )));
-        }
+    let parsed = match serde_json::from_slice::<Value>(&body)
+        .map_err(|e| ActionError::BadRequest(format!("not a computer tool input: {e}")))
+        .and_then(anthropic::Body::from_value)
+    {
+        Ok(b) => b,
+        Err(e) => return reject(&e),
     };
+    let anthropic::Body {
+        input,
+        tool_use_id,
+        toolset_name,
+    } = parsed;
     let opts = anthropic::Options {
         display_width_px: q.display_width_px,
         display_height_px: q.display_height_px,
@@ -366,7 +377,11 @@ async fn run_anthropic(
     })
     .await;
     match ran {
-        Ok((out, resp)) => (batch_status(&resp), axum::Json(out)).into_response(),
+        Ok((mut out, resp)) => {
+            out.tool_use_id = tool_use_id;
+            out.toolset_name = toolset_name;
+            (batch_status(&resp), axum::Json(out)).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -387,10 +402,12 @@ pub struct OpenAiQuery {
 }
 
 /// Runs OpenAI computer-use actions: one action `{"type": "click", ...}`, a `computer_call`
-/// item, or `{"actions": [...]}`, with coordinates in the declared display size; replies with
-/// a `computer_call_output` item carrying the screenshot.
+/// item (the preview tool's `action` or the GA tool's batched `actions`, which win when both
+/// are set), or `{"actions": [...]}`, with coordinates in the declared display size; `keys` on
+/// pointer actions are held meanwhile. Replies with a `computer_call_output` item carrying
+/// the screenshot.
 #[utoipa::path(post, path = "/sessions/{id}/actions/openai", tag = "actions",
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = openai::OpenAiBody, content_type = "application/json",
         description = "an action {\"type\": ...}, a computer_call item, or {\"actions\": [...]}"),
     params(("id" = String, Path, description = "session id"), OpenAiQuery),
     responses(
