@@ -316,16 +316,23 @@ impl FromRequestParts<AppState> for Principal {
         };
         p.require(base)?;
         // Every route under /api/v1/sessions/{id} is checked for ownership here, before the
-        // handler parses its path, query or body, so new session routes are covered as well.
-        let session_route = parts
-            .extensions
-            .get::<MatchedPath>()
+        // handler parses its path, query or body, so new session routes are covered as well;
+        // so is the control lease for the routes that drive the desktop (every REST action
+        // door passes here: 409 `control_held` while someone else holds control).
+        let matched = parts.extensions.get::<MatchedPath>().cloned();
+        let session_route = matched
+            .as_ref()
             .is_some_and(|m| m.as_str().starts_with(SESSION_ROUTES));
         if session_route
             && let Ok(params) = RawPathParams::from_request_parts(parts, state).await
             && let Some((_, id)) = params.iter().find(|(k, _)| *k == "id")
         {
-            authorize_session(state, &p, id)?;
+            let s = authorize_session(state, &p, id)?;
+            if matched
+                .is_some_and(|m| crate::control_lease::drives_desktop(&parts.method, m.as_str()))
+            {
+                state.control().check_record(&s, &p)?;
+            }
         }
         parts.extensions.insert(p.clone());
         Ok(p)

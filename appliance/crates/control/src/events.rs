@@ -20,7 +20,9 @@ pub const ADMINS_ONLY: &str = "-";
 /// One event as sent to websocket clients (a JSON text frame).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Event {
-    /// Dotted kind, e.g. `session.created`, `session.deleted`, `message.appended`, `hello`.
+    /// Dotted kind, e.g. `session.created`, `session.deleted`, `message.appended`, `hello`,
+    /// `session.control` (data: `change` taken/refreshed/forced/released/expired, `holder`,
+    /// `previous`, `desktop`, `expires_ms`; see [`crate::control_lease`]).
     pub kind: String,
     /// Session it concerns, if any.
     pub session_id: Option<String>,

@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod control_lease;
 pub mod desktops;
 pub mod error;
 pub mod events;

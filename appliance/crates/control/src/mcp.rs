@@ -1,7 +1,9 @@
 //! `/mcp`: the agent actions as MCP tools (rmcp streamable HTTP), behind the same bearer
 //! authentication as the REST API (API token or login token, `control` scope). Tool calls act
 //! on the session named by the `X-Zigral-Session` header (which the caller must own) and are
-//! written to that session's action log.
+//! written to that session's action log. While someone else holds control of that session's
+//! desktop, tool calls that drive it are refused with 409 `control_held`
+//! ([`crate::control_lease::mcp_guard`]).
 
 use std::sync::Arc;
 
@@ -44,17 +46,27 @@ async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> R
     if let Err(e) = who.require(Scope::Control) {
         return e.into_response();
     }
+    let mut session = None;
     if let Some(v) = parts.headers.get(SESSION_HEADER) {
         let Ok(id) = v.to_str() else {
             return ApiError::bad_request("X-Zigral-Session is not a valid session id")
                 .into_response();
         };
-        if let Err(e) = authorize_session(&st, &who, id.trim()) {
-            return e.into_response();
+        match authorize_session(&st, &who, id.trim()) {
+            Ok(s) => session = Some(s),
+            Err(e) => return e.into_response(),
         }
     }
     parts.extensions.insert(Caller(who.actor()));
-    next.run(Request::from_parts(parts, body)).await
+    let mut req = Request::from_parts(parts, body);
+    if let Some(s) = &session {
+        // Tool calls that drive the desktop: 409 `control_held` while someone else holds it.
+        req = match crate::control_lease::mcp_guard(&st, &who, s, req).await {
+            Ok(r) => r,
+            Err(refused) => return refused,
+        };
+    }
+    next.run(req).await
 }
 
 /// The session of a tool call, checked against the authenticated caller.

@@ -9,6 +9,7 @@ use zigral_token::SigningKey;
 
 use crate::auth::LoginLimiter;
 use crate::config::Config;
+use crate::control_lease::ControlLeases;
 use crate::desktops::Desktops;
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
@@ -27,6 +28,7 @@ struct Inner {
     desktops: Desktops,
     vdi: Vdi,
     typed_text: TypedTextLog,
+    control: ControlLeases,
 }
 
 /// Everything a handler needs: configuration, the store, the signing key, the events bus.
@@ -57,6 +59,12 @@ impl AppState {
                 desktops,
                 vdi,
                 typed_text: TypedTextLog::new(&config.state_dir, config.log_typed_text),
+                control: ControlLeases::new(
+                    &config.state_dir,
+                    store.clone(),
+                    events.clone(),
+                    key.clone(),
+                ),
                 events,
                 config,
                 store,
@@ -79,6 +87,10 @@ impl AppState {
     /// Which desktop each session gets (creates and destroys them in managed mode).
     pub fn vdi(&self) -> &Vdi {
         &self.inner.vdi
+    }
+    /// The human control leases: who holds which session's desktop; the refusal of actions.
+    pub fn control(&self) -> &ControlLeases {
+        &self.inner.control
     }
     /// How typed text appears in the action log.
     pub fn typed_text(&self) -> &TypedTextLog {

@@ -12,6 +12,7 @@ pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod checkpoints;
+pub mod control;
 pub mod desktops;
 pub mod downloads;
 pub mod events;
@@ -67,6 +68,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(admin::routes())
         .merge(actions::routes())
         .merge(checkpoints::routes())
+        .merge(control::routes())
         .merge(downloads::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())

@@ -217,6 +217,7 @@ async fn delete_session(
 ) -> ApiResult<StatusCode> {
     authorize_session(&st, &who, &id)?;
     let s = st.store().delete_session(&id).await?;
+    st.control().end_session(&id, &who.actor()).await;
     // Its desktop goes when no other session uses it (the reply waits for that).
     st.vdi().release(&id).await;
     st.audit(&who.actor(), "session.delete", &id, json!({}))
@@ -234,7 +235,8 @@ async fn delete_session(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ViewTokenRequest {
-    /// `view` (watch only) or `control` (needs the `control` scope). Default `view`.
+    /// `view` (watch only) or `control` (needs the `control` scope). Default `view`. While
+    /// another login holds control of the desktop, `control` gives a `view` token.
     #[schema(value_type = Option<String>, example = "view")]
     pub role: Option<String>,
     /// Lifetime in seconds (1..=3600); default from the configuration.
@@ -312,7 +314,9 @@ pub(crate) fn token_request(st: &AppState, who: &Principal, body: &[u8]) -> ApiR
 }
 
 /// Mints a token for desktop `n` under its current lease (the proxy refuses it once the
-/// desktop is destroyed or handed to someone else).
+/// desktop is destroyed or handed to someone else). While another login holds control of the
+/// desktop a `control` request gets a `view` token; a login's control tokens carry its control
+/// id (see [`crate::control_lease`]).
 pub(crate) fn mint_token(
     st: &AppState,
     who: &Principal,
@@ -321,9 +325,17 @@ pub(crate) fn mint_token(
     ttl: u64,
 ) -> ApiResult<ViewToken> {
     let lease = st.vdi().record(n).and_then(|r| r.lease);
+    let (role, control) = st.control().grant(n, who, role);
     let (token, claims) = st
         .signing_key()
-        .mint_for_lease(n, role, &who.user_id, ttl, lease.as_deref())
+        .mint_grant(&zigral_token::Grant {
+            desktop: n,
+            role,
+            sub: &who.user_id,
+            ttl_secs: ttl,
+            lease: lease.as_deref(),
+            control: control.as_deref(),
+        })
         .map_err(ApiError::internal)?;
     Ok(ViewToken {
         token,
