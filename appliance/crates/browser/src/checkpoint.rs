@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::conn::Session;
 use crate::page::wait_loaded;
-use crate::{Browser, BrowserError, Result, UrlPolicy};
+use crate::{Browser, BrowserError, NavGuard, Result, UrlPolicy};
 
 /// A tab as it was at checkpoint time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +111,8 @@ impl Browser {
     }
 
     /// Restores `cp`: cookies are cleared and set to the checkpoint's, its tabs are reopened
-    /// (URLs that `policy` refuses open as `about:blank`) with their local/session storage in
+    /// (URLs that `policy` or the live guard's policy refuses open as `about:blank`) with
+    /// their local/session storage in
     /// place before the pages load, and the tabs open before the restore are closed.
     pub async fn restore(&self, cp: &Checkpoint, policy: &UrlPolicy) -> Result<()> {
         if cp.version != 1 {
@@ -120,6 +121,7 @@ impl Browser {
                 cp.version
             )));
         }
+        let guard = self.navigation_guard().await;
         let mut s = self.session().await?;
         let old: Vec<String> = s.targets().await?.into_iter().map(|t| t.id).collect();
 
@@ -133,7 +135,7 @@ impl Browser {
         let mut new_active = None;
         let mut opened = Vec::new();
         for tab in &cp.tabs {
-            let id = open_tab(&s, tab, cp, policy).await?;
+            let id = open_tab(&s, tab, cp, policy, guard.as_ref()).await?;
             if tab.active {
                 new_active = Some(id.clone());
             }
@@ -162,11 +164,15 @@ async fn open_tab(
     tab: &TabState,
     cp: &Checkpoint,
     policy: &UrlPolicy,
+    guard: Option<&NavGuard>,
 ) -> Result<String> {
     let id = s.create_target("about:blank").await?;
     let Ok(url) = policy.check(&tab.url) else {
         return Ok(id);
     };
+    if guard.is_some_and(|g| g.check(url.as_str()).is_err()) {
+        return Ok(id);
+    }
     if url.scheme() == "about" {
         return Ok(id);
     }

@@ -63,6 +63,8 @@ impl std::fmt::Debug for Browser {
 pub(crate) struct Inner {
     pub(crate) opts: BrowserOptions,
     state: Mutex<State>,
+    /// The live navigation guard, if any (see [`crate::NavGuard`]).
+    pub(crate) guard: crate::guard::GuardSlot,
 }
 
 #[derive(Default)]
@@ -107,6 +109,7 @@ impl Browser {
             inner: Arc::new(Inner {
                 opts,
                 state: Mutex::new(State::default()),
+                guard: Default::default(),
             }),
         }
     }
@@ -171,7 +174,7 @@ impl Browser {
 }
 
 /// GET /json/version on Chrome's DevTools HTTP server; returns the browser WebSocket URL.
-async fn probe(port: u16) -> std::result::Result<String, String> {
+pub(crate) async fn probe(port: u16) -> std::result::Result<String, String> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

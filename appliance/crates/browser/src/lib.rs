@@ -8,7 +8,8 @@
 //! the port is closed). While Chrome is down, calls fail with [`BrowserError::Unavailable`].
 //!
 //! What it offers: navigation with a URL policy ([`UrlPolicy`]: scheme allowlist and an
-//! optional per-session domain allowlist), history, reload, load waits, tabs, URL/title, the
+//! optional per-session domain allowlist), a navigation guard that holds every top-level
+//! navigation of every tab to a policy ([`Browser::guard_navigation`]), history, reload, load waits, tabs, URL/title, the
 //! readable page text and a compact accessibility snapshot whose boxes are in SCREEN pixels
 //! (so an agent can click them through XTEST), downloads into a per-desktop directory, and
 //! checkpoints of cookies, storage and tabs ([`Checkpoint`]).
@@ -21,6 +22,7 @@
 mod checkpoint;
 mod conn;
 mod downloads;
+mod guard;
 mod page;
 pub mod raw;
 #[cfg(feature = "testkit")]
@@ -30,6 +32,7 @@ mod url_policy;
 pub use checkpoint::{Checkpoint, OriginStorage, TabState};
 pub use conn::{Browser, BrowserOptions};
 pub use downloads::DownloadInfo;
+pub use guard::{Blocked, NavGuard, Stopped};
 pub use page::{A11yNode, A11ySnapshot, PageText, Rect, TabInfo};
 pub use url_policy::{UrlPolicy, UrlRejection};
 

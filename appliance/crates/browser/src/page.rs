@@ -87,10 +87,11 @@ const NAV_STATE: &str =
     "JSON.stringify([document.readyState, window.__zigralNavMark === true, location.href])";
 
 impl Browser {
-    /// Opens `url` in the active tab after checking it against `policy`, and waits for load.
-    /// Returns the tab afterwards.
+    /// Opens `url` in the active tab after checking it against `policy` (and the live
+    /// [`crate::NavGuard`]'s policy, if any), and waits for load. Returns the tab afterwards.
     pub async fn navigate(&self, url: &str, policy: &UrlPolicy) -> Result<TabInfo> {
         let url = policy.check(url)?;
+        self.guard_check(url.as_str()).await?;
         let mut s = self.session().await?;
         let page = s.active_page().await?;
         let v = s
@@ -128,6 +129,8 @@ impl Browser {
             )));
         };
         let expect = entry["url"].as_str().unwrap_or_default().to_owned();
+        // An entry from before the guard: the guard would keep the page where it is.
+        self.guard_check(&expect).await?;
         s.eval(&page, NAV_MARK).await?;
         s.page_cmd(
             &page,
@@ -190,13 +193,17 @@ impl Browser {
             .collect())
     }
 
-    /// Opens a new tab (at `url`, checked against `policy`, or `about:blank`), makes it the
+    /// Opens a new tab (at `url`, checked against `policy` and the live guard's, or
+    /// `about:blank`), makes it the
     /// active tab, brings it to the front and waits for load.
     pub async fn new_tab(&self, url: Option<&str>, policy: &UrlPolicy) -> Result<TabInfo> {
         let url = match url {
             Some(u) => Some(policy.check(u)?),
             None => None,
         };
+        if let Some(u) = &url {
+            self.guard_check(u.as_str()).await?;
+        }
         let mut s = self.session().await?;
         let id = s.create_target("about:blank").await?;
         s.st.active = Some(id.clone());

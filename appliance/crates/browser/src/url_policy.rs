@@ -7,8 +7,11 @@
 //!
 //! Domains: when a policy has a domain allowlist, `http(s)` hosts must equal an entry or be a
 //! subdomain of it (`example.com` allows `www.example.com`); IP literals must match exactly.
-//! The policy is checked for URLs the API is asked to open (navigate, new tab, checkpoint
-//! restore); it does not filter links the page itself follows after a click.
+//! A policy passed to an API call is checked for the URL that call opens (navigate, new tab,
+//! checkpoint restore). To hold EVERY top-level navigation to a policy — URLs typed into the
+//! omnibox, links and forms the page follows, script and server redirects, tabs the page opens
+//! — start a navigation guard with it ([`crate::Browser::guard_navigation`], see
+//! [`crate::NavGuard`]); while one is alive, the API calls check its policy too.
 
 use serde::{Deserialize, Serialize};
 use url::Url;
