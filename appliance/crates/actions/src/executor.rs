@@ -1,7 +1,9 @@
 //! The executor: plans a whole batch first ([`crate::plan`]: nothing runs when any action is
 //! invalid), then runs the steps in order under the session's input lock against the desktop
 //! (XTEST, SHM screenshots) and the browser (CDP), stopping at the first failure, with
-//! per-action timings and an optional screenshot after the last action.
+//! per-action timings and an optional screenshot after the last action. Before that screenshot
+//! the executor waits for the screen to settle ([`Executor::settle`], X Damage) when the batch
+//! ran anything that can change the screen, so the image shows the result, not a transition.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -39,6 +41,8 @@ struct Inner {
     /// The session's input lock: one batch at a time drives the desktop.
     lock: Mutex<()>,
     policy: RwLock<UrlPolicy>,
+    /// Settle before a batch's screenshot (`None`: never).
+    settle: RwLock<Option<desk::SettleOpts>>,
 }
 
 impl Executor {
@@ -50,6 +54,7 @@ impl Executor {
                 browser,
                 lock: Mutex::new(()),
                 policy: RwLock::new(UrlPolicy::default()),
+                settle: RwLock::new(Some(desk::SettleOpts::default())),
             }),
         }
     }
@@ -139,7 +144,10 @@ impl Executor {
             }
         }
         let screenshot = match &req.screenshot {
-            Some(spec) => Some(self.screenshot(spec).await?),
+            Some(spec) => {
+                self.settle_after(&req.actions[..results.len()]).await;
+                Some(self.screenshot(spec).await?)
+            }
             None => None,
         };
         Ok(BatchResponse {
@@ -149,6 +157,49 @@ impl Executor {
             screenshot,
             duration_ms: start.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// Sets how a batch waits for the screen to settle before its screenshot (`None`: it
+    /// does not wait). Default: [`desk::SettleOpts::default`] (100 ms quiet, 1.5 s cap).
+    pub fn set_settle(&self, settle: Option<desk::SettleOpts>) {
+        if let Ok(mut s) = self.inner.settle.write() {
+            *s = settle;
+        }
+    }
+
+    /// How a batch waits for the screen to settle before its screenshot.
+    pub fn settle_opts(&self) -> Option<desk::SettleOpts> {
+        self.inner.settle.read().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Waits until the screen has had no changes (X Damage, carets ignored) for `quiet`, at
+    /// most `cap` (see [`Desktop::settle`]). Does not take the input lock.
+    pub async fn settle(
+        &self,
+        quiet: Duration,
+        cap: Duration,
+    ) -> Result<desk::Settle, ActionError> {
+        Ok(self.inner.desktop.settle(quiet, cap).await?)
+    }
+
+    /// Settles after `ran` (the actions of a batch that ran) when any of them can change the
+    /// screen. Best effort: on failure the screenshot is taken anyway.
+    async fn settle_after(&self, ran: &[Action]) {
+        let Some(o) = self.settle_opts() else {
+            return;
+        };
+        if !ran.iter().any(changes_screen) {
+            return;
+        }
+        match self.settle(o.quiet, o.cap).await {
+            Ok(s) => tracing::debug!(
+                waited_ms = s.waited.as_secs_f64() * 1000.0,
+                damage_events = s.damage_events,
+                capped = s.capped,
+                "screen settled before the screenshot"
+            ),
+            Err(e) => tracing::warn!(error = %e, "settling before the screenshot failed"),
+        }
     }
 
     /// Captures a screenshot (does not take the input lock: a quick look never waits for a
@@ -269,6 +320,20 @@ impl Executor {
     }
 }
 
+/// False for actions that only read (the screen, pointer, clipboard or page).
+fn changes_screen(a: &Action) -> bool {
+    !matches!(
+        a,
+        Action::CursorPosition {}
+            | Action::Screenshot { .. }
+            | Action::Zoom { .. }
+            | Action::ClipboardGet {}
+            | Action::TabList {}
+            | Action::PageText { .. }
+            | Action::A11ySnapshot { .. }
+    )
+}
+
 fn desk_output(o: desk::ActionOutput) -> Option<Output> {
     match o {
         desk::ActionOutput::Done => None,
@@ -297,5 +362,35 @@ pub fn image_out(s: desk::Screenshot) -> ImageOut {
             width: s.scale.image.width,
             height: s.scale.image.height,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reads_skip_the_settle() {
+        let reads = [
+            r#"{"action": "screenshot"}"#,
+            r#"{"action": "cursor_position"}"#,
+            r#"{"action": "clipboard_get"}"#,
+            r#"{"action": "page_text"}"#,
+        ];
+        for r in reads {
+            let a: Action = serde_json::from_str(r).expect(r);
+            assert!(!changes_screen(&a), "{r}");
+        }
+        let writes = [
+            r#"{"action": "left_click", "x": 1, "y": 1}"#,
+            r#"{"action": "type", "text": "a"}"#,
+            r#"{"action": "key", "keys": "Return"}"#,
+            r#"{"action": "scroll", "direction": "down"}"#,
+            r#"{"action": "navigate", "url": "https://example.com/"}"#,
+        ];
+        for w in writes {
+            let a: Action = serde_json::from_str(w).expect(w);
+            assert!(changes_screen(&a), "{w}");
+        }
     }
 }

@@ -64,6 +64,25 @@ pub const SETTLE_QUIET: Duration = Duration::from_millis(100);
 /// is captured after 1.5 s anyway.
 pub const SETTLE_CAP: Duration = Duration::from_millis(1500);
 
+/// The parameters of [`Desktop::settle`], for callers that keep them as configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SettleOpts {
+    /// How long the screen must stay unchanged.
+    pub quiet: Duration,
+    /// The longest settle waits.
+    pub cap: Duration,
+}
+
+impl Default for SettleOpts {
+    /// [`SETTLE_QUIET`] and [`SETTLE_CAP`].
+    fn default() -> Self {
+        SettleOpts {
+            quiet: SETTLE_QUIET,
+            cap: SETTLE_CAP,
+        }
+    }
+}
+
 /// What [`Desktop::settle`] observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Settle {
