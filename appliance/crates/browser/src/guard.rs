@@ -448,41 +448,42 @@ async fn arm(shared: &Arc<Shared>, port: u16, timeout: Duration) -> Result<Armed
             }),
         )
         .await?;
-    // Arm every page Chrome lists before declaring the guard armed.
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = a.cdp.call(None, "Target.getTargets", json!({})).await?;
-        let missing = v["targetInfos"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["type"] == "page")
-            .any(|t| {
-                let id = t["targetId"].as_str().unwrap_or_default();
-                !a.tabs.values().any(|tab| tab.target == id)
-            });
-        if !missing {
-            break;
+    // Chrome sends the attach events of existing pages before its answer, and the driver
+    // forwards messages in order: they are all queued now.
+    a.drain(shared).await;
+    // Attach explicitly to any page auto-attach did not report (its events, too, come before
+    // the answer). A page that cannot be attached (gone meanwhile) is skipped.
+    let v = a.cdp.call(None, "Target.getTargets", json!({})).await?;
+    for t in v["targetInfos"].as_array().into_iter().flatten() {
+        let id = t["targetId"].as_str().unwrap_or_default();
+        if t["type"] != "page" || a.tabs.values().any(|tab| tab.target == id) {
+            continue;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left.min(Duration::from_millis(200)), a.events.recv()).await {
-            Ok(Some(ev)) => a.on_event(shared, ev).await,
-            Ok(None) => {
-                return Err(BrowserError::Unavailable(
-                    "guard connection closed while arming".into(),
-                ));
-            }
-            Err(_) if Instant::now() >= deadline => {
-                return Err(BrowserError::Timeout("arming the navigation guard".into()));
-            }
-            Err(_) => {}
+        let attached = a
+            .cdp
+            .call(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": id, "flatten": true}),
+            )
+            .await;
+        if let Err(e) = attached {
+            tracing::debug!(error = %e, "navigation guard could not attach to a page");
         }
+        a.drain(shared).await;
     }
     shared.armed.store(true, Ordering::Release);
     Ok(a)
 }
 
 impl Armed {
+    /// Handles the events already received.
+    async fn drain(&mut self, shared: &Shared) {
+        while let Ok(ev) = self.events.try_recv() {
+            self.on_event(shared, ev).await;
+        }
+    }
+
     /// Handles events until the connection drops.
     async fn serve(mut self, shared: &Arc<Shared>) {
         loop {
