@@ -9,25 +9,7 @@ use serde_json::{Map, Value};
 
 /// The 17 computer actions (the `computer_2025*` single-tool `action` values and the members of
 /// `computer_toolset_20260801`).
-pub const ACTIONS: [&str; 17] = [
-    "cursor_position",
-    "double_click",
-    "hold_key",
-    "key",
-    "left_click",
-    "left_click_drag",
-    "left_mouse_down",
-    "left_mouse_up",
-    "middle_click",
-    "mouse_move",
-    "right_click",
-    "screenshot",
-    "scroll",
-    "triple_click",
-    "type",
-    "wait",
-    "zoom",
-];
+pub const ACTIONS: [&str; 17] = zigral_llm::anthropic::TOOLSET_MEMBERS;
 
 /// Why a step did not parse.
 #[derive(Debug, thiserror::Error)]

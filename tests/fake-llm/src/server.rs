@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::Config;
@@ -405,9 +406,9 @@ fn render_turn(
                 (true, false) => {
                     let mut frames: Vec<String> = rc::chunks_of(&completion, include_usage)
                         .iter()
-                        .map(|c| format!("data: {c}\n\n"))
+                        .map(|c| zigral_llm::sse::frame(None, &c.to_string()))
                         .collect();
-                    frames.push("data: [DONE]\n\n".into());
+                    frames.push(zigral_llm::sse::frame(None, "[DONE]"));
                     Out::Stream {
                         frames,
                         abort: false,
@@ -417,10 +418,10 @@ fn render_turn(
                     let mut frames: Vec<String> = rc::chunks_of(&completion, false)
                         .iter()
                         .take(2)
-                        .map(|c| format!("data: {c}\n\n"))
+                        .map(|c| zigral_llm::sse::frame(None, &c.to_string()))
                         .collect();
                     let err = rr::error_body(500, fault_message(500));
-                    frames.push(format!("data: {err}\n\n"));
+                    frames.push(zigral_llm::sse::frame(None, &err.to_string()));
                     Out::Stream {
                         frames,
                         abort: false,
@@ -437,14 +438,9 @@ fn render_turn(
 fn sse(events: Vec<(String, Value)>, abort: bool) -> Out {
     let frames = events
         .into_iter()
-        .map(|(name, data)| frame(&name, &data.to_string()))
+        .map(|(name, data)| zigral_llm::sse::frame(Some(&name), &data.to_string()))
         .collect();
     Out::Stream { frames, abort }
-}
-
-/// One SSE frame.
-pub fn frame(event: &str, data: &str) -> String {
-    format!("event: {event}\ndata: {data}\n\n")
 }
 
 /// A non-streaming reply cut in the middle: half the JSON, then the connection breaks.
@@ -538,14 +534,20 @@ async fn respond(family: Family, out: Out, request_id: &str) -> Response {
             } else {
                 "text/event-stream"
             };
-            let mut items: Vec<Result<Bytes, std::io::Error>> =
-                frames.into_iter().map(|f| Ok(Bytes::from(f))).collect();
-            if abort {
-                items.push(Err(std::io::Error::other(
-                    "fake-llm: connection cut mid-body",
-                )));
-            }
-            let body = Body::from_stream(futures_util::stream::iter(items));
+            let items = frames
+                .into_iter()
+                .map(|f| Ok::<_, std::io::Error>(Bytes::from(f)));
+            let head = futures_util::stream::iter(items);
+            let body = if abort {
+                // Let the status line and the first bytes go out, then break the body.
+                let cut = futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("fake-llm: connection cut mid-body"))
+                });
+                Body::from_stream(head.chain(cut))
+            } else {
+                Body::from_stream(head)
+            };
             (
                 [
                     (header::CONTENT_TYPE, content_type),

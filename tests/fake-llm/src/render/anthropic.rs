@@ -177,19 +177,7 @@ pub fn mid_stream_error_events(message: &Value) -> Vec<(String, Value)> {
 
 /// The error `type` Anthropic uses for a status.
 pub fn error_type(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        409 => "conflict_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        _ => "api_error",
-    }
+    zigral_llm::anthropic::ErrorResponse::kind_for_status(status)
 }
 
 /// The error body: `{"type":"error","error":{"type","message"},"request_id"}`.
@@ -281,12 +269,10 @@ mod tests {
                         other => panic!("{other}"),
                     }
                 }
-                "content_block_stop" => {
-                    if !partial.is_empty() {
-                        let b = blocks.last_mut().expect("block");
-                        b["input"] = serde_json::from_str(&partial).expect("json");
-                        partial.clear();
-                    }
+                "content_block_stop" if !partial.is_empty() => {
+                    let b = blocks.last_mut().expect("block");
+                    b["input"] = serde_json::from_str(&partial).expect("json");
+                    partial.clear();
                 }
                 "message_delta" => assert_eq!(data["delta"]["stop_reason"], "tool_use"),
                 _ => {}

@@ -101,11 +101,11 @@ pub fn actions(call: &Call) -> Result<Vec<Value>, RenderError> {
     })
 }
 
-/// The output items of a turn; also returns the emitted `(call_id, pending_safety_checks)`.
-pub fn output(
-    turn: &Turn,
-    kind: ToolKind,
-) -> Result<(Vec<Value>, Vec<(String, Vec<Value>)>), RenderError> {
+/// The `computer_call`s a turn emitted: `(call_id, pending_safety_checks)`.
+pub type EmittedCalls = Vec<(String, Vec<Value>)>;
+
+/// The output items of a turn, and the calls it emitted.
+pub fn output(turn: &Turn, kind: ToolKind) -> Result<(Vec<Value>, EmittedCalls), RenderError> {
     let mut out = Vec::new();
     let mut calls = Vec::new();
     if let Some(t) = &turn.thinking {

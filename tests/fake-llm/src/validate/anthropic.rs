@@ -11,7 +11,7 @@ use super::{Memory, Violation, check_image, header};
 use crate::script::ACTIONS;
 
 /// The required `anthropic-version`.
-pub const VERSION: &str = "2023-06-01";
+pub const VERSION: &str = zigral_llm::anthropic::API_VERSION;
 
 /// Validates one request. Auth failures return alone (the real API stops there).
 pub fn validate(headers: &HeaderMap, body: &Value, mem: &Memory, key: &str) -> Vec<Violation> {
@@ -83,8 +83,8 @@ pub fn validate(headers: &HeaderMap, body: &Value, mem: &Memory, key: &str) -> V
 fn check_tool(i: usize, tool: &Value, betas: &[&str], bad: &mut impl FnMut(String)) {
     let ty = tool["type"].as_str().unwrap_or("");
     let need_beta = match ty {
-        "computer_20250124" => Some("computer-use-2025-01-24"),
-        "computer_20251124" => Some("computer-use-2025-11-24"),
+        "computer_20250124" => Some(zigral_llm::anthropic::BETA_COMPUTER_20250124),
+        "computer_20251124" => Some(zigral_llm::anthropic::BETA_COMPUTER_20251124),
         _ => None,
     };
     if let Some(beta) = need_beta {

@@ -29,10 +29,7 @@ pub fn validate(headers: &HeaderMap, body: &Value, key: &str) -> Vec<Violation> 
                 "Invalid value for 'tools[{i}].type': expected 'function'."
             ));
         }
-        if !tool["function"]["name"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty())
-        {
+        if tool["function"]["name"].as_str().is_none_or(str::is_empty) {
             bad(format!(
                 "Missing required parameter: 'tools[{i}].function.name'."
             ));

@@ -58,17 +58,13 @@ pub fn validate(
                     );
                 }
             }
-            "computer" => {
-                if tool.as_object().is_some_and(|o| o.len() != 1) {
-                    bad(format!(
-                        "Unknown parameter in 'tools[{i}]': the computer tool takes no fields besides 'type'."
-                    ));
-                }
+            "computer" if tool.as_object().is_some_and(|o| o.len() != 1) => {
+                bad(format!(
+                    "Unknown parameter in 'tools[{i}]': the computer tool takes no fields besides 'type'."
+                ));
             }
-            "function" => {
-                if !tool["name"].is_string() {
-                    bad(format!("Missing required parameter: 'tools[{i}].name'."));
-                }
+            "function" if !tool["name"].is_string() => {
+                bad(format!("Missing required parameter: 'tools[{i}].name'."));
             }
             _ => {}
         }
@@ -121,6 +117,7 @@ pub fn validate(
                 answered.insert(id);
             }
             "message" => check_message_images(i, item, &mut bad),
+            "" if item.get("role").is_some() => check_message_images(i, item, &mut bad),
             _ => {}
         }
     }
