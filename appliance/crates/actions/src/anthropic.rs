@@ -984,6 +984,22 @@ mod tests {
     }
 
     #[test]
+    fn member_input_has_the_single_tool_fields_but_action() {
+        let props = |s: schemars::Schema| -> Vec<String> {
+            let mut v: Vec<String> = s
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let mut single = props(schemars::schema_for!(ComputerInput));
+        single.retain(|k| k != "action");
+        assert_eq!(single, props(schemars::schema_for!(MemberInput)));
+    }
+
+    #[test]
     fn zoom_regions_scale_and_validate() {
         let s = sc(1024, 640);
         let z = translate(

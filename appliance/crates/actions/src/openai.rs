@@ -154,6 +154,9 @@ pub struct ComputerCallItem {
 pub struct ActionList {
     #[schema(max_items = 100)]
     pub actions: Vec<OaAction>,
+    /// Echoed in the `computer_call_output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
 }
 
 /// The body of `POST .../actions/openai`.
