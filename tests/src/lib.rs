@@ -3,6 +3,7 @@
 //! process guards that kill what a test started (by PID / process group) when dropped.
 
 pub mod api;
+pub mod fake_llm;
 pub mod procs;
 pub mod stack;
 

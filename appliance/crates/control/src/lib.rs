@@ -6,6 +6,7 @@
 //! [`api::openapi_router`]; new areas reuse [`auth::Principal`] (the authenticated caller) and
 //! [`auth::authorize_session`] (the ownership check).
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod bootstrap;

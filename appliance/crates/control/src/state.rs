@@ -7,6 +7,7 @@ use tokio::sync::Semaphore;
 use zigral_store::Store;
 use zigral_token::SigningKey;
 
+use crate::agents::Agents;
 use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::control_lease::ControlLeases;
@@ -28,6 +29,7 @@ struct Inner {
     desktops: Desktops,
     vdi: Vdi,
     typed_text: TypedTextLog,
+    agents: Agents,
     control: ControlLeases,
 }
 
@@ -40,6 +42,8 @@ pub struct AppState {
 impl AppState {
     /// Builds the state from an open store and the proxy signing key.
     pub fn new(config: Config, store: Store, key: SigningKey) -> AppState {
+        // The agent's provider client (and any reqwest client in this process) needs it.
+        zigral_llm::tls::install_default_provider();
         let limiter = LoginLimiter::new(
             config.login_max_failures,
             Duration::from_secs(config.login_window_secs),
@@ -59,6 +63,7 @@ impl AppState {
                 desktops,
                 vdi,
                 typed_text: TypedTextLog::new(&config.state_dir, config.log_typed_text),
+                agents: Agents::new(&config.state_dir),
                 control: ControlLeases::new(
                     &config.state_dir,
                     store.clone(),
@@ -91,6 +96,10 @@ impl AppState {
     /// The human control leases: who holds which session's desktop; the refusal of actions.
     pub fn control(&self) -> &ControlLeases {
         &self.inner.control
+    }
+    /// Every session's built-in agent and the profiles' API keys.
+    pub fn agents(&self) -> &Agents {
+        &self.inner.agents
     }
     /// How typed text appears in the action log.
     pub fn typed_text(&self) -> &TypedTextLog {

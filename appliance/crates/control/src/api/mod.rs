@@ -9,8 +9,10 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 pub mod actions;
+pub mod agents;
 pub mod admin;
 pub mod auth;
+pub mod chat;
 pub mod checkpoints;
 pub mod control;
 pub mod desktops;
@@ -67,6 +69,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(events::routes())
         .merge(admin::routes())
         .merge(actions::routes())
+        .merge(agents::routes())
+        .merge(chat::routes())
         .merge(checkpoints::routes())
         .merge(control::routes())
         .merge(downloads::routes());

@@ -217,6 +217,8 @@ async fn delete_session(
 ) -> ApiResult<StatusCode> {
     authorize_session(&st, &who, &id)?;
     let s = st.store().delete_session(&id).await?;
+    // Its agent stops (a running turn ends at its next step).
+    st.agents().forget(&id);
     st.control().end_session(&id, &who.actor()).await;
     // Its desktop goes when no other session uses it (the reply waits for that).
     st.vdi().release(&id).await;

@@ -1,0 +1,595 @@
+//! Runs one chat turn of a session's agent: loads and checks the profile, makes sure of the
+//! desktop, arms the navigation guard for the profile's allowed domains, opens the start URL
+//! on the first turn, keeps the provider conversation between turns, runs zigral-agent's loop
+//! with this module's [`Env`] (pause/stop, control leases, approvals, logged actions, events),
+//! and records the turn's usage.
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use zigral_actions::{Action, BatchRequest, Executor};
+use zigral_agent::{Acted, Approval, Env, Halt, Outcome, Report, Settings, run_turn};
+use zigral_browser::UrlPolicy;
+use zigral_llm::{ApiKey, Client, Family, ToolCall, Transcript};
+use zigral_store::{AgentTurnRecord, NewMessage, SessionRecord, SummaryRecord, TokenUsage};
+
+use super::hands::{StepCtx, act, declared_display};
+use super::{AgentState, Ctl, PendingApproval, SessionAgent};
+use crate::api::actions::run_logged;
+use crate::error::ApiError;
+use crate::events::Event;
+use crate::state::AppState;
+use crate::tokens_estimate::{MESSAGE_OVERHEAD, text_tokens};
+
+/// The provider conversation kept between turns.
+pub struct Convo {
+    pub profile: String,
+    pub profile_updated_at: u64,
+    pub transcript: Transcript,
+}
+
+/// How a finished turn is reported to a waiting caller.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TurnView {
+    pub turn: Option<u64>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub steps: u32,
+    pub requests: u32,
+    pub usage: TokenUsage,
+    /// The model's last text.
+    pub text: String,
+}
+
+/// Checks that the session's agent can start a turn now, then starts it in the background.
+/// `text` was already stored as a message.
+pub async fn start(
+    st: &AppState,
+    session: &SessionRecord,
+    text: String,
+) -> Result<Arc<SessionAgent>, ApiError> {
+    let Some(profile_id) = session.agent.clone() else {
+        return Err(ApiError::conflict("this session has no agent"));
+    };
+    let profile = st.store().get_agent(&profile_id)?.ok_or_else(|| {
+        ApiError::conflict(format!("agent profile {profile_id} no longer exists"))
+    })?;
+    let settings = Settings::check(&profile)
+        .map_err(|e| ApiError::invalid(format!("the agent profile is not valid: {e}")))?;
+    let key = api_key(st, &settings)?;
+    let agent = st.agents().entry(&session.id);
+    if !agent.try_begin() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "agent_busy",
+            "the agent is already working on a turn; stop it or wait for it to finish",
+        ));
+    }
+    agent.update(|s| {
+        s.state = AgentState::Running;
+        s.profile = Some(profile_id.clone());
+        s.waiting_for = None;
+        s.approval = None;
+        s.steps = 0;
+        s.requests = 0;
+        s.usage = TokenUsage::default();
+    });
+    let (st2, session2, agent2) = (st.clone(), session.clone(), agent.clone());
+    tokio::spawn(async move {
+        let view = run(&st2, &session2, &agent2, settings, key, text).await;
+        let s = agent2.update(|s| {
+            s.state = AgentState::Idle;
+            s.waiting_for = None;
+            s.approval = None;
+            s.last_outcome = Some(view.outcome.clone());
+            s.last_error = view.error.clone();
+            s.turns_finished += 1;
+        });
+        st2.publish(Event::new(
+            "agent.turn.ended",
+            Some(&session2.id),
+            Some(&session2.owner),
+            json!({"turn": view.turn, "outcome": view.outcome, "error": view.error,
+                   "steps": view.steps, "requests": view.requests, "usage": view.usage,
+                   "state": s.state}),
+        ));
+        agent2.end();
+    });
+    Ok(agent)
+}
+
+fn api_key(st: &AppState, s: &Settings) -> Result<Option<ApiKey>, ApiError> {
+    let p = &s.profile;
+    if let Some(var) = &p.provider.api_key_env {
+        return match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(ApiKey::new(v))),
+            _ => Err(ApiError::invalid(format!(
+                "the profile takes its API key from ${var}, which is not set for the control plane"
+            ))),
+        };
+    }
+    let key = st.agents().keys().get(&p.id).map_err(ApiError::internal)?;
+    if key.is_none() && s.generation.family() != Family::Chat {
+        return Err(ApiError::invalid(
+            "the agent profile has no API key: PUT /api/v1/agents/{id}/api-key",
+        ));
+    }
+    Ok(key)
+}
+
+async fn run(
+    st: &AppState,
+    session: &SessionRecord,
+    agent: &Arc<SessionAgent>,
+    settings: Settings,
+    key: Option<ApiKey>,
+    text: String,
+) -> TurnView {
+    let started_at = zigral_store::now_ms();
+    let mut view = TurnView {
+        turn: None,
+        outcome: "error".into(),
+        error: None,
+        steps: 0,
+        requests: 0,
+        usage: TokenUsage::default(),
+        text: String::new(),
+    };
+    st.publish(Event::new(
+        "agent.turn.started",
+        Some(&session.id),
+        Some(&session.owner),
+        json!({"profile": settings.profile.id}),
+    ));
+    let prepared = prepare(st, session).await;
+    let (session, exec) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            view.error = Some(format!("The desktop is not available: {e}"));
+            record(st, &session.id, &settings, started_at, &mut view, 0).await;
+            return view;
+        }
+    };
+    let policy = UrlPolicy {
+        allowed_domains: (!settings.profile.allowed_domains.is_empty())
+            .then(|| settings.profile.allowed_domains.clone()),
+        allow_file: false,
+    };
+    exec.set_policy(policy.clone());
+    let _guard = match exec.browser() {
+        Some(b) => match b.guard_navigation(policy).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                view.error = Some(format!("Cannot guard the browser's navigations: {e}"));
+                record(st, &session.id, &settings, started_at, &mut view, 0).await;
+                return view;
+            }
+        },
+        None => None,
+    };
+    let screen = match exec.screen_size().await {
+        Ok(s) => s,
+        Err(e) => {
+            view.error = Some(format!("The desktop is not available: {e}"));
+            record(st, &session.id, &settings, started_at, &mut view, 0).await;
+            return view;
+        }
+    };
+    let declared = declared_display(screen);
+    let spec = settings.provider_spec(key, (declared.width, declared.height));
+    let client = match Client::new(spec) {
+        Ok(c) => c,
+        Err(e) => {
+            view.error = Some(e.plain());
+            record(st, &session.id, &settings, started_at, &mut view, 0).await;
+            return view;
+        }
+    };
+    let mut convo = agent.convo.lock().await;
+    let fresh = !matches!(&*convo, Some(c) if c.profile == settings.profile.id
+        && c.profile_updated_at == settings.profile.updated_at);
+    if fresh {
+        let mut system = settings.profile.system_prompt.clone();
+        if let Some(p) = &session.system_prompt {
+            system.push_str("\n\n");
+            system.push_str(p);
+        }
+        let mut t = Transcript::new(settings.generation, &system);
+        if let Some(earlier) = earlier_conversation(st, &session) {
+            t.push_user_text(&earlier);
+        }
+        *convo = Some(Convo {
+            profile: settings.profile.id.clone(),
+            profile_updated_at: settings.profile.updated_at,
+            transcript: t,
+        });
+        if let Some(url) = &settings.profile.start_url {
+            let req = BatchRequest {
+                actions: vec![Action::Navigate { url: url.clone() }],
+                screenshot: None,
+            };
+            let who = format!("agent:{}", settings.profile.id);
+            let r = run_logged(
+                st,
+                &session,
+                who,
+                "agent",
+                exec.clone(),
+                |exec| async move {
+                    let resp = exec.run(&req).await?;
+                    Ok(((), req, resp))
+                },
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(session = %session.id, error = %e, "agent start URL did not open");
+            }
+        }
+    }
+    let Some(c) = convo.as_mut() else {
+        view.error = Some("internal error: no conversation".into());
+        return view;
+    };
+    let env = TurnEnv {
+        st,
+        agent,
+        session: &session,
+        exec: &exec,
+        profile: settings.profile.id.clone(),
+        declared,
+        want_url: settings.generation.family() == Family::Responses,
+    };
+    let out = run_turn(&client, &mut c.transcript, &settings, &env, Some(&text)).await;
+    let context = out.context_tokens;
+    view.steps = out.steps;
+    view.requests = out.requests;
+    view.usage = usage_of(&out.usage);
+    view.text = out.text.clone();
+    view.outcome = out.outcome.as_str().to_owned();
+    view.error = match &out.outcome {
+        Outcome::Error(e) => Some(e.clone()),
+        Outcome::Declined(e) => Some(e.clone()),
+        Outcome::Refusal => Some("The model refused to continue.".into()),
+        Outcome::MaxTokens => Some("The model's reply hit its output-token limit.".into()),
+        Outcome::MaxSteps => Some(format!(
+            "Stopped after {} steps (the profile's limit).",
+            settings.profile.max_steps
+        )),
+        _ => None,
+    };
+    if let Some(e) = &view.error {
+        // Errors are shown in the chat, in plain words.
+        store_message(
+            st,
+            &session,
+            "assistant",
+            &format!("⚠ {e}"),
+            &settings.profile.id,
+        )
+        .await;
+    }
+    record(st, &session.id, &settings, started_at, &mut view, context).await;
+    view
+}
+
+/// The session (re-read) and its desktop's executor, in managed mode creating the desktop.
+async fn prepare(
+    st: &AppState,
+    session: &SessionRecord,
+) -> Result<(SessionRecord, Executor), String> {
+    let mut s = st
+        .store()
+        .get_session(&session.id)
+        .map_err(|e| e.to_string())?
+        .ok_or("the session was deleted")?;
+    s.desktop = st.vdi().ensure(&s).await.map_err(|e| e.to_string())?;
+    let exec = st
+        .desktops()
+        .executor(s.desktop)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((s, exec))
+}
+
+/// The stored conversation before this turn's message, as one text (after a restart or a
+/// profile change the provider conversation starts over from it).
+fn earlier_conversation(st: &AppState, s: &SessionRecord) -> Option<String> {
+    let w = crate::context::assemble(st.store(), s, 20_000).ok()?;
+    let mut out = String::new();
+    if let Some(sum) = &w.summary {
+        out.push_str("Summary of the earlier conversation:\n");
+        out.push_str(&sum.text);
+        out.push('\n');
+    }
+    // The last message is this turn's own text.
+    let n = w.messages.len().saturating_sub(1);
+    for m in &w.messages[..n] {
+        let text: Vec<&str> = m
+            .content
+            .as_array()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !text.is_empty() {
+            out.push_str(&format!("{}: {}\n", m.role, text.join(" ")));
+        }
+    }
+    (!out.is_empty()).then(|| format!("Earlier in this conversation:\n{out}"))
+}
+
+fn usage_of(u: &zigral_llm::Usage) -> TokenUsage {
+    TokenUsage {
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        cache_creation_input_tokens: u.cache_creation_input_tokens,
+        cache_read_input_tokens: u.cache_read_input_tokens,
+    }
+}
+
+async fn record(
+    st: &AppState,
+    session: &str,
+    settings: &Settings,
+    started_at: u64,
+    view: &mut TurnView,
+    context_tokens: u32,
+) {
+    let rec = AgentTurnRecord {
+        turn: 0,
+        profile: settings.profile.id.clone(),
+        started_at,
+        ended_at: zigral_store::now_ms(),
+        steps: view.steps,
+        requests: view.requests,
+        outcome: view.outcome.clone(),
+        error: view.error.clone(),
+        usage: view.usage,
+        context_tokens,
+    };
+    match st.store().append_agent_turn(session, rec).await {
+        Ok(r) => view.turn = Some(r.turn),
+        Err(e) => tracing::error!(session, error = %e, "cannot record an agent turn"),
+    }
+}
+
+async fn store_message(st: &AppState, s: &SessionRecord, role: &str, text: &str, profile: &str) {
+    let msg = NewMessage {
+        role: role.into(),
+        content: json!([{"type": "text", "text": text}]),
+        tokens: text_tokens(text) + MESSAGE_OVERHEAD,
+        author: format!("agent:{profile}"),
+    };
+    match st.store().append_message(&s.id, msg).await {
+        Ok(m) => st.publish(Event::new(
+            "message.appended",
+            Some(&s.id),
+            Some(&s.owner),
+            json!({"seq": m.seq, "role": m.role}),
+        )),
+        Err(e) => tracing::error!(session = %s.id, error = %e, "cannot store the agent's message"),
+    }
+}
+
+/// The loop's surroundings for one turn.
+struct TurnEnv<'a> {
+    st: &'a AppState,
+    agent: &'a Arc<SessionAgent>,
+    session: &'a SessionRecord,
+    exec: &'a Executor,
+    profile: String,
+    declared: zigral_desktop::Size,
+    want_url: bool,
+}
+
+impl TurnEnv<'_> {
+    fn event(&self, kind: &str, data: serde_json::Value) {
+        self.st.publish(Event::new(
+            kind,
+            Some(&self.session.id),
+            Some(&self.session.owner),
+            data,
+        ));
+    }
+
+    fn set_state(&self, state: AgentState, why: Option<String>) {
+        let changed = {
+            let before = self.agent.status();
+            before.state != state || before.waiting_for != why
+        };
+        if changed {
+            let s = self.agent.update(|s| {
+                s.state = state;
+                s.waiting_for = why.clone();
+            });
+            self.event(
+                "agent.state",
+                json!({"state": s.state, "waiting_for": s.waiting_for}),
+            );
+        }
+    }
+}
+
+impl Env for TurnEnv<'_> {
+    fn gate(&self) -> BoxFuture<'_, Result<(), Halt>> {
+        async move {
+            let mut ctl = self.agent.subscribe_ctl();
+            let mut lease = self.st.control().subscribe();
+            loop {
+                let now = *ctl.borrow_and_update();
+                match now {
+                    Ctl::Stop => return Err(Halt::Stopped),
+                    Ctl::Pause => {
+                        self.set_state(AgentState::Paused, Some("paused by a person".into()));
+                        if ctl.changed().await.is_err() {
+                            return Err(Halt::Stopped);
+                        }
+                        continue;
+                    }
+                    Ctl::Run => {}
+                }
+                let _ = *lease.borrow_and_update();
+                if let Some(h) = self.st.control().holder(&self.session.id) {
+                    self.set_state(
+                        AgentState::Waiting,
+                        Some(format!("{} has control of the desktop", h.user_name)),
+                    );
+                    // A lease also ends by expiring: look again at least every second.
+                    tokio::select! {
+                        r = ctl.changed() => if r.is_err() { return Err(Halt::Stopped) },
+                        r = lease.changed() => if r.is_err() { return Err(Halt::Stopped) },
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+                self.set_state(AgentState::Running, None);
+                return Ok(());
+            }
+        }
+        .boxed()
+    }
+
+    fn stopped(&self) -> BoxFuture<'_, ()> {
+        async move {
+            let mut ctl = self.agent.subscribe_ctl();
+            let _ = ctl.wait_for(|c| *c == Ctl::Stop).await;
+        }
+        .boxed()
+    }
+
+    fn act<'a>(&'a self, step: u32, call: &'a ToolCall) -> BoxFuture<'a, Acted> {
+        async move {
+            let cx = StepCtx {
+                st: self.st,
+                agent: self.agent,
+                session: self.session,
+                exec: self.exec,
+                profile: &self.profile,
+                declared: self.declared,
+                want_url: self.want_url,
+            };
+            let (outcome, ok) = act(&cx, step, call).await;
+            self.agent.update(|s| s.steps = step);
+            Acted { outcome, ok }
+        }
+        .boxed()
+    }
+
+    fn approve(&self, what: Approval) -> BoxFuture<'_, Result<bool, Halt>> {
+        async move {
+            let pending = match &what {
+                Approval::SafetyChecks { call, checks } => PendingApproval {
+                    id: 0,
+                    kind: "safety_checks".into(),
+                    call: call.clone(),
+                    details: checks
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}: {}",
+                                c.code.as_deref().unwrap_or("check"),
+                                c.message.as_deref().unwrap_or("")
+                            )
+                        })
+                        .collect(),
+                },
+                Approval::Risky { call, pattern } => PendingApproval {
+                    id: 0,
+                    kind: "risky".into(),
+                    call: call.clone(),
+                    details: vec![format!("matches {pattern}")],
+                },
+            };
+            let rx = self.agent.ask(pending);
+            let s = self.agent.status();
+            self.event("agent.approval", json!({"approval": s.approval}));
+            let answer = rx.await.unwrap_or(false);
+            if self.agent.ctl() == Ctl::Stop {
+                return Err(Halt::Stopped);
+            }
+            self.event("agent.approval.answered", json!({"approved": answer}));
+            Ok(answer)
+        }
+        .boxed()
+    }
+
+    fn report(&self, r: Report) {
+        match r {
+            Report::Text { text } => {
+                let (st, s, p) = (self.st.clone(), self.session.clone(), self.profile.clone());
+                self.event("agent.text", json!({"chars": text.chars().count()}));
+                tokio::spawn(async move { store_message(&st, &s, "assistant", &text, &p).await });
+            }
+            Report::Request {
+                n,
+                stop,
+                usage,
+                retries,
+                context_tokens,
+            } => {
+                let u = usage_of(&usage);
+                self.agent.update(|s| {
+                    s.requests = n;
+                    s.usage.input_tokens += u.input_tokens;
+                    s.usage.output_tokens += u.output_tokens;
+                    s.usage.cache_creation_input_tokens += u.cache_creation_input_tokens;
+                    s.usage.cache_read_input_tokens += u.cache_read_input_tokens;
+                });
+                self.event(
+                    "agent.request",
+                    json!({"n": n, "stop": stop, "usage": u, "retries": retries,
+                           "context_tokens": context_tokens}),
+                );
+            }
+            Report::Summarized {
+                summary,
+                dropped_messages,
+                tokens_before,
+                tokens_after,
+            } => {
+                self.event(
+                    "agent.summarized",
+                    json!({"dropped_messages": dropped_messages, "tokens_before": tokens_before,
+                           "tokens_after": tokens_after}),
+                );
+                let (st, s, p) = (self.st.clone(), self.session.clone(), self.profile.clone());
+                tokio::spawn(async move {
+                    let next = st
+                        .store()
+                        .get_session(&s.id)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |x| x.next_seq);
+                    if next == 0 {
+                        return;
+                    }
+                    let rec = SummaryRecord {
+                        from_seq: 0,
+                        to_seq: next - 1,
+                        tokens: text_tokens(&summary) + MESSAGE_OVERHEAD,
+                        text: summary,
+                        author: format!("agent:{p}"),
+                        created_at: 0,
+                    };
+                    if let Err(e) = st.store().put_summary(&s.id, rec).await {
+                        tracing::error!(session = %s.id, error = %e, "cannot store the agent's summary");
+                    }
+                });
+            }
+            Report::Pruned { images } => self.event("agent.pruned", json!({"images": images})),
+            Report::Waiting { reason } => {
+                self.event("agent.waiting", json!({"reason": reason}));
+            }
+        }
+    }
+}
+
+/// Waits for the agent's turn count to pass `seen`, for `?wait=true` callers.
+pub async fn wait_turn(agent: &SessionAgent, seen: u64) {
+    agent.wait_finished(seen).await;
+}
