@@ -74,7 +74,10 @@ impl From<LlmError> for Failure {
 
 impl Client {
     /// A client for `spec`: checks the base URL and sets up TLS (rustls, ring, webpki roots).
+    /// Also installs ring as the process's default rustls provider if none is (see
+    /// [`crate::tls`]), so other reqwest clients of the process can be built afterwards.
     pub fn new(spec: ProviderSpec) -> Result<Client, LlmError> {
+        crate::tls::install_default_provider();
         let base = spec.base_url.trim_end_matches('/');
         let parsed = reqwest::Url::parse(base)
             .map_err(|e| LlmError::Build(format!("base URL {base:?}: {e}")))?;
