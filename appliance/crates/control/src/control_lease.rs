@@ -651,6 +651,34 @@ fn mcp_drives(body: &[u8]) -> bool {
     }
 }
 
+/// Adds the `409 control_held` response to every operation of `doc` that drives the desktop
+/// ([`drives_desktop`]), so the action routes document the refusal wherever they are defined.
+pub fn document_refusals(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let Some(op) = item.post.as_mut() else {
+            continue;
+        };
+        if !drives_desktop(&Method::POST, path) {
+            continue;
+        }
+        let conflict = ResponseBuilder::new()
+            .description(
+                "`control_held`: a person holds control of this session's desktop; nothing \
+                 ran (retry once they release it)",
+            )
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .build();
+        op.responses
+            .responses
+            .entry("409".to_owned())
+            .or_insert(RefOr::T(conflict));
+    }
+}
+
 /// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 fn utc(ms: u64) -> String {
     let secs = ms / 1000;

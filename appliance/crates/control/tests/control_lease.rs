@@ -423,6 +423,29 @@ async fn a_login_holds_control_and_every_other_caller_is_refused_until_release()
     }
 }
 
+#[test]
+fn the_openapi_document_shows_the_refusal_on_every_action_door() {
+    let doc = serde_json::to_value(zigral_control::openapi()).expect("json");
+    for path in [
+        "/api/v1/sessions/{id}/actions",
+        "/api/v1/sessions/{id}/actions/anthropic",
+        "/api/v1/sessions/{id}/actions/openai",
+        "/api/v1/sessions/{id}/checkpoints/{cid}/restore",
+        "/api/v1/sessions/{id}/control",
+    ] {
+        let r = &doc["paths"][path]["post"]["responses"]["409"];
+        assert!(r.is_object(), "{path}: no 409 documented");
+    }
+    assert!(
+        doc["paths"]["/api/v1/sessions/{id}/control"]["delete"]["responses"]["409"].is_object()
+    );
+    assert!(doc["paths"]["/api/v1/sessions/{id}/control"]["get"].is_object());
+    assert!(
+        doc["paths"]["/api/v1/sessions/{id}/screenshot"]["get"]["responses"]["409"].is_null(),
+        "reads are not refused"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_ends_by_itself_at_its_expiry() {
     let e = env().await;

@@ -74,7 +74,9 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(checkpoints::routes())
         .merge(control::routes())
         .merge(downloads::routes());
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
-        .nest(API_PREFIX, v1)
+        .nest(API_PREFIX, v1);
+    crate::control_lease::document_refusals(router.get_openapi_mut());
+    router
 }
