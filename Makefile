@@ -51,6 +51,7 @@ bench: deps-test ui build
 	$(CARGO) bench --workspace --bench desktop
 	$(CARGO) bench --workspace --bench control
 	$(CARGO) bench -p zigral-control --bench actions
+	$(CARGO) bench -p zigral-control --bench agent_step
 	$(CARGO) bench -p zigral-tests --bench desktops
 
 fmt:
