@@ -371,8 +371,9 @@ impl ControlLeases {
         Ok((holder, change))
     }
 
-    /// Releases control of `session_id`: by its holding login, or by an admin with `force`.
-    /// Nothing held: `Ok(None)`. Someone else's lease: 409 `control_held`.
+    /// Releases control of `session_id`'s desktop (the lease on this session, or the one on
+    /// a sibling session of the same desktop): by its holding login, or by an admin with
+    /// `force`. Nothing held: `Ok(None)`. Someone else's lease: 409 `control_held`.
     pub async fn release(
         &self,
         session_id: &str,
@@ -383,15 +384,18 @@ impl ControlLeases {
             return Err(ApiError::forbidden("only administrators may force=true"));
         }
         self.sweep().await;
+        let Some(h) = self.holder(session_id) else {
+            return Ok(None);
+        };
         let ended = {
             let mut map = self.lock();
-            let Some(l) = map.get(session_id) else {
+            let Some(l) = map.get(&h.session_id) else {
                 return Ok(None);
             };
             if login_of(who) != Some(l.holder.login_id.as_str()) && !force {
                 return Err(held(&l.holder));
             }
-            let l = map.remove(session_id);
+            let l = map.remove(&h.session_id);
             if let Some(l) = &l
                 && let Err(e) = self.sync_files(&map, &[l.holder.desktop])
             {

@@ -488,6 +488,57 @@ async fn a_lease_ends_by_itself_at_its_expiry() {
             .any(|a| a == "session.control.expired")
     );
 
+    // The lease covers the desktop: a sibling session on it is refused too, and the holder
+    // can release it from there.
+    let sibling = e.srv.session(&e.login_a, None).await;
+    let on_sibling = |rest: &str| format!("/api/v1/sessions/{sibling}{rest}");
+    let (s, _) = e.take(&e.login_a, None, false).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        next_control(&mut ev, false).await["data"]["change"],
+        "taken"
+    );
+    let (s, v) = e
+        .srv
+        .call(
+            Method::POST,
+            &on_sibling("/actions"),
+            Some(&e.api),
+            Some(json!({"action": "mouse_move", "x": 1, "y": 1})),
+        )
+        .await;
+    assert_held(s, &v, "a sibling session on the same desktop");
+    let (s, v) = e
+        .srv
+        .call(
+            Method::POST,
+            &on_sibling("/control"),
+            Some(&e.login_b),
+            None,
+        )
+        .await;
+    assert_held(s, &v, "another login on the sibling session");
+    let (s, v) = e
+        .srv
+        .call(Method::GET, &on_sibling("/control"), Some(&e.api), None)
+        .await;
+    assert_eq!((s, &v["holder"]["session_id"]), (200, &json!(e.sid)), "{v}");
+    let (s, _) = e
+        .srv
+        .call(
+            Method::DELETE,
+            &on_sibling("/control"),
+            Some(&e.login_a),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        next_control(&mut ev, false).await["data"]["change"],
+        "released"
+    );
+    assert_eq!(e.control_file(), None);
+
     // A deleted session's lease ends with it.
     let (s, _) = e.take(&e.login_a, None, false).await;
     assert_eq!(s, 200);
