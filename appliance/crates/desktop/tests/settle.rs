@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use zigral_desktop::{Desktop, DesktopError, ImageFormat, ScreenshotOpts};
-use zigral_tests::{Xvfb, wait_for};
+use zigral_tests::{Proc, Xvfb, wait_for};
 
 const QUIET: Duration = Duration::from_millis(100);
 
@@ -245,4 +245,84 @@ async fn bad_settle_arguments_are_rejected() {
     // A zero quiet window returns at once.
     let s = d.settle(Duration::ZERO, QUIET).await.expect("settle");
     assert!(!s.capped && s.waited < QUIET, "{s:?}");
+}
+
+/// Starts Xvfb with extra arguments on a display it picks (`-displayfd`).
+fn xvfb_with(args: &[&str]) -> (Proc, u32) {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut rd, wr) = std::io::pipe().expect("pipe");
+    let fd = wr.as_raw_fd();
+    let mut cmd = std::process::Command::new("Xvfb");
+    cmd.args([
+        "-displayfd",
+        &fd.to_string(),
+        "-screen",
+        "0",
+        "320x240x24",
+        "-nolisten",
+        "tcp",
+    ])
+    .args(args)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    // SAFETY: runs in the forked child before exec; fcntl is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let p = Proc::spawn(cmd);
+    drop(wr);
+    let mut s = String::new();
+    rd.read_to_string(&mut s).ok();
+    (p, s.trim().parse().expect("Xvfb display"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_uses_the_desktops_cookie_and_reports_a_missing_damage_extension() {
+    // A server that requires a cookie: the settle connection must authenticate like the
+    // owner's (desktops spawned by zigral-init each have their own cookie file).
+    let dir = std::env::temp_dir().join(format!("zigral-settle-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let auth = dir.join("Xauthority");
+    let mut entry = vec![0xff, 0xff]; // FamilyWild, any display number
+    for f in [&b""[..], b"", b"MIT-MAGIC-COOKIE-1", &[7u8; 16]] {
+        entry.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        entry.extend_from_slice(f);
+    }
+    std::fs::write(&auth, &entry).expect("write cookie");
+    let (_p, display) = xvfb_with(&["-auth", auth.to_str().expect("utf-8 path")]);
+    let name = format!(":{display}");
+    assert!(
+        Desktop::connect(&name).is_err(),
+        "the server must refuse clients without the cookie"
+    );
+    let d = Desktop::connect_with_xauthority(&name, Some(&auth)).expect("connect with cookie");
+    let s = d
+        .settle(QUIET, Duration::from_secs(1))
+        .await
+        .expect("settle");
+    assert!(!s.capped && s.damage_events == 0, "{s:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (_p2, display) = xvfb_with(&["-extension", "DAMAGE"]);
+    let d = Desktop::connect(&format!(":{display}")).expect("connect");
+    let e = d
+        .settle(QUIET, Duration::from_secs(1))
+        .await
+        .expect_err("no DAMAGE");
+    assert!(
+        matches!(e, DesktopError::MissingExtension { name: "DAMAGE", .. }),
+        "{e:?}"
+    );
+    assert!(!e.is_connection_lost(), "{e}");
+    // The owner connection is unaffected.
+    d.screenshot(ScreenshotOpts::default())
+        .await
+        .expect("screenshot");
 }
