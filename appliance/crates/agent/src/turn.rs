@@ -15,7 +15,9 @@
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use zigral_llm::{Call, Client, LlmError, Reply, Stop, ToolCall, ToolOutcome, Transcript, Usage};
+use zigral_llm::{
+    Call, Client, Family, Image, LlmError, Reply, Stop, ToolCall, ToolOutcome, Transcript, Usage,
+};
 
 use crate::describe::describe;
 use crate::profile::Settings;
@@ -83,6 +85,9 @@ pub trait Env: Send + Sync {
     fn stopped(&self) -> BoxFuture<'_, ()>;
     /// Runs one tool call on the desktop (logged and published by the implementation).
     fn act<'a>(&'a self, step: u32, call: &'a ToolCall) -> BoxFuture<'a, Acted>;
+    /// The screen as the model sees it, without acting (for results of calls that did not
+    /// run: OpenAI's `computer_call_output` always carries a screenshot).
+    fn look(&self) -> BoxFuture<'_, Option<Image>>;
     /// Asks a person; `Ok(true)` = approved. Resolves when they answer.
     fn approve(&self, what: Approval) -> BoxFuture<'_, Result<bool, Halt>>;
     /// Progress, never fails.
@@ -299,6 +304,14 @@ pub async fn run_turn(
             let mut acted = env.act(out.steps, call).await;
             acted.outcome.acknowledged = acknowledged;
             results.push(acted.outcome);
+        }
+        if settings.generation.family() == Family::Responses
+            && results.iter().any(|r| r.image.is_none())
+        {
+            let shot = env.look().await;
+            for r in results.iter_mut().filter(|r| r.image.is_none()) {
+                r.image = shot.clone();
+            }
         }
         if let Err(e) = t.push_results(results) {
             out.outcome = Outcome::Error(format!("internal error: {e}"));

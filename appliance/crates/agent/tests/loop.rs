@@ -23,6 +23,7 @@ struct Fake {
 }
 
 async fn fake() -> Fake {
+    zigral_llm::tls::install_default_provider();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -162,6 +163,15 @@ impl Env for Desk {
                 },
                 ok: true,
             }
+        }
+        .boxed()
+    }
+    fn look(&self) -> BoxFuture<'_, Option<zigral_llm::Image>> {
+        async move {
+            Some(zigral_llm::Image {
+                media_type: "image/png".into(),
+                base64: PNG.into(),
+            })
         }
         .boxed()
     }

@@ -165,6 +165,7 @@ async fn main() {
         let _ = zigral_control::serve(listener, state, std::future::pending()).await;
     });
     let base = format!("http://127.0.0.1:{port}");
+    zigral_llm::tls::install_default_provider();
     let c = reqwest::Client::new();
     let login: Value = c
         .post(format!("{base}/api/v1/auth/login"))

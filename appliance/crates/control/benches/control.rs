@@ -193,6 +193,7 @@ async fn run() {
         state,
         std::future::pending(),
     ));
+    zigral_llm::tls::install_default_provider();
     let http = Client::builder()
         .pool_max_idle_per_host(32)
         .build()

@@ -59,6 +59,7 @@ async fn login(http: &Client, port: u16, pw: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
+    zigral_llm::tls::install_default_provider();
     let http = Client::new();
     let port = free_port();
     let mut proc = control(dir.path(), port, Some(PW), "0");
@@ -163,6 +164,7 @@ async fn every_acknowledged_message_survives_kill_9() {
 async fn first_start_prints_a_generated_admin_password_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    zigral_llm::tls::install_default_provider();
     let http = Client::new();
     let p = control(dir.path(), port, None, "a");
     wait_healthy(port);
@@ -232,6 +234,7 @@ ready = {{ tcp = "127.0.0.1:{port}" }}
         .stderr(std::fs::File::create(dir.path().join("init.log")).unwrap());
     let mut init = Proc::spawn(c);
     wait_healthy(port);
+    zigral_llm::tls::install_default_provider();
     let http = Client::new();
     let ready = wait_for(
         Duration::from_secs(30),

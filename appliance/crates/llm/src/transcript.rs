@@ -813,11 +813,18 @@ impl Transcript {
     // ---- appending replies ----
 
     /// Appends an Anthropic assistant turn verbatim (an empty one is skipped: the API rejects
-    /// empty non-final assistant messages).
+    /// empty non-final assistant messages). The continuation of a paused turn (`pause_turn`:
+    /// the last message is that assistant turn, sent back as-is) joins it, so roles alternate.
     pub(crate) fn push_anthropic(&mut self, content: Vec<ContentBlock>) {
         if let Conv::Anthropic(m) = &mut self.conv
             && !content.is_empty()
         {
+            if let Some(last) = m.last_mut()
+                && last.role == Role::Assistant
+            {
+                last.content.extend(content);
+                return;
+            }
             m.push(Message {
                 role: Role::Assistant,
                 content,

@@ -317,7 +317,10 @@ async fn a_schema_1_file_gains_the_desktops_table_and_old_users_read_with_defaul
     let s = Store::open(&path).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert!(s.list_desktops().unwrap().is_empty());
-    assert!(s.list_agents(None).unwrap().is_empty(), "v3 added the agents table");
+    assert!(
+        s.list_agents(None).unwrap().is_empty(),
+        "v3 added the agents table"
+    );
     let d = DesktopRecord {
         n: 3,
         owner: Some("u1".into()),

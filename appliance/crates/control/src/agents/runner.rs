@@ -160,7 +160,26 @@ async fn run(
     exec.set_policy(policy.clone());
     let _guard = match exec.browser() {
         Some(b) => match b.guard_navigation(policy).await {
-            Ok(g) => Some(g),
+            Ok(g) => {
+                // Refused navigations are events (the host only: a URL can carry tokens).
+                let mut rx = g.subscribe();
+                let (st2, sid, owner) = (st.clone(), session.id.clone(), session.owner.clone());
+                tokio::spawn(async move {
+                    while let Ok(b) = rx.recv().await {
+                        let host = url::Url::parse(&b.url)
+                            .ok()
+                            .and_then(|u| u.host_str().map(str::to_owned))
+                            .unwrap_or_else(|| b.url.split(':').next().unwrap_or("").to_owned());
+                        st2.publish(Event::new(
+                            "agent.navigation_blocked",
+                            Some(&sid),
+                            Some(&owner),
+                            json!({"host": host, "how": b.how, "reason": b.reason}),
+                        ));
+                    }
+                });
+                Some(g)
+            }
             Err(e) => {
                 view.error = Some(format!("Cannot guard the browser's navigations: {e}"));
                 record(st, &session.id, &settings, started_at, &mut view, 0).await;
@@ -179,7 +198,13 @@ async fn run(
     };
     let declared = declared_display(screen);
     let spec = settings.provider_spec(key, (declared.width, declared.height));
-    let client = match Client::new(spec) {
+    let client = match Client::new(spec).and_then(|c| {
+        if settings.generation.family() == Family::Chat {
+            c.with_function_tools(zigral_actions::functions::tools())
+        } else {
+            Ok(c)
+        }
+    }) {
         Ok(c) => c,
         Err(e) => {
             view.error = Some(e.plain());
@@ -476,6 +501,26 @@ impl Env for TurnEnv<'_> {
             let (outcome, ok) = act(&cx, step, call).await;
             self.agent.update(|s| s.steps = step);
             Acted { outcome, ok }
+        }
+        .boxed()
+    }
+
+    fn look(&self) -> BoxFuture<'_, Option<zigral_llm::Image>> {
+        async move {
+            let spec = zigral_actions::ScreenshotSpec {
+                format: Some(zigral_actions::ImageFormat::Png),
+                quality: None,
+                scale: Some(zigral_actions::ScaleSpec::Named(format!(
+                    "{}x{}",
+                    self.declared.width, self.declared.height
+                ))),
+                cursor: None,
+            };
+            let img = self.exec.screenshot(&spec).await.ok()?;
+            Some(zigral_llm::Image {
+                media_type: img.mime,
+                base64: img.data,
+            })
         }
         .boxed()
     }

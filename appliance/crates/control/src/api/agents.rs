@@ -263,7 +263,8 @@ async fn replace_agent(
 /// Deletes a profile and its key; 409 while a session uses it.
 #[utoipa::path(delete, path = "/agents/{id}", tag = "agents",
     params(("id" = String, Path, description = "profile id")),
-    responses((status = 204, description = "deleted"), CommonErrors))]
+    responses((status = 204, description = "deleted"), CommonErrors,
+        (status = 409, description = "a session uses the profile", body = crate::error::ErrorBody)))]
 async fn delete_agent(
     State(st): State<AppState>,
     who: Principal,

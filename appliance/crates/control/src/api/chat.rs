@@ -19,7 +19,7 @@ use crate::agents::runner::{self, TurnView};
 use crate::agents::{AgentStatus, Ctl};
 use crate::api::messages::Page;
 use crate::auth::{Principal, Scope, authorize_session};
-use crate::error::{ApiError, ApiResult, CommonErrors, Json, Path, Query};
+use crate::error::{ApiError, ApiResult, CommonErrors, ErrorBody, Json, Path, Query};
 use crate::events::Event;
 use crate::state::AppState;
 use crate::tokens_estimate::{MESSAGE_OVERHEAD, text_tokens};
@@ -34,6 +34,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(approve))
         .routes(routes!(turns))
         .routes(routes!(thumbnail))
+}
+
+/// The agent's state does not allow the request (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AgentConflict {
+    /// `agent_busy` (a turn is running), `agent_idle` (none is), `nothing_to_approve`, or the
+    /// session has no agent.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
 }
 
 /// Most characters of one chat message.
@@ -95,7 +105,7 @@ fn status_of(st: &AppState, s: &SessionRecord) -> Option<AgentStatus> {
     responses(
         (status = 200, description = "the turn ended (wait: true)", body = ChatReply),
         (status = 202, description = "stored; the agent works on it (or there is no agent)", body = ChatReply),
-        CommonErrors))]
+        CommonErrors, AgentConflict))]
 async fn chat(
     State(st): State<AppState>,
     who: Principal,
@@ -213,7 +223,7 @@ pub struct AgentView {
 #[utoipa::path(put, path = "/sessions/{id}/agent", tag = "agent",
     request_body = SetAgentBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = AgentView), CommonErrors))]
+    responses((status = 200, body = AgentView), CommonErrors, AgentConflict))]
 async fn set_agent(
     State(st): State<AppState>,
     who: Principal,
@@ -285,7 +295,7 @@ fn steer(st: &AppState, who: &Principal, id: &str, c: Ctl) -> ApiResult<Json<Age
 /// "stopped by the user", a pending approval is declined. 409 `agent_idle` if none runs.
 #[utoipa::path(post, path = "/sessions/{id}/agent/stop", tag = "agent",
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = AgentStatus), CommonErrors))]
+    responses((status = 200, body = AgentStatus), CommonErrors, AgentConflict))]
 async fn stop(
     State(st): State<AppState>,
     who: Principal,
@@ -297,7 +307,7 @@ async fn stop(
 /// Pauses the running turn before its next request or action.
 #[utoipa::path(post, path = "/sessions/{id}/agent/pause", tag = "agent",
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = AgentStatus), CommonErrors))]
+    responses((status = 200, body = AgentStatus), CommonErrors, AgentConflict))]
 async fn pause(
     State(st): State<AppState>,
     who: Principal,
@@ -309,7 +319,7 @@ async fn pause(
 /// Resumes a paused turn.
 #[utoipa::path(post, path = "/sessions/{id}/agent/resume", tag = "agent",
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = AgentStatus), CommonErrors))]
+    responses((status = 200, body = AgentStatus), CommonErrors, AgentConflict))]
 async fn resume(
     State(st): State<AppState>,
     who: Principal,
@@ -323,7 +333,7 @@ async fn resume(
 #[utoipa::path(post, path = "/sessions/{id}/agent/approve", tag = "agent",
     request_body = ApproveBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = AgentStatus), CommonErrors))]
+    responses((status = 200, body = AgentStatus), CommonErrors, AgentConflict))]
 async fn approve(
     State(st): State<AppState>,
     who: Principal,

@@ -9,8 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 pub mod actions;
-pub mod agents;
 pub mod admin;
+pub mod agents;
 pub mod auth;
 pub mod chat;
 pub mod checkpoints;
