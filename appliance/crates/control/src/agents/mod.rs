@@ -146,6 +146,11 @@ impl SessionAgent {
         true
     }
 
+    /// Gives back a claim that never started a turn.
+    pub(crate) fn unclaim(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
     pub(crate) fn end(&self) {
         self.busy.store(false, Ordering::Release);
         self.finished.send_modify(|n| *n += 1);

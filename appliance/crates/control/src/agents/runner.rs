@@ -43,13 +43,27 @@ pub struct TurnView {
     pub text: String,
 }
 
-/// Checks that the session's agent can start a turn now, then starts it in the background.
-/// `text` was already stored as a message.
-pub async fn start(
-    st: &AppState,
-    session: &SessionRecord,
-    text: String,
-) -> Result<Arc<SessionAgent>, ApiError> {
+/// A claimed turn: the profile and key are good and no other turn runs; [`Claim::spawn`]
+/// starts it, dropping the claim gives it back.
+pub struct Claim {
+    st: AppState,
+    session: SessionRecord,
+    agent: Arc<SessionAgent>,
+    settings: Option<Settings>,
+    key: Option<ApiKey>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.settings.is_some() {
+            self.agent.unclaim();
+        }
+    }
+}
+
+/// Checks that the session's agent can start a turn now (a profile, valid, with its API key;
+/// no turn running) and claims it, before anything is stored.
+pub fn claim(st: &AppState, session: &SessionRecord) -> Result<Claim, ApiError> {
     let Some(profile_id) = session.agent.clone() else {
         return Err(ApiError::conflict("this session has no agent"));
     };
@@ -67,37 +81,64 @@ pub async fn start(
             "the agent is already working on a turn; stop it or wait for it to finish",
         ));
     }
-    agent.update(|s| {
-        s.state = AgentState::Running;
-        s.profile = Some(profile_id.clone());
-        s.waiting_for = None;
-        s.approval = None;
-        s.steps = 0;
-        s.requests = 0;
-        s.usage = TokenUsage::default();
-    });
-    let (st2, session2, agent2) = (st.clone(), session.clone(), agent.clone());
-    tokio::spawn(async move {
-        let view = run(&st2, &session2, &agent2, settings, key, text).await;
-        let s = agent2.update(|s| {
-            s.state = AgentState::Idle;
+    Ok(Claim {
+        st: st.clone(),
+        session: session.clone(),
+        agent,
+        settings: Some(settings),
+        key,
+    })
+}
+
+impl Claim {
+    /// The session's agent.
+    pub fn agent(&self) -> &Arc<SessionAgent> {
+        &self.agent
+    }
+
+    /// Starts the claimed turn on `text` (already stored as a message) in the background.
+    pub fn spawn(mut self, text: String) -> Arc<SessionAgent> {
+        let Some(settings) = self.settings.take() else {
+            return self.agent.clone();
+        };
+        let (st, session, agent, key) = (
+            self.st.clone(),
+            self.session.clone(),
+            self.agent.clone(),
+            self.key.take(),
+        );
+        agent.update(|s| {
+            s.state = AgentState::Running;
+            s.profile = Some(settings.profile.id.clone());
             s.waiting_for = None;
             s.approval = None;
-            s.last_outcome = Some(view.outcome.clone());
-            s.last_error = view.error.clone();
-            s.turns_finished += 1;
+            s.steps = 0;
+            s.requests = 0;
+            s.usage = TokenUsage::default();
         });
-        st2.publish(Event::new(
-            "agent.turn.ended",
-            Some(&session2.id),
-            Some(&session2.owner),
-            json!({"turn": view.turn, "outcome": view.outcome, "error": view.error,
-                   "steps": view.steps, "requests": view.requests, "usage": view.usage,
-                   "state": s.state}),
-        ));
-        agent2.end();
-    });
-    Ok(agent)
+        let handle = agent.clone();
+        tokio::spawn(async move {
+            let view = run(&st, &session, &agent, settings, key, text).await;
+            let s = agent.update(|s| {
+                s.state = AgentState::Idle;
+                s.waiting_for = None;
+                s.approval = None;
+                s.last_outcome = Some(view.outcome.clone());
+                s.last_error = view.error.clone();
+                s.turns_finished += 1;
+            });
+            st.publish(Event::new(
+                "agent.turn.ended",
+                Some(&session.id),
+                Some(&session.owner),
+                json!({"turn": view.turn, "outcome": view.outcome, "error": view.error,
+                       "steps": view.steps, "requests": view.requests, "usage": view.usage,
+                       "state": s.state}),
+            ));
+            agent.end();
+        });
+        handle
+    }
 }
 
 fn api_key(st: &AppState, s: &Settings) -> Result<Option<ApiKey>, ApiError> {

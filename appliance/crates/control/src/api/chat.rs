@@ -118,16 +118,11 @@ async fn chat(
     if text.is_empty() || text.chars().count() > MAX_CHAT {
         return Err(ApiError::invalid("text must have 1 to 32768 characters"));
     }
-    if s.agent.is_some()
-        && let Some(a) = st.agents().get(&id)
-        && a.busy()
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "agent_busy",
-            "the agent is already working on a turn; stop it or wait for it to finish",
-        ));
-    }
+    // A turn that cannot start is refused before the message is stored.
+    let claim = match s.agent {
+        Some(_) => Some(runner::claim(&st, &s)?),
+        None => None,
+    };
     let m = st
         .store()
         .append_message(
@@ -146,7 +141,7 @@ async fn chat(
         Some(&s.owner),
         json!({"seq": m.seq, "role": m.role, "chat": true}),
     ));
-    if s.agent.is_none() {
+    let Some(claim) = claim else {
         return Ok((
             StatusCode::ACCEPTED,
             Json(ChatReply {
@@ -156,9 +151,9 @@ async fn chat(
                 status: None,
             }),
         ));
-    }
-    let seen = st.agents().entry(&id).finished_count();
-    let agent = runner::start(&st, &s, text).await?;
+    };
+    let seen = claim.agent().finished_count();
+    let agent = claim.spawn(text);
     if !body.wait {
         return Ok((
             StatusCode::ACCEPTED,
