@@ -607,15 +607,8 @@ impl ErrorResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire_test::round_trip;
     use serde_json::json;
-
-    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
-        v: Value,
-    ) -> T {
-        let t: T = serde_json::from_value(v.clone()).expect("parse");
-        assert_eq!(serde_json::to_value(&t).expect("ser"), v, "verbatim");
-        t
-    }
 
     #[test]
     fn tool_use_with_toolset_name_round_trips() {

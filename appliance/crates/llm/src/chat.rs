@@ -243,15 +243,8 @@ pub struct FunctionDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire_test::round_trip;
     use serde_json::json;
-
-    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
-        v: Value,
-    ) -> T {
-        let t: T = serde_json::from_value(v.clone()).expect("parse");
-        assert_eq!(serde_json::to_value(&t).expect("ser"), v, "verbatim");
-        t
-    }
 
     #[test]
     fn request_with_every_message_kind_round_trips() {

@@ -24,6 +24,8 @@ pub mod retry;
 pub mod sse;
 pub mod tls;
 mod transcript;
+#[cfg(test)]
+mod wire_test;
 
 use std::fmt;
 use std::ops::{Add, AddAssign};
@@ -340,6 +342,19 @@ pub struct ToolOutcome {
     pub current_url: Option<String>,
 }
 
+impl ToolOutcome {
+    /// A failed call answered with `text` only (`is_error` set, no image): a call that did not
+    /// run or could not be carried out.
+    pub fn error(call_id: impl Into<String>, text: impl Into<String>) -> ToolOutcome {
+        ToolOutcome {
+            call_id: call_id.into(),
+            text: Some(text.into()),
+            is_error: true,
+            ..ToolOutcome::default()
+        }
+    }
+}
+
 /// A base64 image.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Image {
@@ -392,6 +407,19 @@ mod tests {
         spec.api_key = Some(k);
         assert!(!format!("{spec:?}").contains("sk-secret"));
         assert_eq!(spec.api_key.as_ref().map(ApiKey::expose), Some("sk-secret"));
+    }
+
+    #[test]
+    fn error_outcome_is_text_only_and_marked() {
+        let o = ToolOutcome::error("toolu_1", "Not run: the user stopped the agent.");
+        assert_eq!(o.call_id, "toolu_1");
+        assert_eq!(
+            o.text.as_deref(),
+            Some("Not run: the user stopped the agent.")
+        );
+        assert!(o.is_error);
+        assert_eq!(o.image, None);
+        assert!(o.acknowledged.is_empty() && o.current_url.is_none());
     }
 
     #[test]

@@ -138,8 +138,7 @@ fn anthropic_results_one_user_message_in_call_order_with_toolset_name() {
     let e = t.push_results(vec![outcome("a", None, false), outcome("a", None, false)]);
     assert!(e.is_err());
     assert_eq!(t.to_json(), before);
-    let mut err = outcome("b", Some("off screen"), false);
-    err.is_error = true;
+    let err = ToolOutcome::error("b", "off screen");
     t.push_results(vec![err, outcome("a", None, true)])
         .expect("results");
     let v = t.to_json();
