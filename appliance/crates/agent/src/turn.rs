@@ -90,8 +90,9 @@ pub trait Env: Send + Sync {
     fn look(&self) -> BoxFuture<'_, Option<Image>>;
     /// Asks a person; `Ok(true)` = approved. Resolves when they answer.
     fn approve(&self, what: Approval) -> BoxFuture<'_, Result<bool, Halt>>;
-    /// Progress, never fails.
-    fn report(&self, r: Report);
+    /// Progress (recorded before the loop goes on: a turn's text is stored when the turn
+    /// ends); never fails.
+    fn report(&self, r: Report) -> BoxFuture<'_, ()>;
 }
 
 /// How a turn ended.
@@ -187,7 +188,8 @@ pub async fn run_turn(
                             dropped_messages: dropped,
                             tokens_before: before,
                             tokens_after: t.estimate_tokens(),
-                        });
+                        })
+                        .await;
                     }
                     Err(e) => {
                         out.outcome = Outcome::Error(format!(
@@ -202,7 +204,7 @@ pub async fn run_turn(
         if keep > 0 {
             let dropped = t.prune_images(keep, keep);
             if dropped > 0 {
-                env.report(Report::Pruned { images: dropped });
+                env.report(Report::Pruned { images: dropped }).await;
             }
         }
         out.context_tokens = t.estimate_tokens();
@@ -231,12 +233,14 @@ pub async fn run_turn(
             usage: reply.usage,
             retries: reply.retries,
             context_tokens: out.context_tokens,
-        });
+        })
+        .await;
         if !reply.text.trim().is_empty() {
             out.text = reply.text.clone();
             env.report(Report::Text {
                 text: reply.text.clone(),
-            });
+            })
+            .await;
         }
         if reply.calls.is_empty() {
             out.outcome = match &reply.stop {
@@ -280,7 +284,8 @@ pub async fn run_turn(
                 };
                 env.report(Report::Waiting {
                     reason: format!("approval needed: {what}"),
-                });
+                })
+                .await;
                 let checks = match &approval {
                     Approval::SafetyChecks { checks, .. } => checks.clone(),
                     Approval::Risky { .. } => Vec::new(),

@@ -182,7 +182,7 @@ impl Env for Desk {
         }
         .boxed()
     }
-    fn report(&self, r: Report) {
+    fn report(&self, r: Report) -> BoxFuture<'_, ()> {
         let name = match r {
             Report::Text { .. } => "text",
             Report::Request { .. } => "request",
@@ -191,6 +191,7 @@ impl Env for Desk {
             Report::Waiting { .. } => "waiting",
         };
         self.reports.lock().expect("lock").push(name.into());
+        async {}.boxed()
     }
 }
 

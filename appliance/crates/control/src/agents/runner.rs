@@ -604,72 +604,88 @@ impl Env for TurnEnv<'_> {
         .boxed()
     }
 
-    fn report(&self, r: Report) {
-        match r {
-            Report::Text { text } => {
-                let (st, s, p) = (self.st.clone(), self.session.clone(), self.profile.clone());
-                self.event("agent.text", json!({"chars": text.chars().count()}));
-                tokio::spawn(async move { store_message(&st, &s, "assistant", &text, &p).await });
+    fn report(&self, r: Report) -> BoxFuture<'_, ()> {
+        async move {
+            match r {
+                Report::Text { text } => {
+                    self.event("agent.text", json!({"chars": text.chars().count()}));
+                    store_message(self.st, self.session, "assistant", &text, &self.profile).await;
+                }
+                Report::Request {
+                    n,
+                    stop,
+                    usage,
+                    retries,
+                    context_tokens,
+                } => {
+                    let u = usage_of(&usage);
+                    self.agent.update(|s| {
+                        s.requests = n;
+                        s.usage.input_tokens += u.input_tokens;
+                        s.usage.output_tokens += u.output_tokens;
+                        s.usage.cache_creation_input_tokens += u.cache_creation_input_tokens;
+                        s.usage.cache_read_input_tokens += u.cache_read_input_tokens;
+                    });
+                    self.event(
+                        "agent.request",
+                        json!({"n": n, "stop": stop, "usage": u, "retries": retries,
+                               "context_tokens": context_tokens}),
+                    );
+                }
+                Report::Summarized {
+                    summary,
+                    dropped_messages,
+                    tokens_before,
+                    tokens_after,
+                } => {
+                    self.event(
+                        "agent.summarized",
+                        json!({"dropped_messages": dropped_messages, "tokens_before": tokens_before,
+                               "tokens_after": tokens_after}),
+                    );
+                    self.store_summary(summary).await;
+                }
+                Report::Pruned { images } => {
+                    self.event("agent.pruned", json!({"images": images}));
+                }
+                Report::Waiting { reason } => {
+                    self.event("agent.waiting", json!({"reason": reason}));
+                }
             }
-            Report::Request {
-                n,
-                stop,
-                usage,
-                retries,
-                context_tokens,
-            } => {
-                let u = usage_of(&usage);
-                self.agent.update(|s| {
-                    s.requests = n;
-                    s.usage.input_tokens += u.input_tokens;
-                    s.usage.output_tokens += u.output_tokens;
-                    s.usage.cache_creation_input_tokens += u.cache_creation_input_tokens;
-                    s.usage.cache_read_input_tokens += u.cache_read_input_tokens;
-                });
-                self.event(
-                    "agent.request",
-                    json!({"n": n, "stop": stop, "usage": u, "retries": retries,
-                           "context_tokens": context_tokens}),
-                );
-            }
-            Report::Summarized {
-                summary,
-                dropped_messages,
-                tokens_before,
-                tokens_after,
-            } => {
-                self.event(
-                    "agent.summarized",
-                    json!({"dropped_messages": dropped_messages, "tokens_before": tokens_before,
-                           "tokens_after": tokens_after}),
-                );
-                let (st, s, p) = (self.st.clone(), self.session.clone(), self.profile.clone());
-                tokio::spawn(async move {
-                    let next = st
-                        .store()
-                        .get_session(&s.id)
-                        .ok()
-                        .flatten()
-                        .map_or(0, |x| x.next_seq);
-                    if next == 0 {
-                        return;
-                    }
-                    let rec = SummaryRecord {
-                        from_seq: 0,
-                        to_seq: next - 1,
-                        tokens: text_tokens(&summary) + MESSAGE_OVERHEAD,
-                        text: summary,
-                        author: format!("agent:{p}"),
-                        created_at: 0,
-                    };
-                    if let Err(e) = st.store().put_summary(&s.id, rec).await {
-                        tracing::error!(session = %s.id, error = %e, "cannot store the agent's summary");
-                    }
-                });
-            }
-            Report::Pruned { images } => self.event("agent.pruned", json!({"images": images})),
-            Report::Waiting { reason } => {
-                self.event("agent.waiting", json!({"reason": reason}));
+        }
+        .boxed()
+    }
+}
+
+impl TurnEnv<'_> {
+    /// Stores a summary covering every message so far (context windows start from it).
+    async fn store_summary(&self, summary: String) {
+        let st = self.st;
+        let sid = &self.session.id;
+        let next = st
+            .store()
+            .get_session(sid)
+            .ok()
+            .flatten()
+            .map_or(0, |x| x.next_seq);
+        if next == 0 {
+            return;
+        }
+        let rec = SummaryRecord {
+            from_seq: 0,
+            to_seq: next - 1,
+            tokens: text_tokens(&summary) + MESSAGE_OVERHEAD,
+            text: summary,
+            author: format!("agent:{}", self.profile),
+            created_at: 0,
+        };
+        match st.store().put_summary(sid, rec).await {
+            Ok(r) => self.event(
+                "summary.stored",
+                json!({"from_seq": r.from_seq, "to_seq": r.to_seq}),
+            ),
+            Err(e) => {
+                tracing::error!(session = %sid, error = %e, "cannot store the agent's summary")
             }
         }
     }
