@@ -361,14 +361,7 @@ fn skipped(call: &ToolCall, why: &Outcome) -> ToolOutcome {
         Outcome::Declined(w) => format!("Not run: {w}."),
         other => format!("Not run ({}).", other.as_str()),
     };
-    ToolOutcome {
-        call_id: call.id.clone(),
-        text: Some(text),
-        image: None,
-        is_error: true,
-        acknowledged: Vec::new(),
-        current_url: None,
-    }
+    ToolOutcome::error(call.id.clone(), text)
 }
 
 fn stop_name(s: &Stop) -> String {

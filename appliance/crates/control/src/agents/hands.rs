@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use base64::Engine;
 use serde_json::{Value, json};
+use std::future::Future;
+
 use zigral_actions::{
-    ActionError, BatchRequest, Executor, ImageFormat, ScaleSpec, ScreenshotSpec, anthropic,
-    functions, openai,
+    ActionError, BatchRequest, BatchResponse, Executor, ImageFormat, ScaleSpec, ScreenshotSpec,
+    anthropic, functions, openai,
 };
 use zigral_desktop::Size;
 use zigral_llm::{Call, Image, ToolCall, ToolOutcome};
@@ -59,17 +61,6 @@ pub struct StepCtx<'a> {
     pub want_url: bool,
 }
 
-fn error_outcome(call: &ToolCall, text: String) -> ToolOutcome {
-    ToolOutcome {
-        call_id: call.id.clone(),
-        text: Some(text),
-        image: None,
-        is_error: true,
-        acknowledged: Vec::new(),
-        current_url: None,
-    }
-}
-
 fn image_of_data_url(u: &str) -> Option<Image> {
     let rest = u.strip_prefix("data:")?;
     let (mime, b64) = rest.split_once(";base64,")?;
@@ -79,74 +70,73 @@ fn image_of_data_url(u: &str) -> Option<Image> {
     })
 }
 
+/// Runs one adapter batch through the action log (`who` = `agent:<profile>`, `via` = agent).
+async fn logged<T, F>(
+    cx: &StepCtx<'_>,
+    batch: impl FnOnce(Executor) -> F,
+) -> Result<(T, BatchResponse), String>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<(T, BatchRequest, BatchResponse), ActionError>> + Send + 'static,
+{
+    let who = format!("agent:{}", cx.profile);
+    run_logged(cx.st, cx.session, who, "agent", cx.exec.clone(), batch)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The model's result of an Anthropic `tool_result` content (text blocks and an image).
+fn from_blocks(call_id: &str, content: &[Value], is_error: bool) -> ToolOutcome {
+    let mut o = ToolOutcome {
+        call_id: call_id.to_owned(),
+        is_error,
+        ..ToolOutcome::default()
+    };
+    let mut texts = Vec::new();
+    for b in content {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => texts.push(b["text"].as_str().unwrap_or_default().to_owned()),
+            Some("image") => {
+                let src = &b["source"];
+                o.image = Some(Image {
+                    media_type: src["media_type"].as_str().unwrap_or("image/png").to_owned(),
+                    base64: src["data"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+            _ => {}
+        }
+    }
+    if !texts.is_empty() {
+        o.text = Some(texts.join("\n"));
+    }
+    o
+}
+
 /// Runs one tool call; every failure becomes an error result for the model (and the step
 /// event says so).
 pub async fn act(cx: &StepCtx<'_>, step: u32, call: &ToolCall) -> (ToolOutcome, bool) {
     let t = Instant::now();
     cx.st.vdi().touch(cx.session.desktop);
-    let who = format!("agent:{}", cx.profile);
-    let described = zigral_agent::describe::describe(&call.call, false);
-    let names = zigral_agent::describe::action_names(&call.call);
-    let declared = (Some(cx.declared.width), Some(cx.declared.height));
-    let ran: Result<(ToolOutcome, bool, Vec<u64>), String> = match &call.call {
+    let (w, h) = (Some(cx.declared.width), Some(cx.declared.height));
+    let id = call.id.clone();
+    let ran: Result<(ToolOutcome, bool), String> = match &call.call {
         Call::Malformed { error, .. } => Err(format!("invalid tool input: {error}")),
         Call::Anthropic { input } => {
             match serde_json::from_value::<anthropic::ComputerInput>(input.clone()) {
                 Err(e) => Err(format!("invalid computer tool input: {e}")),
                 Ok(input) => {
                     let opts = anthropic::Options {
-                        display_width_px: declared.0,
-                        display_height_px: declared.1,
+                        display_width_px: w,
+                        display_height_px: h,
                         format: Some(ImageFormat::Png),
                         screenshot: Some(true),
                         verbose: None,
                     };
-                    run_logged(
-                        cx.st,
-                        cx.session,
-                        who.clone(),
-                        "agent",
-                        cx.exec.clone(),
-                        |exec| async move { anthropic::run(&exec, &input, &opts).await },
-                    )
-                    .await
-                    .map(|(out, resp)| {
-                        let mut o = ToolOutcome {
-                            call_id: call.id.clone(),
-                            text: None,
-                            image: None,
-                            is_error: out.is_error,
-                            acknowledged: Vec::new(),
-                            current_url: None,
-                        };
-                        let mut texts = Vec::new();
-                        for b in &out.content {
-                            match b.get("type").and_then(Value::as_str) {
-                                Some("text") => texts.push(
-                                    b.get("text")
-                                        .and_then(Value::as_str)
-                                        .unwrap_or_default()
-                                        .to_owned(),
-                                ),
-                                Some("image") => {
-                                    let src = &b["source"];
-                                    o.image = Some(Image {
-                                        media_type: src["media_type"]
-                                            .as_str()
-                                            .unwrap_or("image/png")
-                                            .to_owned(),
-                                        base64: src["data"].as_str().unwrap_or_default().to_owned(),
-                                    });
-                                }
-                                _ => {}
-                            }
-                        }
-                        if !texts.is_empty() {
-                            o.text = Some(texts.join("\n"));
-                        }
-                        (o, resp.ok, Vec::new())
+                    logged(cx, |exec| async move {
+                        anthropic::run(&exec, &input, &opts).await
                     })
-                    .map_err(|e| e.to_string())
+                    .await
+                    .map(|(out, resp)| (from_blocks(&id, &out.content, out.is_error), resp.ok))
                 }
             }
         }
@@ -155,145 +145,85 @@ pub async fn act(cx: &StepCtx<'_>, step: u32, call: &ToolCall) -> (ToolOutcome, 
                 Err(e) => Err(format!("invalid computer action: {e}")),
                 Ok(oc) => {
                     let opts = openai::Options {
-                        display_width: declared.0,
-                        display_height: declared.1,
+                        display_width: w,
+                        display_height: h,
                         format: Some(ImageFormat::Png),
                         verbose: None,
                     };
-                    run_logged(
-                        cx.st,
-                        cx.session,
-                        who.clone(),
-                        "agent",
-                        cx.exec.clone(),
+                    logged(
+                        cx,
                         |exec| async move { openai::run(&exec, &oc, &opts).await },
                     )
                     .await
                     .map(|(out, resp)| {
-                        let url = out
-                            .output
-                            .get("image_url")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
+                        let url = out.output["image_url"].as_str().unwrap_or_default();
                         let text = out.error.as_ref().map(|e| {
                             format!(
                                 "error: {}",
-                                e.get("message")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("action failed")
+                                e["message"].as_str().unwrap_or("action failed")
                             )
                         });
-                        (
-                            ToolOutcome {
-                                call_id: call.id.clone(),
-                                is_error: text.is_some(),
-                                text,
-                                image: image_of_data_url(url),
-                                acknowledged: Vec::new(),
-                                current_url: None,
-                            },
-                            resp.ok,
-                            Vec::new(),
-                        )
+                        let o = ToolOutcome {
+                            call_id: id.clone(),
+                            is_error: text.is_some(),
+                            text,
+                            image: image_of_data_url(url),
+                            ..ToolOutcome::default()
+                        };
+                        (o, resp.ok)
                     })
-                    .map_err(|e| e.to_string())
                 }
             }
         }
         Call::Function { name, arguments } => {
-            let screen = match cx.exec.screen_size().await {
-                Ok(s) => s,
-                Err(e) => {
-                    return finish(cx, step, call, &described, &names, t, Err(e.to_string())).await;
-                }
+            let opts = functions::Options {
+                display_width: w,
+                display_height: h,
+                format: Some(ImageFormat::Png),
+                screenshot: Some(true),
             };
-            let sc = anthropic::Scaling {
-                declared: cx.declared,
-                screen,
-            };
-            match functions::to_actions(name, arguments, &sc) {
-                Err(e) => Err(e.to_string()),
-                Ok(actions) => {
-                    let req = BatchRequest {
-                        actions,
-                        screenshot: Some(ScreenshotSpec {
-                            format: Some(ImageFormat::Png),
-                            quality: None,
-                            scale: sc.scale_spec(),
-                            cursor: None,
-                        }),
-                    };
-                    run_logged(
-                        cx.st,
-                        cx.session,
-                        who.clone(),
-                        "agent",
-                        cx.exec.clone(),
-                        |exec| async move {
-                            let resp = exec.run(&req).await?;
-                            Ok::<_, ActionError>(((), req, resp))
-                        },
-                    )
-                    .await
-                    .map(|((), resp)| {
-                        let err = resp
-                            .results
-                            .iter()
-                            .find(|r| !r.ok)
-                            .and_then(|r| r.error.as_ref())
-                            .map(|e| format!("error: {}", e.message));
-                        let texts: Vec<String> = resp
-                            .results
-                            .iter()
-                            .filter_map(|r| r.output.as_ref())
-                            .filter_map(|o| serde_json::to_value(o).ok())
-                            .filter(|v| v.get("type").and_then(Value::as_str) != Some("image"))
-                            .map(|v| v.to_string())
-                            .collect();
-                        let text = match (err, texts.is_empty()) {
-                            (Some(e), _) => Some(e),
-                            (None, false) => Some(texts.join("\n")),
-                            (None, true) => Some("ok".to_owned()),
-                        };
-                        (
-                            ToolOutcome {
-                                call_id: call.id.clone(),
-                                is_error: !resp.ok,
-                                text,
-                                image: resp.screenshot.as_ref().map(|i| Image {
-                                    media_type: i.mime.clone(),
-                                    base64: i.data.clone(),
-                                }),
-                                acknowledged: Vec::new(),
-                                current_url: None,
-                            },
-                            resp.ok,
-                            Vec::new(),
-                        )
-                    })
-                    .map_err(|e| e.to_string())
-                }
-            }
+            let (name, arguments) = (name.clone(), arguments.clone());
+            logged(cx, |exec| async move {
+                functions::run(&exec, &name, &arguments, &opts).await
+            })
+            .await
+            .map(|(out, resp)| {
+                let o = ToolOutcome {
+                    call_id: id.clone(),
+                    text: Some(out.content.clone()),
+                    image: out.image.as_ref().map(|i| Image {
+                        media_type: i.mime.clone(),
+                        base64: i.data.clone(),
+                    }),
+                    is_error: out.is_error,
+                    ..ToolOutcome::default()
+                };
+                (o, resp.ok)
+            })
         }
     };
-    finish(cx, step, call, &described, &names, t, ran).await
+    finish(cx, step, call, t, ran).await
 }
 
 async fn finish(
     cx: &StepCtx<'_>,
     step: u32,
     call: &ToolCall,
-    described: &str,
-    names: &[String],
     t: Instant,
-    ran: Result<(ToolOutcome, bool, Vec<u64>), String>,
+    ran: Result<(ToolOutcome, bool), String>,
 ) -> (ToolOutcome, bool) {
+    let described = zigral_agent::describe::describe(&call.call, false);
+    let names = zigral_agent::describe::action_names(&call.call);
     let (mut outcome, ok, error) = match ran {
-        Ok((o, ok, _)) => {
+        Ok((o, ok)) => {
             let err = (!ok).then(|| o.text.clone().unwrap_or_default());
             (o, ok, err)
         }
-        Err(e) => (error_outcome(call, e.clone()), false, Some(e)),
+        Err(e) => (
+            ToolOutcome::error(call.id.clone(), e.clone()),
+            false,
+            Some(e),
+        ),
     };
     if cx.want_url
         && let Some(b) = cx.exec.browser()
