@@ -277,6 +277,20 @@ fn decide(
     out
 }
 
+/// The provider's error for `status` with `headers` added.
+fn status_fault(
+    family: Family,
+    status: u16,
+    request_id: &str,
+    headers: impl IntoIterator<Item = (&'static str, String)>,
+) -> Out {
+    let mut out = error_out(family, status, fault_message(status), request_id);
+    if let Out::Error { headers: h, .. } = &mut out {
+        h.extend(headers);
+    }
+    out
+}
+
 fn transport_fault(family: Family, fault: &Fault, request_id: &str) -> Out {
     match fault {
         Fault::Status {
@@ -284,42 +298,18 @@ fn transport_fault(family: Family, fault: &Fault, request_id: &str) -> Out {
             retry_after,
             retry_after_ms,
         } => {
-            let Out::Error {
-                status,
-                body,
-                mut headers,
-            } = error_out(family, *status, fault_message(*status), request_id)
-            else {
-                return error_out(family, 500, "fake-llm: unreachable", request_id);
-            };
-            if let Some(s) = retry_after {
-                headers.push(("retry-after", s.to_string()));
-            }
-            if let Some(ms) = retry_after_ms {
-                headers.push(("retry-after-ms", ms.to_string()));
-            }
-            Out::Error {
-                status,
-                body,
-                headers,
-            }
+            let retry = [
+                retry_after.map(|s| ("retry-after", s.to_string())),
+                retry_after_ms.map(|ms| ("retry-after-ms", ms.to_string())),
+            ];
+            status_fault(family, *status, request_id, retry.into_iter().flatten())
         }
-        Fault::XShouldRetryFalse { status } => {
-            let Out::Error {
-                status,
-                body,
-                mut headers,
-            } = error_out(family, *status, fault_message(*status), request_id)
-            else {
-                return error_out(family, 500, "fake-llm: unreachable", request_id);
-            };
-            headers.push(("x-should-retry", "false".into()));
-            Out::Error {
-                status,
-                body,
-                headers,
-            }
-        }
+        Fault::XShouldRetryFalse { status } => status_fault(
+            family,
+            *status,
+            request_id,
+            [("x-should-retry", "false".to_string())],
+        ),
         Fault::Timeout { ms } => Out::Delay {
             ms: *ms,
             then: Box::new(error_out(family, 504, fault_message(504), request_id)),
@@ -349,7 +339,7 @@ fn render_turn(
             let kind = ra::tool_kind(body);
             let msg = ra::message(turn, kind, &ctx);
             if remember {
-                for b in msg["content"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                for b in validate::array(&msg["content"]) {
                     if b["type"] == "thinking" {
                         inner.mem.signatures.insert(
                             b["signature"].as_str().unwrap_or("").to_string(),
@@ -367,12 +357,7 @@ fn render_turn(
                     inner.mem.paused = Some(msg["content"].clone());
                 }
             }
-            match (stream, mid) {
-                (true, false) => sse(ra::events(&msg), false),
-                (true, true) => sse(ra::mid_stream_error_events(&msg), false),
-                (false, false) => Out::Json(msg),
-                (false, true) => cut_json(&msg),
-            }
+            framed(msg, stream, mid, ra::events, ra::mid_stream_error_events)
         }
         Family::Responses => {
             let kind = rr::tool_kind(body);
@@ -392,12 +377,7 @@ fn render_turn(
                 }
             }
             let resp = rr::response(output, turn, body, &ctx);
-            match (stream, mid) {
-                (true, false) => sse(rr::events(&resp), false),
-                (true, true) => sse(rr::mid_stream_error_events(&resp), false),
-                (false, false) => Out::Json(resp),
-                (false, true) => cut_json(&resp),
-            }
+            framed(resp, stream, mid, rr::events, rr::mid_stream_error_events)
         }
         Family::Chat => {
             let completion = rc::completion(turn, &ctx);
@@ -431,6 +411,21 @@ fn render_turn(
                 (false, true) => cut_json(&completion),
             }
         }
+    }
+}
+
+/// Named SSE events as a family's stream shows them.
+type Events = fn(&Value) -> Vec<(String, Value)>;
+
+/// A reply with named SSE events (Anthropic, Responses) as the request asked for it: its `events`
+/// when streaming, else the JSON body; `mid` (the `mid_stream_error` fault) breaks it off, as the
+/// `broken` events or as half the body.
+fn framed(reply: Value, stream: bool, mid: bool, events: Events, broken: Events) -> Out {
+    match (stream, mid) {
+        (true, false) => sse(events(&reply), false),
+        (true, true) => sse(broken(&reply), false),
+        (false, false) => Out::Json(reply),
+        (false, true) => cut_json(&reply),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Memory, Violation, check_image, header};
+use super::{Memory, Violation, array, check_image, header};
 use crate::script::ACTIONS;
 
 /// The required `anthropic-version`.
@@ -42,13 +42,7 @@ pub fn validate(headers: &HeaderMap, body: &Value, mem: &Memory, key: &str) -> V
     if !body["max_tokens"].is_u64() {
         bad("max_tokens: Field required".into());
     }
-    for (i, tool) in body["tools"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
+    for (i, tool) in array(&body["tools"]).iter().enumerate() {
         check_tool(i, tool, &betas, &mut bad);
     }
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {

@@ -5,25 +5,16 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Violation, bearer, check_data_url};
+use super::{Violation, array, check_data_url, openai_basics};
 
 /// Validates one request.
 pub fn validate(headers: &HeaderMap, body: &Value, key: &str) -> Vec<Violation> {
-    if let Some(v) = bearer(headers, key) {
-        return vec![v];
-    }
-    let mut v = Vec::new();
+    let mut v = match openai_basics(headers, body, key) {
+        Ok(v) => v,
+        Err(auth) => return vec![auth],
+    };
     let mut bad = |m: String| v.push(Violation::bad(m));
-    if !body["model"].is_string() {
-        bad("Missing required parameter: 'model'.".into());
-    }
-    for (i, tool) in body["tools"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
+    for (i, tool) in array(&body["tools"]).iter().enumerate() {
         if tool["type"] != "function" {
             bad(format!(
                 "Invalid value for 'tools[{i}].type': expected 'function'."
@@ -99,13 +90,7 @@ pub fn validate(headers: &HeaderMap, body: &Value, key: &str) -> Vec<Violation> 
                 "Invalid value for 'messages[{i}].role': {other:?}."
             )),
         }
-        for (j, part) in m["content"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-        {
+        for (j, part) in array(&m["content"]).iter().enumerate() {
             if part["type"] != "image_url" {
                 continue;
             }

@@ -72,6 +72,28 @@ pub fn bearer(headers: &HeaderMap, key: &str) -> Option<Violation> {
     }
 }
 
+/// The checks both OpenAI families start with: Bearer auth, then a string `model`. An auth
+/// failure comes back alone as `Err` (the real API stops there); `Ok` holds the failures so far.
+pub fn openai_basics(
+    headers: &HeaderMap,
+    body: &Value,
+    key: &str,
+) -> Result<Vec<Violation>, Violation> {
+    if let Some(v) = bearer(headers, key) {
+        return Err(v);
+    }
+    let mut v = Vec::new();
+    if !body["model"].is_string() {
+        v.push(Violation::bad("Missing required parameter: 'model'."));
+    }
+    Ok(v)
+}
+
+/// The elements of a JSON array; none for anything else (absent fields included).
+pub fn array(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
 /// The accepted image media types.
 pub const MEDIA_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
 
@@ -124,5 +146,24 @@ mod tests {
         assert!(check_image("image/png", "not base64!").is_err());
         assert!(check_data_url(&format!("data:image/png;base64,{png}")).is_ok());
         assert!(check_data_url("https://example.com/a.png").is_err());
+    }
+
+    #[test]
+    fn openai_auth_failure_stands_alone_then_model_is_required() {
+        let no_model = serde_json::json!({"messages": []});
+        let auth = openai_basics(&HeaderMap::new(), &no_model, "k").expect_err("no key");
+        assert_eq!(auth.status, 401);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            axum::http::HeaderValue::from_static("Bearer k"),
+        );
+        let v = openai_basics(&headers, &no_model, "k").expect("authorized");
+        assert_eq!(
+            v,
+            vec![Violation::bad("Missing required parameter: 'model'.")]
+        );
+        let ok = serde_json::json!({"model": "m"});
+        assert_eq!(openai_basics(&headers, &ok, "k"), Ok(vec![]));
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Memory, Violation, bearer, check_data_url};
+use super::{Memory, Violation, array, check_data_url, openai_basics};
 
 const ENVIRONMENTS: [&str; 5] = ["windows", "mac", "linux", "ubuntu", "browser"];
 
@@ -21,21 +21,12 @@ pub fn validate(
     key: &str,
     has_tools: bool,
 ) -> Vec<Violation> {
-    if let Some(v) = bearer(headers, key) {
-        return vec![v];
-    }
-    let mut v = Vec::new();
+    let mut v = match openai_basics(headers, body, key) {
+        Ok(v) => v,
+        Err(auth) => return vec![auth],
+    };
     let mut bad = |m: String| v.push(Violation::bad(m));
-    if !body["model"].is_string() {
-        bad("Missing required parameter: 'model'.".into());
-    }
-    for (i, tool) in body["tools"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
+    for (i, tool) in array(&body["tools"]).iter().enumerate() {
         match tool["type"].as_str().unwrap_or("") {
             "computer_use_preview" => {
                 for f in ["display_width", "display_height"] {
@@ -137,13 +128,7 @@ pub fn validate(
 }
 
 fn check_message_images(i: usize, item: &Value, bad: &mut impl FnMut(String)) {
-    for (j, part) in item["content"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
+    for (j, part) in array(&item["content"]).iter().enumerate() {
         if part["type"] == "input_image" {
             let url = part["image_url"].as_str().unwrap_or("");
             if url.starts_with("data:")
