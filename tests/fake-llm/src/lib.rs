@@ -14,7 +14,8 @@
 //!
 //! `zigral-fake-llm --listen 127.0.0.1:0 [--api-key KEY]` (default key `test-key`) prints exactly
 //! one line, `listening on 127.0.0.1:PORT`, once it accepts connections, and serves until
-//! killed. In-process: [`serve`] on a bound listener, or mount [`router`].
+//! killed. In-process: [`serve`] on a bound listener, or mount [`router`]; tests in Rust take a
+//! [`LocalFake`] (served on a free port, scripted and read through its methods).
 //!
 //! # Scripting
 //!
@@ -119,11 +120,13 @@
 //! # let _ = base; Ok(()) }
 //! ```
 
+pub mod local;
 pub mod render;
 pub mod script;
 pub mod server;
 pub mod validate;
 
+pub use local::{LocalError, LocalFake};
 pub use server::{Family, router};
 
 /// Server settings.

@@ -2,38 +2,28 @@
 //! turn, the results with a screenshot, a text turn, with a retried 429 in between; the fake
 //! must record no violation (client and fake agree on the wire format).
 
-use serde_json::{Value, json};
+use serde_json::json;
+use zigral_fake_llm::LocalFake;
 use zigral_llm::{Client, Generation, Image, ProviderSpec, Stop, ToolOutcome, Transcript};
 
 /// A real 1×1 PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
 async fn run(generation: Generation, stream: bool) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let fake = LocalFake::start(zigral_fake_llm::Config::default())
         .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(zigral_fake_llm::serve(
-        listener,
-        zigral_fake_llm::Config::default(),
-    ));
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{base}/_script"))
-        .json(&json!({"steps": [
-            {"calls": [{"action": "left_click", "coordinate": [100, 200]}, {"action": "type", "text": "hello"}],
-             "thinking": true},
-            {"fault": "status", "status": 429, "retry_after_ms": 10},
-            {"text": "Done."},
-        ]}))
-        .send()
-        .await
-        .expect("script");
-    assert_eq!(r.status(), 200);
+        .expect("start the fake");
+    fake.script(json!([
+        {"calls": [{"action": "left_click", "coordinate": [100, 200]}, {"action": "type", "text": "hello"}],
+         "thinking": true},
+        {"fault": "status", "status": 429, "retry_after_ms": 10},
+        {"text": "Done."},
+    ]))
+    .await
+    .expect("script");
 
     let mut spec = ProviderSpec::new(generation, "fake-model");
-    spec.base_url = base.clone();
+    spec.base_url = fake.base_url().to_string();
     spec.api_key = Some(zigral_llm::ApiKey::new("test-key".into()));
     spec.stream = stream;
     let client = Client::new(spec).expect("client");
@@ -68,16 +58,8 @@ async fn run(generation: Generation, stream: bool) {
         "{generation}: {summary}"
     );
 
-    let violations: Value = http
-        .get(format!("{base}/_violations"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let violations = fake.get("/_violations").await.expect("violations");
     assert_eq!(violations, json!([]), "{generation}");
-    server.abort();
 }
 
 #[tokio::test]

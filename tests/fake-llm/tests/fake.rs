@@ -8,22 +8,16 @@ use std::time::Duration;
 
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
+use zigral_fake_llm::LocalFake;
 use zigral_llm::{anthropic, chat, responses, sse};
 
 /// A real 1×1 PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 const KEY: &str = "test-key";
 
+/// The in-process fake, with this file's request helpers.
 struct Fake {
-    base: String,
-    http: Client,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    local: LocalFake,
 }
 
 /// A reqwest client (zigral-llm builds reqwest with `rustls-no-provider`: install ring first).
@@ -33,48 +27,26 @@ fn client() -> Client {
 }
 
 async fn start() -> Fake {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let local = LocalFake::start(zigral_fake_llm::Config::default())
         .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(zigral_fake_llm::serve(
-        listener,
-        zigral_fake_llm::Config::default(),
-    ));
-    Fake {
-        base,
-        http: client(),
-        task,
-    }
+        .expect("start the fake");
+    Fake { local }
 }
 
 impl Fake {
     async fn script(&self, steps: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_script", self.base))
-            .json(&json!({ "steps": steps }))
-            .send()
-            .await
-            .expect("script");
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        self.local.script(steps).await.expect("script");
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json")
+        self.local.get(path).await.expect("get")
     }
 
     async fn anthropic(&self, beta: Option<&str>, body: &Value) -> Response {
         let mut r = self
-            .http
-            .post(format!("{}/v1/messages?beta=true", self.base))
+            .local
+            .http()
+            .post(format!("{}/v1/messages?beta=true", self.local.base_url()))
             .header("x-api-key", KEY)
             .header("anthropic-version", "2023-06-01")
             .json(body);
@@ -85,8 +57,9 @@ impl Fake {
     }
 
     async fn openai(&self, path: &str, body: &Value) -> Response {
-        self.http
-            .post(format!("{}{path}", self.base))
+        self.local
+            .http()
+            .post(format!("{}{path}", self.local.base_url()))
             .bearer_auth(KEY)
             .json(body)
             .send()
@@ -379,8 +352,9 @@ async fn anthropic_validation_failures_are_400_and_recorded() {
     }
     // Wrong key: 401, and the key never shows in the record.
     let r = f
-        .http
-        .post(format!("{}/v1/messages", f.base))
+        .local
+        .http()
+        .post(format!("{}/v1/messages", f.local.base_url()))
         .header("x-api-key", "sk-wrong-secret")
         .header("anthropic-version", "2023-06-01")
         .json(&anthropic_body(
@@ -509,8 +483,9 @@ async fn timeout_fault_keeps_silent_then_the_next_step_answers() {
     );
     let started = std::time::Instant::now();
     let r = f
-        .http
-        .post(format!("{}/v1/messages", f.base))
+        .local
+        .http()
+        .post(format!("{}/v1/messages", f.local.base_url()))
         .header("x-api-key", KEY)
         .header("anthropic-version", "2023-06-01")
         .header("anthropic-beta", "computer-use-2025-11-24")
@@ -564,8 +539,9 @@ async fn summarization_requests_and_exhaustion_do_not_consume_the_script() {
     assert_eq!(stats["requests"]["/v1/messages"], 3);
     // Bad steps are refused at queue time; DELETE clears the queue.
     let r = f
-        .http
-        .post(format!("{}/_script", f.base))
+        .local
+        .http()
+        .post(format!("{}/_script", f.local.base_url()))
         .json(&json!({"steps": [{"calls": [{"action": "teleport"}]}]}))
         .send()
         .await
@@ -573,8 +549,9 @@ async fn summarization_requests_and_exhaustion_do_not_consume_the_script() {
     assert_eq!(r.status(), 400);
     f.script(json!([{"text": "a"}, {"text": "b"}])).await;
     let cleared: Value = f
-        .http
-        .delete(format!("{}/_script", f.base))
+        .local
+        .http()
+        .delete(format!("{}/_script", f.local.base_url()))
         .send()
         .await
         .expect("send")
@@ -745,8 +722,9 @@ async fn responses_preview_needs_truncation_and_gets_one_call_per_action() {
         .await;
     assert_eq!(r.status(), 200);
     let r = f
-        .http
-        .post(format!("{}/v1/responses", f.base))
+        .local
+        .http()
+        .post(format!("{}/v1/responses", f.local.base_url()))
         .json(&json!({}))
         .send()
         .await

@@ -11,60 +11,33 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use zigral_agent::{Acted, Approval, Env, Halt, Outcome, Report, Settings, run_turn};
+use zigral_fake_llm::LocalFake;
 use zigral_llm::{ApiKey, Client, ToolCall, ToolOutcome, Transcript};
 use zigral_store::{AgentProfileRecord, AgentProvider, HitlSettings};
 
 /// A 1×1 PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
+/// The in-process fake provider (key `k`).
 struct Fake {
-    base: String,
-    http: reqwest::Client,
+    local: LocalFake,
 }
 
 async fn fake() -> Fake {
-    zigral_llm::tls::install_default_provider();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", l.local_addr().expect("addr"));
-    tokio::spawn(zigral_fake_llm::serve(
-        l,
-        zigral_fake_llm::Config {
-            api_key: "k".into(),
-        },
-    ));
-    Fake {
-        base,
-        http: reqwest::Client::new(),
-    }
+    let local = LocalFake::start(zigral_fake_llm::Config {
+        api_key: "k".into(),
+    })
+    .await
+    .expect("start the fake");
+    Fake { local }
 }
 
 impl Fake {
     async fn script(&self, steps: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_script", self.base))
-            .json(&json!({ "steps": steps }))
-            .send()
-            .await
-            .expect("script");
-        assert!(
-            r.status().is_success(),
-            "{}",
-            r.text().await.unwrap_or_default()
-        );
+        self.local.script(steps).await.expect("script");
     }
     async fn get(&self, what: &str) -> Vec<Value> {
-        let v: Value = self
-            .http
-            .get(format!("{}/{what}", self.base))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let v = self.local.get(&format!("/{what}")).await.expect("get");
         match v {
             Value::Array(a) => a,
             other => other[what.trim_start_matches("_")]
@@ -107,7 +80,7 @@ fn profile(generation: &str, budget: u32, keep_images: u32, max_steps: u32) -> S
 
 fn client(f: &Fake, s: &Settings) -> Client {
     let mut spec = s.provider_spec(Some(ApiKey::new("k".into())), (1280, 800));
-    spec.base_url = f.base.clone();
+    spec.base_url = f.local.base_url().to_string();
     Client::new(spec).expect("client")
 }
 
