@@ -43,6 +43,39 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// The Python with the official MCP SDK: `ZIGRAL_MCP_PYTHON`, else the repo's `.venv` (made by
+/// `scripts/setup-python.sh`; panics with that hint when it is missing).
+pub fn mcp_python() -> PathBuf {
+    if let Ok(p) = std::env::var("ZIGRAL_MCP_PYTHON") {
+        return p.into();
+    }
+    let p = repo_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run `scripts/setup-python.sh` (or set ZIGRAL_MCP_PYTHON)",
+        p.display()
+    );
+    p
+}
+
+/// Runs the MCP client `script` with [`mcp_python`] and `args` and returns what it printed,
+/// parsed as JSON; panics with its stdout and stderr when it fails. Blocks: async tests call
+/// it from `spawn_blocking`.
+pub fn run_mcp_client(script: &Path, args: &[String]) -> serde_json::Value {
+    let out = Command::new(mcp_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client JSON")
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
@@ -246,8 +279,14 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts `Xvfb` at `w`x`h`x24 and waits until it accepts connections.
+    /// Starts `Xvfb` at `w`x`h`x24 (`-noreset`) and waits until it accepts connections.
     pub fn start(w: u32, h: u32) -> Xvfb {
+        Self::start_with(w, h, &["-noreset"])
+    }
+
+    /// Starts `Xvfb` at `w`x`h`x24 with extra arguments (`-extension XTEST` to leave one
+    /// out, `-auth FILE` to require a cookie, ...) and waits until it accepts connections.
+    pub fn start_with(w: u32, h: u32, args: &[&str]) -> Xvfb {
         let (mut rd, wr) = std::io::pipe().expect("pipe");
         let mut cmd = Command::new("Xvfb");
         use std::os::fd::AsRawFd;
@@ -260,8 +299,8 @@ impl Xvfb {
             &format!("{w}x{h}x24"),
             "-nolisten",
             "tcp",
-            "-noreset",
         ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         // The write end must survive exec in the child: clear CLOEXEC there.

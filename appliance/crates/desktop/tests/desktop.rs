@@ -1,5 +1,7 @@
 //! End-to-end tests of zigral-desktop against a real Xvfb, observed by a real X client window.
 
+mod common;
+
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +15,8 @@ use zigral_desktop::{
     ScrollDirection, Size, keysym_from_name, keysym_to_char,
 };
 use zigral_tests::{Proc, Xvfb, wait_for};
+
+use common::xvfb_with;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -181,22 +185,13 @@ impl Observer {
 
     fn fill(&self, r: Rect, rgb: (u8, u8, u8)) {
         let pixel = (u32::from(rgb.0) << 16) | (u32::from(rgb.1) << 8) | u32::from(rgb.2);
-        self.conn
-            .change_gc(self.gc, &xproto::ChangeGCAux::new().foreground(pixel))
-            .expect("gc");
-        self.conn
-            .poly_fill_rectangle(
-                self.win,
-                self.gc,
-                &[xproto::Rectangle {
-                    x: r.x as i16,
-                    y: r.y as i16,
-                    width: r.width as u16,
-                    height: r.height as u16,
-                }],
-            )
-            .expect("fill");
-        self.conn.sync().expect("sync");
+        let r = xproto::Rectangle {
+            x: r.x as i16,
+            y: r.y as i16,
+            width: r.width as u16,
+            height: r.height as u16,
+        };
+        common::fill(&self.conn, self.win, self.gc, pixel, r);
     }
 }
 
@@ -971,42 +966,6 @@ async fn batches_run_in_order_and_stop_at_the_first_failure() {
     let r = obs.take();
     assert!(!r.contains(&Rec::Motion { x: 100, y: 100 }));
     assert!(!r.contains(&Rec::Motion { x: 7, y: 8 }));
-}
-
-/// Starts Xvfb with extra arguments on a display it picks (`-displayfd`).
-fn xvfb_with(args: &[&str]) -> (Proc, u32) {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    let (mut rd, wr) = std::io::pipe().expect("pipe");
-    let fd = wr.as_raw_fd();
-    let mut cmd = Command::new("Xvfb");
-    cmd.args([
-        "-displayfd",
-        &fd.to_string(),
-        "-screen",
-        "0",
-        "320x240x24",
-        "-nolisten",
-        "tcp",
-    ])
-    .args(args)
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    // SAFETY: runs in the forked child before exec; fcntl is async-signal-safe.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let p = Proc::spawn(cmd);
-    drop(wr);
-    let mut s = String::new();
-    rd.read_to_string(&mut s).ok();
-    (p, s.trim().parse().expect("Xvfb display"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 //! window when nothing changes, gives up at the cap when the drawing never stops, ignores a
 //! blinking caret, and does not hold up other actions meanwhile.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,7 +13,9 @@ use std::time::{Duration, Instant};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use zigral_desktop::{Desktop, DesktopError, ImageFormat, ScreenshotOpts};
-use zigral_tests::{Proc, Xvfb, wait_for};
+use zigral_tests::{Xvfb, wait_for};
+
+use common::xvfb_with;
 
 const QUIET: Duration = Duration::from_millis(100);
 
@@ -52,15 +56,9 @@ impl Painter {
                 } else {
                     0x0000_ff00
                 };
-                conn.change_gc(gc, &xproto::ChangeGCAux::new().foreground(colour))
-                    .expect("change gc");
                 *l.lock().expect("lock") = Some(Instant::now());
-                conn.poly_fill_rectangle(root, gc, &[rect]).expect("fill");
-                // Round trip: the server has drawn (and reported the damage) before we count.
-                conn.get_input_focus()
-                    .expect("sync")
-                    .reply()
-                    .expect("sync reply");
+                // The server has drawn (and reported the damage) before we count.
+                common::fill(&conn, root, gc, colour, rect);
                 d.fetch_add(1, Ordering::SeqCst);
                 i += 1;
                 std::thread::sleep(every);
@@ -245,42 +243,6 @@ async fn bad_settle_arguments_are_rejected() {
     // A zero quiet window returns at once.
     let s = d.settle(Duration::ZERO, QUIET).await.expect("settle");
     assert!(!s.capped && s.waited < QUIET, "{s:?}");
-}
-
-/// Starts Xvfb with extra arguments on a display it picks (`-displayfd`).
-fn xvfb_with(args: &[&str]) -> (Proc, u32) {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    let (mut rd, wr) = std::io::pipe().expect("pipe");
-    let fd = wr.as_raw_fd();
-    let mut cmd = std::process::Command::new("Xvfb");
-    cmd.args([
-        "-displayfd",
-        &fd.to_string(),
-        "-screen",
-        "0",
-        "320x240x24",
-        "-nolisten",
-        "tcp",
-    ])
-    .args(args)
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    // SAFETY: runs in the forked child before exec; fcntl is async-signal-safe.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let p = Proc::spawn(cmd);
-    drop(wr);
-    let mut s = String::new();
-    rd.read_to_string(&mut s).ok();
-    (p, s.trim().parse().expect("Xvfb display"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
