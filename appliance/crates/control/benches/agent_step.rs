@@ -15,26 +15,21 @@
 //! step's own: the step showed the final frame, not the animation. As a control, a click
 //! without the settle (native batch) followed at once by a screenshot is compared the same way.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::pct;
 use serde_json::{Value, json};
-use zigral_browser::testkit::{Chrome, PageServer, Response};
-use zigral_control::{AppState, Config};
+use zigral_browser::testkit::Response;
 use zigral_desktop::{Button, Desktop, Point, Rect, ScaleInfo, Size};
-use zigral_tests::Xvfb;
 
 const OURS: usize = 20;
 const REFERENCE: usize = 5;
 const CHECKS: usize = 5;
 /// Where the agent clicks, in the declared XGA display.
 const CLICK: [i32; 2] = [512, 600];
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
 
 /// Posts one tool call; its wall time in ms and the tool result's image (base64).
 async fn step(c: &reqwest::Client, url: &str, token: &str, input: &Value) -> (f64, String) {
@@ -112,10 +107,16 @@ async fn reference_step(d: &Desktop, at: Point, display: &str, dir: &std::path::
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let x = Xvfb::start(1280, 800);
-    let dir = tempfile::tempdir().expect("tmp");
-    let chrome = Chrome::start(x.display, 1280, 800, &dir.path().join("chrome"));
-    let pages = PageServer::start();
+    zigral_llm::tls::install_default_provider();
+    // The tests' kit: Xvfb, Chromium, pages, and a logged-in control plane driving them.
+    let common::Desktop {
+        x,
+        chrome,
+        dir,
+        pages,
+        srv,
+        token,
+    } = common::desktop(1280, 800, |_| {}).await;
     pages.page(
         "/static",
         Response::html(
@@ -142,52 +143,9 @@ async fn main() {
         ),
     );
 
-    let state_dir = dir.path().join("state");
-    std::fs::create_dir_all(&state_dir).expect("state dir");
-    let mut cfg = Config::with_state_dir(&state_dir);
-    cfg.admin_password = Some("bench-admin-password".into());
-    cfg.require_supervisor = false;
-    // Desktops exist already (or not at all): nothing is spawned through zigral-init.
-    cfg.desktops.mode = zigral_control::config::DesktopMode::Static;
-    cfg.display_base = x.display;
-    cfg.cdp_base = chrome.port;
-    let store = zigral_store::Store::open_in(&state_dir).expect("store");
-    let key = zigral_token::SigningKey::load_or_create(&state_dir).expect("key");
-    zigral_control::bootstrap::ensure_admin(&store, cfg.admin_password.as_deref())
-        .await
-        .expect("admin");
-    let state = AppState::new(cfg, store, key);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let _ = zigral_control::serve(listener, state, std::future::pending()).await;
-    });
-    let base = format!("http://127.0.0.1:{port}");
-    zigral_llm::tls::install_default_provider();
+    let base = srv.base.clone();
     let c = reqwest::Client::new();
-    let login: Value = c
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": "bench-admin-password"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login json");
-    let token = login["token"].as_str().expect("token").to_owned();
-    let s: Value = c
-        .post(format!("{base}/api/v1/sessions"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "bench"}))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("session json");
-    let sid = s["id"].as_str().expect("id");
+    let sid = srv.session(&token, None).await;
     let native = format!("{base}/api/v1/sessions/{sid}/actions");
     let url = format!(
         "{base}/api/v1/sessions/{sid}/actions/anthropic?display_width_px=1024&display_height_px=768"

@@ -5,25 +5,18 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pct;
 use reqwest::Client;
 use serde_json::{Value, json};
-use zigral_control::{AppState, Config};
 use zigral_store::NewMessage;
 
 const PW: &str = "bench-admin-password";
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        return 0.0;
-    }
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
-}
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -173,52 +166,17 @@ fn main() {
 }
 
 async fn run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = Config::with_state_dir(dir.path());
-    cfg.admin_password = Some(PW.into());
-    cfg.require_supervisor = false;
-    // Desktops exist already (or not at all): nothing is spawned through zigral-init.
-    cfg.desktops.mode = zigral_control::config::DesktopMode::Static;
-    let store = zigral_store::Store::open_in(dir.path()).expect("store");
-    zigral_control::bootstrap::ensure_admin(&store, Some(PW))
-        .await
-        .expect("admin");
-    let state = AppState::new(cfg, store.clone(), zigral_token::SigningKey::generate());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(zigral_control::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
     zigral_llm::tls::install_default_provider();
+    // The tests' kit: a port-0 control plane over a temp store, no desktop.
+    let srv = common::start(|_| {}).await;
+    let store = srv.state.store().clone();
+    let base = srv.base.clone();
     let http = Client::builder()
         .pool_max_idle_per_host(32)
         .build()
         .expect("client");
-    let login: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": PW}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["token"].as_str().expect("token").to_owned();
-    let sess: Value = http
-        .post(format!("{base}/api/v1/sessions"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "bench"}))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("json");
-    let sid = sess["id"].as_str().expect("id").to_owned();
+    let token = srv.admin().await;
+    let sid = srv.session(&token, None).await;
 
     // Warm-up, then 1 client and 16 clients.
     appends(&http, &base, &token, &sid, 1, 100).await;

@@ -39,22 +39,19 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let x = Xvfb::start(1280, 800);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let chrome = Chrome::start(x.display, 1280, 800, &dir.path().join("chrome"));
-    let pages = PageServer::start();
+    let common::Desktop {
+        x,
+        chrome,
+        dir,
+        pages,
+        srv,
+        token,
+    } = common::desktop(1280, 800, |_| {}).await;
     pages.page("/ui", Response::html(UI_PAGE));
     pages.page(
         "/two",
         Response::html("<!doctype html><title>Two</title><p>second</p>"),
     );
-    let (display, port) = (x.display, chrome.port);
-    let srv = common::start(move |c| {
-        c.display_base = display;
-        c.cdp_base = port;
-    })
-    .await;
-    let token = srv.admin().await;
     let (s, v) = srv
         .call(
             Method::POST,
@@ -102,7 +99,7 @@ impl Env {
 
     /// The control plane's own browser owner of desktop 0 (to read page state over CDP).
     async fn browser(&self) -> Browser {
-        self.srv.state.desktops().browser(0).await
+        self.srv.browser().await
     }
 
     async fn eval(&self, expr: &str) -> Value {
@@ -150,21 +147,7 @@ impl Env {
 
     /// Screen coordinates of the centre of element `id`.
     async fn center(&self, id: &str) -> (i32, i32) {
-        let b = self.browser().await;
-        let (vp, k) = b.viewport().await.expect("viewport");
-        let r = b
-            .evaluate(&format!(
-                "(() => {{ const r = document.getElementById('{id}').getBoundingClientRect(); \
-                 return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
-            ))
-            .await
-            .expect("rect");
-        let cx = r[0].as_f64().expect("x");
-        let cy = r[1].as_f64().expect("y");
-        (
-            vp.x + (cx * k).round() as i32,
-            vp.y + (cy * k).round() as i32,
-        )
+        common::screen_center(&self.browser().await, id).await
     }
 
     async fn log(&self) -> Vec<Value> {
@@ -704,19 +687,6 @@ async fn checkpoint_restore_and_chrome_restart() {
 }
 
 /// The python interpreter with the `mcp` SDK.
-fn mcp_python() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("ZIGRAL_MCP_PYTHON") {
-        return p.into();
-    }
-    let p = zigral_tests::repo_root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} missing: run `scripts/setup-python.sh` (or set ZIGRAL_MCP_PYTHON)",
-        p.display()
-    );
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_with_api_token_and_session_header() {
     let e = env().await;
@@ -774,26 +744,11 @@ async fn mcp_with_api_token_and_session_header() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
     let url = e.srv.url("/mcp");
     let sid = e.sid.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(mcp_python())
-            .arg(script)
-            .arg(url)
-            .arg(api)
-            .arg(sid)
-            .arg(x1.to_string())
-            .arg(y1.to_string())
-            .output()
-            .expect("run python")
+    let v = tokio::task::spawn_blocking(move || {
+        zigral_tests::run_mcp_client(&script, &[url, api, sid, x1.to_string(), y1.to_string()])
     })
     .await
     .expect("join");
-    assert!(
-        out.status.success(),
-        "python client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("client JSON");
     let tools: Vec<&str> = v["tools"]
         .as_array()
         .expect("tools")

@@ -198,18 +198,15 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let x = Xvfb::start(1280, 800);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let chrome = Chrome::start(x.display, 1280, 800, &dir.path().join("chrome"));
-    let pages = PageServer::start();
+    let common::Desktop {
+        x,
+        chrome,
+        dir,
+        pages,
+        srv,
+        token,
+    } = common::desktop(1280, 800, |_| {}).await;
     pages.page("/ui", Response::html(UI_PAGE));
-    let (display, port) = (x.display, chrome.port);
-    let srv = common::start(move |c| {
-        c.display_base = display;
-        c.cdp_base = port;
-    })
-    .await;
-    let token = srv.admin().await;
     let (s, v) = srv
         .call(
             Method::POST,
@@ -244,7 +241,7 @@ impl Env {
     }
 
     async fn browser(&self) -> Browser {
-        self.srv.state.desktops().browser(0).await
+        self.srv.browser().await
     }
 
     async fn eval(&self, expr: &str) -> Value {
@@ -270,19 +267,7 @@ impl Env {
     }
 
     async fn center(&self, id: &str) -> (i32, i32) {
-        let b = self.browser().await;
-        let (vp, k) = b.viewport().await.expect("viewport");
-        let r = b
-            .evaluate(&format!(
-                "(() => {{ const r = document.getElementById('{id}').getBoundingClientRect(); \
-                 return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
-            ))
-            .await
-            .expect("rect");
-        (
-            vp.x + (r[0].as_f64().expect("x") * k).round() as i32,
-            vp.y + (r[1].as_f64().expect("y") * k).round() as i32,
-        )
+        common::screen_center(&self.browser().await, id).await
     }
 }
 

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use zigral_browser::Browser;
 use zigral_browser::testkit::{Chrome, PageServer, Response};
 use zigral_tests::Xvfb;
@@ -34,8 +33,7 @@ document.getElementById('f').addEventListener('submit', e => {
 const SCREEN: (u32, u32) = (1440, 900);
 const DECLARED: (u32, u32) = (1280, 800);
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::Ws;
 
 struct Env {
     _x: Xvfb,
@@ -49,18 +47,15 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let x = Xvfb::start(SCREEN.0, SCREEN.1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let chrome = Chrome::start(x.display, SCREEN.0, SCREEN.1, &dir.path().join("chrome"));
-    let pages = PageServer::start();
+    let common::Desktop {
+        x,
+        chrome,
+        dir,
+        pages,
+        srv,
+        token,
+    } = common::desktop(SCREEN.0, SCREEN.1, |_| {}).await;
     pages.page("/form", Response::html(FORM));
-    let (display, port) = (x.display, chrome.port);
-    let srv = common::start(move |c| {
-        c.display_base = display;
-        c.cdp_base = port;
-    })
-    .await;
-    let token = srv.admin().await;
     let sid = srv.session(&token, None).await;
     Env {
         _x: x,
@@ -132,7 +127,7 @@ impl Env {
     }
 
     async fn browser(&self) -> Browser {
-        self.srv.state.desktops().browser(0).await
+        self.srv.browser().await
     }
 
     async fn eval(&self, expr: &str) -> Value {
@@ -174,33 +169,13 @@ impl Env {
 
     /// Declared-display coordinates of the centre of element `id`.
     async fn declared_center(&self, id: &str) -> [i64; 2] {
-        let b = self.browser().await;
-        let (vp, k) = b.viewport().await.expect("viewport");
-        let r = b
-            .evaluate(&format!(
-                "(() => {{ const r = document.getElementById('{id}').getBoundingClientRect(); \
-                 return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
-            ))
-            .await
-            .expect("rect");
-        let sx = f64::from(vp.x) + r[0].as_f64().expect("x") * k;
-        let sy = f64::from(vp.y) + r[1].as_f64().expect("y") * k;
+        let (sx, sy) = common::screen_center_f64(&self.browser().await, id).await;
         let f = f64::from(DECLARED.0) / f64::from(SCREEN.0);
         [(sx * f).round() as i64, (sy * f).round() as i64]
     }
 
     async fn ws(&self) -> Ws {
-        let mut req = format!("ws://127.0.0.1:{}/api/v1/events", self.srv.port)
-            .into_client_request()
-            .expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().expect("header"),
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("ws connect");
-        ws
+        self.srv.events(&self.token).await
     }
 
     async fn agent_state(&self) -> Value {

@@ -12,7 +12,7 @@ use common::*;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_sets_a_strict_http_only_cookie_and_returns_a_bearer_token() {
@@ -606,26 +606,11 @@ async fn view_tokens_are_signed_for_the_session_desktop_and_checked_by_scope() {
     assert_eq!(st, 422);
 }
 
-async fn ws_connect(
-    s: &Server,
-    token: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut req = format!("ws://127.0.0.1:{}/api/v1/events", s.port)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("ws connect");
-    ws
+async fn ws_connect(s: &Server, token: &str) -> Ws {
+    s.events(token).await
 }
 
-async fn next_event(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
+async fn next_event(ws: &mut Ws) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await

@@ -11,13 +11,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite;
 use zigral_control::control_lease::control_id;
 use zigral_tests::Xvfb;
 use zigral_token::{ControlFiles, Role};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::Ws;
 
 struct Env {
     _x: Xvfb,
@@ -142,16 +141,7 @@ fn assert_held(status: u16, v: &Value, what: &str) {
 }
 
 async fn events(srv: &common::Server, token: &str) -> Ws {
-    let mut req = format!("ws://127.0.0.1:{}/api/v1/events", srv.port)
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("ws connect");
+    let mut ws = srv.events(token).await;
     assert_eq!(next_control(&mut ws, true).await["kind"], "hello");
     ws
 }

@@ -1,11 +1,20 @@
-//! Shared helpers of the control-plane tests: a real server on a port-0 listener over a temp
-//! redb store, and a thin HTTP client.
+//! Shared helpers of the control-plane tests (and benches, which include this file by path): a
+//! real server on a port-0 listener over a temp redb store, a thin HTTP client, the events
+//! WebSocket, and a real desktop (Xvfb + Chromium + pages on 127.0.0.1) that a server drives.
 
 #![allow(dead_code)]
 
 use reqwest::{Client, Method, Response};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use zigral_browser::Browser;
+use zigral_browser::testkit::{Chrome, PageServer};
 use zigral_control::{AppState, Config};
+use zigral_tests::Xvfb;
+
+/// A client end of `GET /api/v1/events`.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
@@ -146,6 +155,26 @@ impl Server {
         self.login(name, &pw).await
     }
 
+    /// Opens the events WebSocket with `token` as bearer.
+    pub async fn events(&self, token: &str) -> Ws {
+        let mut req = format!("ws://127.0.0.1:{}/api/v1/events", self.port)
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        ws
+    }
+
+    /// The control plane's own browser owner of desktop 0 (to read page state over CDP).
+    pub async fn browser(&self) -> Browser {
+        self.state.desktops().browser(0).await
+    }
+
     /// Creates a session and returns its id.
     pub async fn session(&self, token: &str, prompt: Option<&str>) -> String {
         let (s, v) = self
@@ -159,4 +188,72 @@ impl Server {
         assert_eq!(s, 201, "create session: {v}");
         v["id"].as_str().expect("id").to_owned()
     }
+}
+
+/// A real desktop the server drives: Xvfb, Chromium on it (CDP on a free port, started here,
+/// which also plays the supervisor), pages on 127.0.0.1, and an admin login. Fields drop in
+/// order: the display first, the server last.
+pub struct Desktop {
+    pub x: Xvfb,
+    pub chrome: Chrome,
+    /// Chromium's profile lives below it.
+    pub dir: tempfile::TempDir,
+    pub pages: PageServer,
+    pub srv: Server,
+    /// The admin's bearer token.
+    pub token: String,
+}
+
+/// Starts a `width`x`height` desktop and a server driving it as desktop 0 (`tweak` adjusts
+/// the server's configuration after the display and CDP port are set).
+pub async fn desktop(width: u32, height: u32, tweak: impl FnOnce(&mut Config)) -> Desktop {
+    let x = Xvfb::start(width, height);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chrome = Chrome::start(x.display, width, height, &dir.path().join("chrome"));
+    let pages = PageServer::start();
+    let (display, port) = (x.display, chrome.port);
+    let srv = start(move |c| {
+        c.display_base = display;
+        c.cdp_base = port;
+        tweak(c);
+    })
+    .await;
+    let token = srv.admin().await;
+    Desktop {
+        x,
+        chrome,
+        dir,
+        pages,
+        srv,
+        token,
+    }
+}
+
+/// The screen position of viewport (0, 0) and the offset of element `id`'s centre from it in
+/// screen pixels (CSS pixels times the page's scale), not rounded.
+async fn center_offset(b: &Browser, id: &str) -> ((i32, i32), (f64, f64)) {
+    let (vp, k) = b.viewport().await.expect("viewport");
+    let r = b
+        .evaluate(&format!(
+            "(() => {{ const r = document.getElementById('{id}').getBoundingClientRect(); \
+             return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
+        ))
+        .await
+        .expect("rect");
+    let cx = r[0].as_f64().expect("x");
+    let cy = r[1].as_f64().expect("y");
+    ((vp.x, vp.y), (cx * k, cy * k))
+}
+
+/// Screen coordinates (whole pixels) of the centre of element `id` of the active tab.
+pub async fn screen_center(b: &Browser, id: &str) -> (i32, i32) {
+    let ((x, y), (dx, dy)) = center_offset(b, id).await;
+    (x + dx.round() as i32, y + dy.round() as i32)
+}
+
+/// Screen coordinates of the centre of element `id` of the active tab, not rounded (for
+/// scaling into a declared display first).
+pub async fn screen_center_f64(b: &Browser, id: &str) -> (f64, f64) {
+    let ((x, y), (dx, dy)) = center_offset(b, id).await;
+    (f64::from(x) + dx, f64::from(y) + dy)
 }
