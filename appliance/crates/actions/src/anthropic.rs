@@ -397,6 +397,21 @@ pub struct Scaling {
     pub screen: desk::Size,
 }
 
+/// Test fixture of the adapters' tests: a `dw`x`dh` declared display on a 1280x800 screen.
+#[cfg(test)]
+pub(crate) fn test_scaling(dw: u32, dh: u32) -> Scaling {
+    Scaling {
+        declared: desk::Size {
+            width: dw,
+            height: dh,
+        },
+        screen: desk::Size {
+            width: 1280,
+            height: 800,
+        },
+    }
+}
+
 impl Scaling {
     fn info(&self) -> desk::ScaleInfo {
         desk::ScaleInfo {
@@ -825,19 +840,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sc(dw: u32, dh: u32) -> Scaling {
-        Scaling {
-            declared: desk::Size {
-                width: dw,
-                height: dh,
-            },
-            screen: desk::Size {
-                width: 1280,
-                height: 800,
-            },
-        }
-    }
+    use crate::anthropic::test_scaling as sc;
 
     fn input(v: Value) -> ComputerInput {
         serde_json::from_value(v).expect("input")

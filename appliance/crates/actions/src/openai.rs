@@ -478,19 +478,9 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zigral_desktop::Size;
 
     fn sc() -> Scaling {
-        Scaling {
-            declared: Size {
-                width: 1024,
-                height: 640,
-            },
-            screen: Size {
-                width: 1280,
-                height: 800,
-            },
-        }
+        crate::anthropic::test_scaling(1024, 640)
     }
 
     #[test]

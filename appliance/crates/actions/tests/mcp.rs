@@ -33,19 +33,6 @@ impl ActionLog for MemLog {
 }
 
 /// The python interpreter with the `mcp` SDK.
-pub fn mcp_python() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("ZIGRAL_MCP_PYTHON") {
-        return p.into();
-    }
-    let p = zigral_tests::repo_root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} missing: run `scripts/setup-python.sh` (or set ZIGRAL_MCP_PYTHON)",
-        p.display()
-    );
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_mcp_sdk_lists_tools_screenshots_and_clicks() {
     let e = common::env();
@@ -67,24 +54,11 @@ async fn python_mcp_sdk_lists_tools_screenshots_and_clicks() {
     });
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(mcp_python())
-            .arg(script)
-            .arg(url)
-            .arg(x.to_string())
-            .arg(y.to_string())
-            .output()
-            .expect("run python")
+    let v = tokio::task::spawn_blocking(move || {
+        zigral_tests::run_mcp_client(&script, &[url, x.to_string(), y.to_string()])
     })
     .await
     .expect("join");
-    assert!(
-        out.status.success(),
-        "python client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("client JSON");
     let tools: Vec<&str> = v["tools"]
         .as_array()
         .expect("tools")
@@ -157,24 +131,10 @@ async fn python_mcp_sdk_calls_zoom_and_the_provider_tools() {
     let url = serve(&e, log.clone()).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_adapters.py");
     let (dx, dy) = (d(x), d(y));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(mcp_python())
-            .arg(script)
-            .arg(url)
-            .arg(dx)
-            .arg(dy)
-            .output()
-            .expect("run python")
-    })
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "python client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("client JSON");
+    let v =
+        tokio::task::spawn_blocking(move || zigral_tests::run_mcp_client(&script, &[url, dx, dy]))
+            .await
+            .expect("join");
     for t in ["zoom", mcp::ANTHROPIC_TOOL, mcp::OPENAI_TOOL] {
         assert!(
             v["tools"]
