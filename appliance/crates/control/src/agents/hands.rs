@@ -116,6 +116,14 @@ fn from_blocks(call_id: &str, content: &[Value], is_error: bool) -> ToolOutcome 
 /// event says so).
 pub async fn act(cx: &StepCtx<'_>, step: u32, call: &ToolCall) -> (ToolOutcome, bool) {
     let t = Instant::now();
+    // The loop waited for any lease before this call; one taken since wins.
+    if let Some(h) = cx.st.control().holder(&cx.session.id) {
+        let why = format!(
+            "Not run: {} took control of the desktop; wait until they release it.",
+            h.user_name
+        );
+        return finish(cx, step, call, t, Err(why)).await;
+    }
     cx.st.vdi().touch(cx.session.desktop);
     let (w, h) = (Some(cx.declared.width), Some(cx.declared.height));
     let id = call.id.clone();
