@@ -16,7 +16,9 @@
 //! zigral-actions (the control plane maps a [`zigral_llm::Call`] to native actions).
 
 pub mod describe;
+pub mod feedback;
 pub mod profile;
+pub mod redact;
 pub mod turn;
 
 pub use profile::{ProfileError, Settings};

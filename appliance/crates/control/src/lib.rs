@@ -19,11 +19,13 @@ pub mod error;
 pub mod events;
 pub mod mcp;
 pub mod metrics;
+pub mod sealed;
 pub mod server;
 pub mod state;
 pub mod supervisor;
 pub mod tokens_estimate;
 pub mod typed_text;
+pub mod vault;
 pub mod vdi;
 
 pub use config::Config;
