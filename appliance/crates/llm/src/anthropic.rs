@@ -343,6 +343,16 @@ impl Tool {
         }
     }
 
+    /// A client (custom) tool `{"name", "description", "input_schema"}`; its calls come back as
+    /// `tool_use` blocks with that name and no `toolset_name`.
+    pub fn custom(name: &str, description: &str, input_schema: Value) -> Tool {
+        let mut m = Map::new();
+        m.insert("name".into(), Value::String(name.into()));
+        m.insert("description".into(), Value::String(description.into()));
+        m.insert("input_schema".into(), input_schema);
+        Tool::Other(Value::Object(m))
+    }
+
     /// `computer_20250124` for a display of `w`×`h` (scaled) pixels.
     pub fn computer_20250124(w: u32, h: u32) -> Tool {
         Tool::Computer20250124(ComputerTool::new(w, h, None))
@@ -664,6 +674,17 @@ mod tests {
         assert_eq!(t.beta(), Some("computer-use-2025-11-24"));
         let t: Tool = round_trip(
             json!({"type":"computer_toolset_20260801","configs":{"zoom":{"enabled":false}}}),
+        );
+        assert_eq!(t.beta(), None);
+        let t: Tool = round_trip(json!({"name":"type_secret","description":"Types a secret.",
+            "input_schema":{"type":"object","properties":{}}}));
+        assert_eq!(
+            t,
+            Tool::custom(
+                "type_secret",
+                "Types a secret.",
+                json!({"type":"object","properties":{}})
+            )
         );
         assert_eq!(t.beta(), None);
         let v = serde_json::to_value(Tool::computer_toolset_20260801()).expect("ser");

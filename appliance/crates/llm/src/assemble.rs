@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::anthropic::{self, ContentBlock, Delta, MessagesResponse, StreamEvent, ToolUseBlock};
 use crate::chat::{self, ChatChunk, ChatResponse, ChatUsage};
 use crate::responses::{self, Item, Response};
-use crate::{Call, LlmError, Stop, ToolCall, Usage};
+use crate::{Call, ExtraTool, LlmError, Stop, ToolCall, Usage};
 
 // ---------------------------------------------------------------- Anthropic
 
@@ -140,8 +140,12 @@ fn finish_tool_input(block: &mut ContentBlock, json: &mut String) {
     }
 }
 
-/// Text, calls, stop reason and usage of an Anthropic reply.
-pub(crate) fn anthropic_reply(m: &MessagesResponse) -> (String, Vec<ToolCall>, Stop, Usage) {
+/// Text, calls, stop reason and usage of an Anthropic reply; `extra` are the client's extra
+/// tools (their `tool_use`s become [`Call::Function`]).
+pub(crate) fn anthropic_reply(
+    m: &MessagesResponse,
+    extra: &[ExtraTool],
+) -> (String, Vec<ToolCall>, Stop, Usage) {
     let mut text = String::new();
     let mut calls = Vec::new();
     for b in &m.content {
@@ -149,7 +153,7 @@ pub(crate) fn anthropic_reply(m: &MessagesResponse) -> (String, Vec<ToolCall>, S
             ContentBlock::Text(t) => text.push_str(&t.text),
             ContentBlock::ToolUse(t) => calls.push(ToolCall {
                 id: t.id.clone(),
-                call: anthropic_call(t),
+                call: anthropic_call(t, extra),
             }),
             _ => {}
         }
@@ -182,8 +186,9 @@ fn refusal_detail(d: Option<&Value>) -> Option<String> {
 }
 
 /// A tool_use block as a [`Call`]: the single computer tool as is, a toolset member as
-/// `{"action": name, ...input}`.
-pub(crate) fn anthropic_call(t: &ToolUseBlock) -> Call {
+/// `{"action": name, ...input}`, a call to one of the `extra` tools (no `toolset_name`) as a
+/// [`Call::Function`] with the input as its arguments; anything else is malformed.
+pub(crate) fn anthropic_call(t: &ToolUseBlock, extra: &[ExtraTool]) -> Call {
     let malformed = |error: &str| Call::Malformed {
         name: t.name.clone(),
         raw: match &t.input {
@@ -198,6 +203,12 @@ pub(crate) fn anthropic_call(t: &ToolUseBlock) -> Call {
     let member = match t.toolset_name.as_deref() {
         Some(anthropic::COMPUTER_TOOLSET) => true,
         Some(_) => return malformed("unknown toolset"),
+        None if extra.iter().any(|e| e.name == t.name) => {
+            return Call::Function {
+                name: t.name.clone(),
+                arguments: t.input.clone(),
+            };
+        }
         None => t.name != "computer" && anthropic::TOOLSET_MEMBERS.contains(&t.name.as_str()),
     };
     if member {

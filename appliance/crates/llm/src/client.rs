@@ -2,6 +2,10 @@
 //! ring provider and the webpki roots), streams the reply, retries like the official SDKs
 //! ([`crate::retry`]), appends the assistant turn to the transcript and returns it normalised.
 //!
+//! Besides the computer tool it offers the [`ExtraTool`]s it was given on every request, and
+//! an optional redactor rewrites each serialized request body just before it goes out (the
+//! transcript keeps the original text).
+//!
 //! Logs carry status, request id, attempt and delay only: never the key, never contents.
 
 use std::sync::Arc;
@@ -16,7 +20,9 @@ use crate::assemble::{self, AnthropicStream, ChatStream, ResponsesStream};
 use crate::chat::{self, ChatMessage, ChatRequest, ChatResponse, MessageContent};
 use crate::responses::{self, Item, Response, ResponsesRequest};
 use crate::sse::{Frame, Parser};
-use crate::{Family, Generation, LlmError, ProviderSpec, Reply, Transcript, Usage, retry};
+use crate::{
+    ExtraTool, Family, Generation, LlmError, ProviderSpec, Reply, Transcript, Usage, retry,
+};
 
 /// Longest error body read from a failed response.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -27,19 +33,27 @@ agent so that the agent can continue the task from the summary alone. Keep the u
 instructions, what has been done, what was found (URLs, names, values), the current state of \
 the screen, and what remains to do. Be concise; plain text.";
 
+/// Rewrites a serialized request body before it is sent (see [`Client::with_redactor`]).
+type Redactor = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// A provider client for one [`ProviderSpec`].
 pub struct Client {
     spec: ProviderSpec,
     http: reqwest::Client,
     url: String,
     functions: Vec<chat::ToolDef>,
+    extra: Vec<ExtraTool>,
+    redactor: Option<Redactor>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let extra: Vec<&str> = self.extra.iter().map(|t| t.name.as_str()).collect();
         f.debug_struct("Client")
             .field("spec", &self.spec)
             .field("url", &self.url)
+            .field("extra_tools", &extra)
+            .field("redactor", &self.redactor.is_some())
             .finish()
     }
 }
@@ -110,6 +124,8 @@ impl Client {
             http,
             url,
             functions: crate::functions::default_tools(),
+            extra: Vec::new(),
+            redactor: None,
         })
     }
 
@@ -126,7 +142,35 @@ impl Client {
             .map(serde_json::from_value)
             .collect::<Result<_, _>>()
             .map_err(|e| LlmError::Build(format!("function tool: {e}")))?;
+        crate::extra::check_all(&self.extra, &self.functions)?;
         Ok(self)
+    }
+
+    /// Replaces the tools offered besides the computer tool, on every request of every family,
+    /// after it: Anthropic client tools `{name, description, input_schema}`, Responses and
+    /// Chat function tools (Chat: after the function tools). Their calls come back as
+    /// [`crate::Call::Function`]. Error if a name is invalid (`^[a-zA-Z0-9_-]{1,64}$`), is
+    /// `computer` or a computer toolset member, is given twice or is a Chat function tool's,
+    /// or if the parameters are not a JSON Schema object (`"type": "object"`).
+    pub fn with_extra_tools(mut self, tools: Vec<ExtraTool>) -> Result<Client, LlmError> {
+        crate::extra::check_all(&tools, &self.functions)?;
+        self.extra = tools;
+        Ok(self)
+    }
+
+    /// The extra tools this client offers.
+    pub fn extra_tools(&self) -> &[ExtraTool] {
+        &self.extra
+    }
+
+    /// Sets a function applied to the serialized JSON body of every request ([`Client::next`]
+    /// and [`Client::summarize`]) just before it is sent, retries included; the transcript is
+    /// not changed. The control plane passes one that replaces secret values with
+    /// `<secret:name>`. It sees JSON text, so a value JSON escapes (quotes, backslashes,
+    /// control characters) appears escaped; what it returns is sent as is. Never printed.
+    pub fn with_redactor(mut self, f: Arc<dyn Fn(&str) -> String + Send + Sync>) -> Client {
+        self.redactor = Some(f);
+        self
     }
 
     /// The spec this client was built with.
@@ -158,14 +202,14 @@ impl Client {
             )));
         }
         let body = match self.spec.generation.family() {
-            Family::Anthropic => to_json(&t.anthropic_request(&self.spec))?,
-            Family::Responses => to_json(&t.responses_request(&self.spec))?,
-            Family::Chat => to_json(&t.chat_request(&self.spec, &self.functions))?,
+            Family::Anthropic => to_json(&t.anthropic_request(&self.spec, &self.extra))?,
+            Family::Responses => to_json(&t.responses_request(&self.spec, &self.extra))?,
+            Family::Chat => to_json(&t.chat_request(&self.spec, &self.functions, &self.extra))?,
         };
         let (body, request_id, retries) = self.send(body, on_text).await?;
         let (text, calls, stop, usage) = match body {
             Body::Anthropic(m) => {
-                let r = assemble::anthropic_reply(&m);
+                let r = assemble::anthropic_reply(&m, &self.extra);
                 t.push_anthropic(m.content);
                 r
             }
@@ -231,7 +275,7 @@ impl Client {
         };
         let (body, _, _) = self.send(body, &mut |_| {}).await?;
         let (text, _, _, usage) = match body {
-            Body::Anthropic(m) => assemble::anthropic_reply(&m),
+            Body::Anthropic(m) => assemble::anthropic_reply(&m, &[]),
             Body::Responses(r) => assemble::responses_reply(&r),
             Body::Chat(c) => {
                 let r = assemble::chat_reply(c)?;
@@ -241,12 +285,21 @@ impl Client {
         Ok((text.trim().to_string(), usage))
     }
 
-    /// Sends `body` with retries; returns the assembled reply, its request id and the retries.
+    /// Sends `body` (through the redactor, if any) with retries; returns the assembled reply,
+    /// its request id and the retries.
     async fn send(
         &self,
         body: Vec<u8>,
         on_text: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Body, Option<String>, u32), LlmError> {
+        let body = match &self.redactor {
+            Some(redact) => {
+                let text = String::from_utf8(body)
+                    .map_err(|e| LlmError::Build(format!("request body: {e}")))?;
+                redact(&text).into_bytes()
+            }
+            None => body,
+        };
         let mut retries = 0u32;
         loop {
             let attempt = tokio::time::timeout(self.spec.timeout, self.attempt(&body, on_text));
@@ -567,5 +620,66 @@ impl LlmError {
             LlmError::Build(_) => "build",
             LlmError::GaveUp { .. } => "gave_up",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn client(g: Generation) -> Client {
+        Client::new(ProviderSpec::new(g, "m")).expect("client")
+    }
+
+    #[test]
+    fn extra_tools_are_checked_against_each_other_and_the_function_tools() {
+        let obj = json!({"type": "object", "properties": {}});
+        let ok = client(Generation::Functions)
+            .with_extra_tools(vec![
+                ExtraTool::new("type_secret", "d", obj.clone()),
+                ExtraTool::new("request_human_input", "d", obj.clone()),
+            ])
+            .expect("valid tools");
+        assert_eq!(ok.extra_tools().len(), 2);
+        for bad in [
+            vec![ExtraTool::new("computer", "d", obj.clone())],
+            vec![ExtraTool::new("left_click", "d", obj.clone())],
+            vec![ExtraTool::new("", "d", obj.clone())],
+            vec![ExtraTool::new("a b", "d", obj.clone())],
+            vec![ExtraTool::new("t", "d", json!({"type": "array"}))],
+            vec![
+                ExtraTool::new("t", "d", obj.clone()),
+                ExtraTool::new("t", "d", obj.clone()),
+            ],
+            // "drag" is a default Chat function tool
+            vec![ExtraTool::new("drag", "d", obj.clone())],
+        ] {
+            let e = client(Generation::Functions).with_extra_tools(bad.clone());
+            assert!(matches!(e, Err(LlmError::Build(_))), "{bad:?}");
+        }
+        // function tools given after the extra tools are checked against them too
+        let f = json!({"type": "function", "function": {"name": "type_secret", "parameters": obj}});
+        assert!(ok.with_function_tools(vec![f]).is_err());
+    }
+
+    #[test]
+    fn debug_shows_tool_names_but_not_the_redactor() {
+        let c = client(Generation::Computer)
+            .with_extra_tools(vec![ExtraTool::new(
+                "type_secret",
+                "d",
+                json!({"type": "object"}),
+            )])
+            .expect("tools")
+            .with_redactor(Arc::new(|s: &str| {
+                s.replace("hunter2-secret", "<secret:pw>")
+            }));
+        let d = format!("{c:?}");
+        assert!(
+            d.contains("type_secret") && d.contains("redactor: true"),
+            "{d}"
+        );
+        assert!(!d.contains("hunter2"), "{d}");
     }
 }

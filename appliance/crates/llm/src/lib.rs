@@ -7,9 +7,10 @@
 //! - [`Transcript`]: a conversation kept in the provider's own wire format (so thinking
 //!   signatures, toolset names and reasoning items go back verbatim), with image pruning and
 //!   compaction for context budgets.
-//! - [`Client`]: sends a transcript with the computer tool of its [`Generation`], streams the
-//!   reply, retries like the official SDKs ([`retry`]), appends the assistant turn to the
-//!   transcript and returns it normalised as a [`Reply`].
+//! - [`Client`]: sends a transcript with the computer tool of its [`Generation`] (and any
+//!   [`ExtraTool`]s after it), streams the reply, retries like the official SDKs ([`retry`]),
+//!   appends the assistant turn to the transcript and returns it normalised as a [`Reply`]. An
+//!   optional redactor rewrites every request body just before it is sent.
 //!
 //! API keys are [`ApiKey`]s: zeroized on drop, never printed, never serialized.
 
@@ -18,6 +19,7 @@ mod assemble;
 pub mod chat;
 mod client;
 mod error;
+mod extra;
 pub mod functions;
 pub mod responses;
 pub mod retry;
@@ -37,6 +39,7 @@ use zeroize::Zeroizing;
 
 pub use client::Client;
 pub use error::LlmError;
+pub use extra::{ExtraTool, valid_tool_name};
 pub use responses::SafetyCheck;
 pub use transcript::{SCREENSHOT_OMITTED, Transcript};
 
@@ -314,7 +317,8 @@ pub enum Call {
         actions: Vec<serde_json::Value>,
         pending_safety_checks: Vec<SafetyCheck>,
     },
-    /// A Chat Completions (or Responses) function call with its arguments parsed.
+    /// A function call with its arguments parsed: a Chat Completions or Responses function
+    /// call, or an Anthropic `tool_use` of one of the client's [`ExtraTool`]s (its input).
     Function {
         name: String,
         arguments: serde_json::Value,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::anthropic::{self, CacheControl, ContentBlock, Message, MessagesRequest, Role};
 use crate::chat::{self, ChatMessage, ChatRequest, MessageContent};
 use crate::responses::{self, ComputerScreenshot, Item, ResponsesRequest};
-use crate::{Family, Generation, LlmError, ProviderSpec, Thinking, ToolOutcome};
+use crate::{ExtraTool, Family, Generation, LlmError, ProviderSpec, Thinking, ToolOutcome};
 
 /// The text that replaces a pruned screenshot.
 pub const SCREENSHOT_OMITTED: &str = "[screenshot omitted]";
@@ -716,8 +716,13 @@ impl Transcript {
     // ---- requests ----
 
     /// The Anthropic request: system block and the 3 most recent user turns' last blocks get
-    /// cache breakpoints; tools and thinking per the spec.
-    pub(crate) fn anthropic_request(&self, spec: &ProviderSpec) -> MessagesRequest {
+    /// cache breakpoints; tools (the computer tool, then `extra` as client tools) and thinking
+    /// per the spec.
+    pub(crate) fn anthropic_request(
+        &self,
+        spec: &ProviderSpec,
+        extra: &[ExtraTool],
+    ) -> MessagesRequest {
         let Conv::Anthropic(m) = &self.conv else {
             return MessagesRequest::default();
         };
@@ -739,12 +744,15 @@ impl Transcript {
             }
             None => (None, None),
         };
+        let mut tools = Vec::with_capacity(1 + extra.len());
+        tools.push(tool);
+        tools.extend(extra.iter().map(ExtraTool::anthropic));
         MessagesRequest {
             model: spec.model.clone(),
             max_tokens: spec.max_tokens,
             system: system_blocks(&self.system),
             messages,
-            tools: vec![tool],
+            tools,
             stream: spec.stream,
             thinking,
             output_config,
@@ -752,9 +760,13 @@ impl Transcript {
         }
     }
 
-    /// The Responses request: the whole input, the generation's computer tool, instructions =
-    /// system prompt, `truncation: "auto"` for the preview.
-    pub(crate) fn responses_request(&self, spec: &ProviderSpec) -> ResponsesRequest {
+    /// The Responses request: the whole input, the generation's computer tool (then `extra` as
+    /// function tools), instructions = system prompt, `truncation: "auto"` for the preview.
+    pub(crate) fn responses_request(
+        &self,
+        spec: &ProviderSpec,
+        extra: &[ExtraTool],
+    ) -> ResponsesRequest {
         let Conv::Responses(items) = &self.conv else {
             return ResponsesRequest::default();
         };
@@ -769,10 +781,13 @@ impl Transcript {
             ),
             _ => (responses::Tool::Computer, None),
         };
+        let mut tools = Vec::with_capacity(1 + extra.len());
+        tools.push(tool);
+        tools.extend(extra.iter().map(ExtraTool::responses));
         ResponsesRequest {
             model: spec.model.clone(),
             input: items.clone(),
-            tools: vec![tool],
+            tools,
             instructions: (!self.system.is_empty()).then(|| self.system.clone()),
             truncation,
             previous_response_id: None,
@@ -783,9 +798,14 @@ impl Transcript {
         }
     }
 
-    /// The Chat Completions request: system message first, the function tools, `tool_choice:
-    /// "auto"`, usage in the stream.
-    pub(crate) fn chat_request(&self, spec: &ProviderSpec, tools: &[chat::ToolDef]) -> ChatRequest {
+    /// The Chat Completions request: system message first, the function tools then `extra`,
+    /// `tool_choice: "auto"`, usage in the stream.
+    pub(crate) fn chat_request(
+        &self,
+        spec: &ProviderSpec,
+        functions: &[chat::ToolDef],
+        extra: &[ExtraTool],
+    ) -> ChatRequest {
         let Conv::Chat(m) = &self.conv else {
             return ChatRequest::default();
         };
@@ -796,11 +816,13 @@ impl Transcript {
             });
         }
         messages.extend(m.iter().cloned());
+        let mut tools = functions.to_vec();
+        tools.extend(extra.iter().map(ExtraTool::chat));
         ChatRequest {
             model: spec.model.clone(),
             messages,
-            tools: tools.to_vec(),
             tool_choice: (!tools.is_empty()).then(|| json!("auto")),
+            tools,
             stream: spec.stream,
             stream_options: spec.stream.then_some(chat::StreamOptions {
                 include_usage: true,

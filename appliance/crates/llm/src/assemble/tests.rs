@@ -65,7 +65,7 @@ fn anthropic_stream_text_thinking_and_tool_json() {
             {"type":"tool_use","id":"toolu_1","name":"left_click","input":{"coordinate":[512,384]},"toolset_name":"computer"}
         ])
     );
-    let (text, calls, stop, usage) = anthropic_reply(&m);
+    let (text, calls, stop, usage) = anthropic_reply(&m, &[]);
     assert_eq!(text, "Clicking now.");
     assert_eq!(stop, Stop::ToolUse);
     assert_eq!(
@@ -118,8 +118,9 @@ fn anthropic_calls_normalised() {
         cache_control: None,
         extra: Map::new(),
     };
+    let call = |b: &ToolUseBlock| anthropic_call(b, &[]);
     assert_eq!(
-        anthropic_call(&tu(
+        call(&tu(
             "computer",
             json!({"action":"key","text":"ctrl+l"}),
             None
@@ -129,21 +130,49 @@ fn anthropic_calls_normalised() {
         }
     );
     assert_eq!(
-        anthropic_call(&tu("screenshot", json!({}), Some("computer"))),
+        call(&tu("screenshot", json!({}), Some("computer"))),
         Call::Anthropic {
             input: json!({"action":"screenshot"})
         }
     );
     assert!(matches!(
-        anthropic_call(&tu("computer", json!("{\"action\": \"left_cl"), None)),
+        call(&tu("computer", json!("{\"action\": \"left_cl"), None)),
         Call::Malformed { raw, .. } if raw == "{\"action\": \"left_cl"
     ));
     assert!(matches!(
-        anthropic_call(&tu("computer", json!({"coordinate":[1,2]}), None)),
+        call(&tu("computer", json!({"coordinate":[1,2]}), None)),
         Call::Malformed { .. }
     ));
     assert!(matches!(
-        anthropic_call(&tu("bash", json!({"command":"ls"}), None)),
+        call(&tu("bash", json!({"command":"ls"}), None)),
+        Call::Malformed { .. }
+    ));
+    // an extra tool's tool_use is a function call with the input as arguments
+    let extra = [ExtraTool::new(
+        "type_secret",
+        "d",
+        json!({"type": "object"}),
+    )];
+    let args = json!({"name": "site", "field": "password"});
+    assert_eq!(
+        anthropic_call(&tu("type_secret", args.clone(), None), &extra),
+        Call::Function {
+            name: "type_secret".into(),
+            arguments: args.clone()
+        }
+    );
+    // unknown without it; a computer toolset member whatever its name; malformed with a
+    // non-object input
+    assert!(matches!(
+        call(&tu("type_secret", args.clone(), None)),
+        Call::Malformed { error, .. } if error == "unknown tool"
+    ));
+    assert!(matches!(
+        anthropic_call(&tu("type_secret", args, Some("computer")), &extra),
+        Call::Anthropic { .. }
+    ));
+    assert!(matches!(
+        anthropic_call(&tu("type_secret", json!("{\"name"), None), &extra),
         Call::Malformed { .. }
     ));
     // stop reasons
@@ -158,14 +187,14 @@ fn anthropic_calls_normalised() {
         usage: Default::default(),
         extra: Map::new(),
     };
-    assert_eq!(anthropic_reply(&m("pause_turn")).2, Stop::PauseTurn);
-    assert_eq!(anthropic_reply(&m("max_tokens")).2, Stop::MaxTokens);
-    assert_eq!(anthropic_reply(&m("refusal")).2, Stop::Refusal(None));
+    assert_eq!(anthropic_reply(&m("pause_turn"), &[]).2, Stop::PauseTurn);
+    assert_eq!(anthropic_reply(&m("max_tokens"), &[]).2, Stop::MaxTokens);
+    assert_eq!(anthropic_reply(&m("refusal"), &[]).2, Stop::Refusal(None));
     assert_eq!(
-        anthropic_reply(&m("model_context_window_exceeded")).2,
+        anthropic_reply(&m("model_context_window_exceeded"), &[]).2,
         Stop::ContextExceeded
     );
-    assert_eq!(anthropic_reply(&m("end_turn")).2, Stop::EndTurn);
+    assert_eq!(anthropic_reply(&m("end_turn"), &[]).2, Stop::EndTurn);
 }
 
 #[test]

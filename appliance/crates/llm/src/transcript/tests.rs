@@ -64,7 +64,7 @@ fn cache_breakpoints_on_system_and_last_block_of_three_latest_user_turns() {
     t.push_user_text("go on");
     t.push_user_text("and hurry");
     let spec = ProviderSpec::new(Generation::Computer20251124, "claude");
-    let v = serde_json::to_value(t.anthropic_request(&spec)).expect("json");
+    let v = serde_json::to_value(t.anthropic_request(&spec, &[])).expect("json");
     assert_eq!(
         v["system"][0]["cache_control"],
         json!({"type": "ephemeral"})
@@ -95,7 +95,7 @@ fn anthropic_request_tools_and_thinking_per_generation() {
     spec.thinking = Some(Thinking::Adaptive {
         effort: Some("high".into()),
     });
-    let v = serde_json::to_value(t.anthropic_request(&spec)).expect("json");
+    let v = serde_json::to_value(t.anthropic_request(&spec, &[])).expect("json");
     assert_eq!(v["tools"][0]["type"], "computer_toolset_20260801");
     assert!(v.get("system").is_none());
     assert_eq!(v["thinking"], json!({"type": "adaptive"}));
@@ -103,7 +103,7 @@ fn anthropic_request_tools_and_thinking_per_generation() {
     let mut spec = ProviderSpec::new(Generation::Computer20250124, "claude");
     spec.display = (1280, 800);
     spec.thinking = Some(Thinking::Budget(2048));
-    let v = serde_json::to_value(t.anthropic_request(&spec)).expect("json");
+    let v = serde_json::to_value(t.anthropic_request(&spec, &[])).expect("json");
     assert_eq!(
         v["tools"][0],
         json!({"type":"computer_20250124","name":"computer","display_width_px":1280,"display_height_px":800})
@@ -183,7 +183,7 @@ fn responses_results_screenshot_output_then_user_text() {
     o.current_url = Some("https://example.com/".into());
     t.push_results(vec![o]).expect("results");
     let spec = ProviderSpec::new(Generation::ComputerUsePreview, "computer-use-preview");
-    let v = serde_json::to_value(t.responses_request(&spec)).expect("json");
+    let v = serde_json::to_value(t.responses_request(&spec, &[])).expect("json");
     assert_eq!(v["truncation"], "auto");
     assert_eq!(v["instructions"], "sys");
     assert_eq!(
@@ -205,7 +205,7 @@ fn responses_results_screenshot_output_then_user_text() {
     assert_eq!(input[4]["role"], "user");
     assert_eq!(input[4]["content"][0]["text"], "clicked");
     let ga = ProviderSpec::new(Generation::Computer, "gpt-5.4");
-    let v = serde_json::to_value(t.responses_request(&ga)).expect("json");
+    let v = serde_json::to_value(t.responses_request(&ga, &[])).expect("json");
     assert_eq!(v["tools"][0], json!({"type":"computer"}));
     assert!(v.get("truncation").is_none());
 }
@@ -229,7 +229,7 @@ fn chat_results_tool_messages_then_one_user_message_with_images() {
     ])
     .expect("results");
     let spec = ProviderSpec::new(Generation::Functions, "qwen");
-    let v = serde_json::to_value(t.chat_request(&spec, &crate::functions::default_tools()))
+    let v = serde_json::to_value(t.chat_request(&spec, &crate::functions::default_tools(), &[]))
         .expect("json");
     let m = v["messages"].as_array().expect("messages");
     assert_eq!(m[0], json!({"role":"system","content":"sys"}));
@@ -444,4 +444,122 @@ fn compact_responses_and_chat_never_orphan_outputs() {
     assert_eq!(v["messages"][1]["role"], "assistant");
     assert_eq!(v["messages"][2]["role"], "tool");
     assert_eq!(v["messages"][2]["tool_call_id"], "x2");
+}
+
+fn type_secret() -> ExtraTool {
+    ExtraTool::new(
+        "type_secret",
+        "Types a stored credential.",
+        json!({"type": "object", "properties": {"name": {"type": "string"},
+               "field": {"type": "string"}}, "required": ["name", "field"]}),
+    )
+}
+
+#[test]
+fn extra_tools_follow_the_computer_tool_in_every_family() {
+    let extra = [type_secret()];
+    for g in Generation::all() {
+        let mut t = Transcript::new(*g, "sys");
+        t.push_user_text("log in");
+        let spec = ProviderSpec::new(*g, "m");
+        let v = match g.family() {
+            Family::Anthropic => serde_json::to_value(t.anthropic_request(&spec, &extra)),
+            Family::Responses => serde_json::to_value(t.responses_request(&spec, &extra)),
+            Family::Chat => serde_json::to_value(t.chat_request(
+                &spec,
+                &crate::functions::default_tools(),
+                &extra,
+            )),
+        }
+        .expect("json");
+        let tools = v["tools"].as_array().expect("tools");
+        let last = tools.last().expect("a tool");
+        let schema = &type_secret().parameters;
+        match g.family() {
+            Family::Anthropic => {
+                assert_eq!(tools.len(), 2, "{g}");
+                assert_eq!(
+                    *last,
+                    json!({"name": "type_secret", "description": "Types a stored credential.",
+                           "input_schema": schema}),
+                    "{g}"
+                );
+            }
+            Family::Responses => {
+                assert_eq!(tools.len(), 2, "{g}");
+                assert_eq!(last["type"], "function");
+                assert_eq!(last["name"], "type_secret");
+                assert_eq!(last["parameters"], *schema);
+            }
+            Family::Chat => {
+                assert_eq!(tools.len(), crate::functions::default_tools().len() + 1);
+                assert_eq!(last["function"]["name"], "type_secret");
+                assert_eq!(last["function"]["parameters"], *schema);
+            }
+        }
+    }
+}
+
+#[test]
+fn extra_tool_results_per_family() {
+    // Anthropic: a tool_result without toolset_name, text and image
+    let mut t = Transcript::new(Generation::ComputerToolset20260801, "");
+    t.push_user_text("log in");
+    t.push_anthropic(vec![ContentBlock::ToolUse(anthropic::ToolUseBlock {
+        id: "toolu_s".into(),
+        name: "type_secret".into(),
+        input: json!({"name": "site", "field": "password"}),
+        toolset_name: None,
+        cache_control: None,
+        extra: Map::new(),
+    })]);
+    t.push_results(vec![outcome("toolu_s", Some("Typed."), true)])
+        .expect("results");
+    let v = t.to_json();
+    let r = &v["messages"][2]["content"][0];
+    assert_eq!(r["type"], "tool_result");
+    assert_eq!(r["tool_use_id"], "toolu_s");
+    assert!(r.get("toolset_name").is_none());
+    assert_eq!(r["content"][0], json!({"type": "text", "text": "Typed."}));
+    assert_eq!(r["content"][1]["type"], "image");
+
+    // Responses: a function_call_output with the text (an image is not sent for a function)
+    let mut t = Transcript::new(Generation::Computer, "");
+    t.push_user_text("log in");
+    let call: Item = serde_json::from_value(json!({"type": "function_call", "id": "fc_1",
+        "call_id": "call_s", "name": "type_secret",
+        "arguments": "{\"name\":\"site\",\"field\":\"password\"}", "status": "completed"}))
+    .expect("item");
+    t.push_responses(vec![call]);
+    t.push_results(vec![outcome("call_s", Some("Typed."), true)])
+        .expect("results");
+    let v = t.to_json();
+    let items = v["messages"].as_array().expect("items");
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        items[2],
+        json!({"type": "function_call_output", "call_id": "call_s", "output": "Typed."})
+    );
+
+    // Chat: a tool message
+    let mut t = Transcript::new(Generation::Functions, "");
+    t.push_user_text("log in");
+    t.push_chat(
+        None,
+        vec![chat::ToolCall {
+            id: "call_c".into(),
+            kind: "function".into(),
+            function: chat::FunctionCall {
+                name: "type_secret".into(),
+                arguments: "{\"name\":\"site\",\"field\":\"password\"}".into(),
+            },
+        }],
+    );
+    t.push_results(vec![ToolOutcome::error("call_c", "no such secret")])
+        .expect("results");
+    let v = t.to_json();
+    assert_eq!(
+        v["messages"][2],
+        json!({"role": "tool", "tool_call_id": "call_c", "content": "Error: no such secret"})
+    );
 }
