@@ -28,12 +28,13 @@ mod tests {
     /// The counts up to 100 the seeds' rule prompts at, written out by hand.
     const PROMPTS_UP_TO_100: [u64; 12] = [1, 2, 3, 4, 5, 10, 15, 20, 25, 50, 75, 100];
 
-    /// An independent statement of the rule: the explicit set up to 100, every 25th above.
+    /// An independent statement of the rule: the explicit set up to 100, then counting up in
+    /// steps of 25.
     fn expected(count: u64) -> bool {
         if count <= 100 {
             PROMPTS_UP_TO_100.contains(&count)
         } else {
-            count % 25 == 0
+            (125..=count).step_by(25).last() == Some(count)
         }
     }
 
