@@ -22,6 +22,7 @@
 mod checkpoint;
 mod conn;
 mod downloads;
+mod focus;
 mod guard;
 mod page;
 pub mod raw;
@@ -32,6 +33,7 @@ mod url_policy;
 pub use checkpoint::{Checkpoint, OriginStorage, TabState};
 pub use conn::{Browser, BrowserOptions};
 pub use downloads::DownloadInfo;
+pub use focus::{ElementInfo, FocusHandle, FocusedField};
 pub use guard::{Blocked, NavGuard, Stopped};
 pub use page::{A11yNode, A11ySnapshot, PageText, Rect, TabInfo};
 pub use url_policy::{UrlPolicy, UrlRejection};
