@@ -22,4 +22,4 @@ pub mod redact;
 pub mod turn;
 
 pub use profile::{ProfileError, Settings};
-pub use turn::{Acted, Approval, Env, Halt, Outcome, Report, TurnOutcome, run_turn};
+pub use turn::{Acted, Answer, Approval, Env, Halt, Outcome, Report, TurnOutcome, run_turn};

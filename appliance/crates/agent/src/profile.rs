@@ -127,6 +127,22 @@ impl Settings {
                 ));
             }
         }
+        let h = &p.hitl;
+        if !(10..=86_400).contains(&h.approval_timeout_secs) {
+            return Err(bad("hitl.approval_timeout_secs", "must be 10–86400"));
+        }
+        if !(10..=86_400).contains(&h.input_timeout_secs) {
+            return Err(bad("hitl.input_timeout_secs", "must be 10–86400"));
+        }
+        if !(1..=1000).contains(&h.checkpoint_every) {
+            return Err(bad("hitl.checkpoint_every", "must be 1–1000"));
+        }
+        if !(1..=200).contains(&h.max_checkpoints) {
+            return Err(bad("hitl.max_checkpoints", "must be 1–200"));
+        }
+        if h.corrections_in_context > 50 {
+            return Err(bad("hitl.corrections_in_context", "must be 0–50"));
+        }
         if p.risky_patterns.len() > MAX_PATTERNS {
             return Err(bad("risky_patterns", format!("at most {MAX_PATTERNS}")));
         }

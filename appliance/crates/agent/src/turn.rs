@@ -39,7 +39,20 @@ pub enum Approval {
         checks: Vec<zigral_llm::SafetyCheck>,
     },
     /// The call matched one of the profile's risky patterns.
-    Risky { call: String, pattern: String },
+    Risky {
+        call: String,
+        pattern: String,
+        /// The element under the pointer and the page URL the pattern was matched with.
+        context: String,
+    },
+}
+
+/// A person's answer to an approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub approved: bool,
+    /// Why it was declined (a person's comment, or that no one answered in time).
+    pub reason: Option<String>,
 }
 
 /// One tool call's result.
@@ -88,8 +101,15 @@ pub trait Env: Send + Sync {
     /// The screen as the model sees it, without acting (for results of calls that did not
     /// run: OpenAI's `computer_call_output` always carries a screenshot).
     fn look(&self) -> BoxFuture<'_, Option<Image>>;
-    /// Asks a person; `Ok(true)` = approved. Resolves when they answer.
-    fn approve(&self, what: Approval) -> BoxFuture<'_, Result<bool, Halt>>;
+    /// Asks a person. Resolves when they answer (or the implementation's timeout declines).
+    fn approve(&self, what: Approval) -> BoxFuture<'_, Result<Answer, Halt>>;
+    /// What the risky patterns are matched on besides the call itself: the role and
+    /// accessible name of the element under the pointer and the page URL, as
+    /// `element: <role> "<name>" | url: <url>` (empty when unknown).
+    fn risk_context<'a>(&'a self, call: &'a ToolCall) -> BoxFuture<'a, String>;
+    /// What people did since the last request that the model must hear (undos, rejects,
+    /// corrections); added to the conversation before the next request.
+    fn notes(&self) -> Vec<String>;
     /// Progress (recorded before the loop goes on: a turn's text is stored when the turn
     /// ends); never fails.
     fn report(&self, r: Report) -> BoxFuture<'_, ()>;
@@ -174,6 +194,9 @@ pub async fn run_turn(
         if env.gate().await.is_err() {
             out.outcome = Outcome::Stopped;
             return out;
+        }
+        for note in env.notes() {
+            t.push_user_text(&note);
         }
         if t.estimate_tokens() > budget {
             let before = t.estimate_tokens();
@@ -273,7 +296,7 @@ pub async fn run_turn(
                 continue;
             }
             let mut acknowledged = Vec::new();
-            if let Some(approval) = needs_approval(settings, &call.call) {
+            if let Some(approval) = needs_approval(settings, env, call).await {
                 let what = match &approval {
                     Approval::SafetyChecks { checks, .. } => {
                         format!("{} safety check(s) to acknowledge", checks.len())
@@ -291,9 +314,12 @@ pub async fn run_turn(
                     Approval::Risky { .. } => Vec::new(),
                 };
                 match env.approve(approval).await {
-                    Ok(true) => acknowledged = checks,
-                    Ok(false) => {
-                        let why = Outcome::Declined(format!("a person declined {what}"));
+                    Ok(Answer { approved: true, .. }) => acknowledged = checks,
+                    Ok(Answer { reason, .. }) => {
+                        let why = Outcome::Declined(match reason {
+                            Some(r) => format!("a person declined {what}: {r}"),
+                            None => format!("a person declined {what}"),
+                        });
                         results.push(skipped(call, &why));
                         end = Some(why);
                         continue;
@@ -329,7 +355,8 @@ pub async fn run_turn(
     }
 }
 
-fn needs_approval(settings: &Settings, call: &Call) -> Option<Approval> {
+async fn needs_approval(settings: &Settings, env: &dyn Env, tc: &ToolCall) -> Option<Approval> {
+    let call = &tc.call;
     if let Call::OpenAi {
         pending_safety_checks,
         ..
@@ -342,12 +369,20 @@ fn needs_approval(settings: &Settings, call: &Call) -> Option<Approval> {
             checks: pending_safety_checks.clone(),
         });
     }
-    if settings.profile.hitl.approve_risky
-        && let Some(p) = settings.risky_match(&describe(call, true))
-    {
+    if !settings.profile.hitl.approve_risky || settings.risky.is_empty() {
+        return None;
+    }
+    let mut subject = describe(call, true);
+    let context = env.risk_context(tc).await;
+    if !context.is_empty() {
+        subject.push_str(" | ");
+        subject.push_str(&context);
+    }
+    if let Some(p) = settings.risky_match(&subject) {
         return Some(Approval::Risky {
             call: describe(call, false),
             pattern: p.to_owned(),
+            context,
         });
     }
     None

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
-use zigral_agent::{Acted, Approval, Env, Halt, Outcome, Report, Settings, run_turn};
+use zigral_agent::{Acted, Answer, Approval, Env, Halt, Outcome, Report, Settings, run_turn};
 use zigral_fake_llm::LocalFake;
 use zigral_llm::{ApiKey, Client, ToolCall, ToolOutcome, Transcript};
 use zigral_store::{AgentProfileRecord, AgentProvider, HitlSettings};
@@ -94,6 +94,7 @@ struct Desk {
     approvals: Mutex<Vec<bool>>,
     answer: bool,
     reports: Mutex<Vec<String>>,
+    notes: Mutex<Vec<String>>,
 }
 
 impl Env for Desk {
@@ -148,12 +149,21 @@ impl Env for Desk {
         }
         .boxed()
     }
-    fn approve(&self, _what: Approval) -> BoxFuture<'_, Result<bool, Halt>> {
+    fn approve(&self, _what: Approval) -> BoxFuture<'_, Result<Answer, Halt>> {
         async move {
             self.approvals.lock().expect("lock").push(self.answer);
-            Ok(self.answer)
+            Ok(Answer {
+                approved: self.answer,
+                reason: None,
+            })
         }
         .boxed()
+    }
+    fn risk_context<'a>(&'a self, _call: &'a ToolCall) -> BoxFuture<'a, String> {
+        async { "element: button \"Send\" | url: https://example.com/".to_owned() }.boxed()
+    }
+    fn notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().expect("lock"))
     }
     fn report(&self, r: Report) -> BoxFuture<'_, ()> {
         let name = match r {
@@ -306,4 +316,47 @@ async fn safety_checks_wait_for_a_person_and_are_acknowledged_only_when_approved
         out.outcome
     );
     assert_eq!(desk.acts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn risky_patterns_match_the_element_under_the_pointer_and_notes_reach_the_model() {
+    let f = fake().await;
+    let mut rec = profile("computer_20251124", 100_000, 3, 10).profile;
+    rec.hitl.approve_risky = true;
+    // Nothing in the call itself says "Send": only the element under the pointer does.
+    rec.risky_patterns = vec![r#"(?i)button "send""#.into()];
+    let s = Settings::check(&rec).expect("valid");
+    let c = client(&f, &s);
+    let mut t = Transcript::new(s.generation, "sys");
+    let desk = Desk {
+        answer: false,
+        ..Default::default()
+    };
+    desk.notes
+        .lock()
+        .expect("lock")
+        .push("A person undid your last 2 step(s).".into());
+    f.script(json!([
+        {"calls": [{"action": "left_click", "coordinate": [5, 5]}]},
+    ]))
+    .await;
+    let out = run_turn(&c, &mut t, &s, &desk, Some("send it")).await;
+    assert!(
+        matches!(&out.outcome, Outcome::Declined(w) if w.contains("risky")),
+        "{:?}",
+        out.outcome
+    );
+    assert_eq!(*desk.approvals.lock().expect("lock"), [false]);
+    assert_eq!(
+        desk.acts.load(Ordering::SeqCst),
+        0,
+        "a declined action never runs"
+    );
+    let reqs = f.get("_requests").await;
+    let first = reqs.first().expect("a request")["body"].to_string();
+    assert!(
+        first.contains("A person undid your last 2 step(s)."),
+        "the note goes with the next request"
+    );
+    assert!(f.get("_violations").await.is_empty());
 }

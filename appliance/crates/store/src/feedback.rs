@@ -34,6 +34,42 @@ impl Store {
         .await
     }
 
+    /// Replaces the body of feedback record `seq` (a prompt answered, a verdict amended);
+    /// `NotFound` if absent.
+    pub async fn update_feedback(
+        &self,
+        session: &str,
+        seq: u64,
+        data: serde_json::Value,
+    ) -> Result<FeedbackRecord, StoreError> {
+        let sid = session.to_owned();
+        self.write(move |w| {
+            let mut t = w.open_table(FEEDBACK)?;
+            let mut rec: FeedbackRecord = match t.get((sid.as_str(), seq))? {
+                Some(v) => dec("feedback", v.value())?,
+                None => return Err(StoreError::NotFound(format!("feedback {seq}"))),
+            };
+            rec.data = data.clone();
+            t.insert((sid.as_str(), seq), enc(&rec)?.as_slice())?;
+            Ok(rec)
+        })
+        .await
+    }
+
+    /// One feedback record.
+    pub fn get_feedback(
+        &self,
+        session: &str,
+        seq: u64,
+    ) -> Result<Option<FeedbackRecord>, StoreError> {
+        self.read(|r| {
+            r.open_table(FEEDBACK)?
+                .get((session, seq))?
+                .map(|v| dec("feedback", v.value()))
+                .transpose()
+        })
+    }
+
     /// Up to `limit` feedback records with `seq > after`, oldest first.
     pub fn list_feedback(
         &self,

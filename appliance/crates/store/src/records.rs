@@ -127,6 +127,10 @@ pub struct SessionRecord {
     /// stored and published for external agents).
     #[serde(default)]
     pub agent: Option<String>,
+    /// Human-in-the-loop feedback prompts for this session: `None` follows the profile,
+    /// `Some(false)` turns them off, `Some(true)` on (when the profile allows them).
+    #[serde(default)]
+    pub hitl: Option<bool>,
 }
 
 /// A message to append (the store assigns `seq` and `created_at`).
@@ -270,7 +274,7 @@ pub struct AgentProvider {
 }
 
 /// Human-in-the-loop settings of a profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HitlSettings {
     /// Ask a person before an action matching one of the profile's risky patterns.
     #[serde(default)]
@@ -279,10 +283,66 @@ pub struct HitlSettings {
     /// a turn with a safety check stops and waits anyway: checks are never acknowledged blindly.
     #[serde(default = "yes")]
     pub approve_safety_checks: bool,
+    /// Feedback prompts on the seeds' schedule (after agent actions 1–5, every 5th up to 25,
+    /// then every 25th). A session can turn them off for itself (`SessionRecord::hitl`).
+    #[serde(default = "yes")]
+    pub feedback: bool,
+    /// The loop waits for each feedback prompt's answer (up to `approval_timeout_secs`)
+    /// instead of going on.
+    #[serde(default)]
+    pub wait_for_feedback: bool,
+    /// How long an approval (or a waited-for feedback prompt) waits for a person before it
+    /// counts as declined.
+    #[serde(default = "approval_timeout")]
+    pub approval_timeout_secs: u32,
+    /// How long a `request_human_input` waits for a person.
+    #[serde(default = "input_timeout")]
+    pub input_timeout_secs: u32,
+    /// A browser checkpoint is taken before every K-th agent step (and before risky actions
+    /// and actions that get a feedback prompt), so a reject or an undo can roll back.
+    #[serde(default = "checkpoint_every")]
+    pub checkpoint_every: u32,
+    /// Automatic checkpoints kept per session (the oldest are pruned).
+    #[serde(default = "max_checkpoints")]
+    pub max_checkpoints: u32,
+    /// The latest corrections people gave this profile that go into its agent's context.
+    #[serde(default = "corrections_in_context")]
+    pub corrections_in_context: u32,
+}
+
+impl Default for HitlSettings {
+    fn default() -> HitlSettings {
+        HitlSettings {
+            approve_risky: false,
+            approve_safety_checks: true,
+            feedback: true,
+            wait_for_feedback: false,
+            approval_timeout_secs: approval_timeout(),
+            input_timeout_secs: input_timeout(),
+            checkpoint_every: checkpoint_every(),
+            max_checkpoints: max_checkpoints(),
+            corrections_in_context: corrections_in_context(),
+        }
+    }
 }
 
 fn yes() -> bool {
     true
+}
+fn approval_timeout() -> u32 {
+    300
+}
+fn input_timeout() -> u32 {
+    600
+}
+fn checkpoint_every() -> u32 {
+    5
+}
+fn max_checkpoints() -> u32 {
+    20
+}
+fn corrections_in_context() -> u32 {
+    10
 }
 
 /// An agent profile: who the built-in agent is and what it may do.

@@ -133,6 +133,24 @@ impl Store {
         .await
     }
 
+    /// Sets (or with `None` clears) the session's human-in-the-loop override.
+    pub async fn set_session_hitl(
+        &self,
+        id: &str,
+        hitl: Option<bool>,
+    ) -> Result<SessionRecord, StoreError> {
+        let id = id.to_owned();
+        self.write(move |w| {
+            let mut s = require_session(w, &id)?;
+            s.hitl = hitl;
+            s.updated_at = now_ms();
+            w.open_table(SESSIONS)?
+                .insert(id.as_str(), enc(&s)?.as_slice())?;
+            Ok(s)
+        })
+        .await
+    }
+
     /// Deletes a session and everything recorded under it (messages, actions, feedback,
     /// checkpoints, summaries).
     pub async fn delete_session(&self, id: &str) -> Result<SessionRecord, StoreError> {

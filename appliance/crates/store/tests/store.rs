@@ -19,6 +19,7 @@ fn session(id: &str, owner: &str) -> SessionRecord {
         message_count: 0,
         next_seq: 0,
         agent: None,
+        hitl: None,
     }
 }
 
