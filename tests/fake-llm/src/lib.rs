@@ -47,6 +47,20 @@
 //!   - Chat: `tool_calls`, function name = action, `arguments` = the input minus `action` as a
 //!     JSON string, `coordinate` → `x`,`y` and `start_coordinate` → `start_x`,`start_y`.
 //!
+//!   A call can also be a call to a tool the request declares besides the computer tool (the
+//!   agent's `type_secret`, `request_human_input`): `{"tool": "type_secret", "input": {"name":
+//!   "site", "field": "password"}}` (`input` an object, `{}` when left out; the name must match
+//!   `^[a-zA-Z0-9_-]{1,64}$`). It is rendered per family:
+//!   - Anthropic (every generation): a `tool_use` with that `name` and `input`, no `toolset_name`;
+//!   - Responses: a `function_call` item (`name`, `arguments` = the input as a JSON string,
+//!     `call_id`); GA computer actions before and after it go in separate `computer_call`s so
+//!     the order is kept;
+//!   - Chat: a `tool_calls` function with that name and the input as its `arguments` string.
+//!
+//!   If the request does not declare a tool of that name (Anthropic: a client tool without
+//!   `type` or with `"type": "custom"`; Responses and Chat: a function tool), the request is
+//!   rejected with a violation and the step stays queued.
+//!
 //!   `thinking: true` adds a thinking block with a random signature first (Anthropic) / a
 //!   reasoning item (Responses); Chat ignores it. `safety_check` adds a pending safety check to
 //!   the first Responses `computer_call`.
@@ -83,7 +97,13 @@
 //!
 //! A request that fails a check is answered with the provider's real error (401 for a missing or
 //! wrong key, else 400 `invalid_request_error`), pops nothing, and is recorded as a violation.
-//! See [`validate`] for the checks per family. Images must be base64 png/jpeg/webp whose bytes
+//! See [`validate`] for the checks per family. Tool definitions besides the computer tool are
+//! checked too: Anthropic client tools `{"name", "description", "input_schema"}` (name pattern,
+//! an object `input_schema`, no unknown fields), Responses `{"type": "function", "name",
+//! "description", "parameters"}` and Chat `{"type": "function", "function": {...}}` (name
+//! pattern, object `parameters`), and tool names are unique. Their calls must be answered:
+//! Anthropic `tool_result` (with `toolset_name` only for toolset members), Responses
+//! `function_call_output` (a string output), Chat `tool` messages. Images must be base64 png/jpeg/webp whose bytes
 //! match the media type (send a real PNG, not placeholder bytes).
 //!
 //! # Control endpoints (no auth)

@@ -2,7 +2,9 @@
 //! fails at queue time (400) instead of producing a surprising reply later.
 //!
 //! A step is a JSON object recognised by its key: `"fault"` → [`Fault`], `"calls"` →
-//! [`CallsStep`], `"text"` → [`TextStep`]. Unknown fields are rejected.
+//! [`CallsStep`], `"text"` → [`TextStep`]. Unknown fields are rejected. A call is a computer
+//! action (`{"action": ...}`) or a call to a tool the request declared besides the computer
+//! tool (`{"tool": name, "input": {...}}`).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -20,7 +22,8 @@ pub enum ScriptError {
     /// The fields of the step do not match its kind.
     #[error("bad step: {0}")]
     Fields(#[from] serde_json::Error),
-    /// A call has no `action`, or an action that is not one of [`ACTIONS`].
+    /// A call has no `action`, or an action that is not one of [`ACTIONS`], or is a malformed
+    /// `{"tool": name, "input": {...}}` call.
     #[error("call {index}: {reason}")]
     Call {
         /// The position of the call in its step.
@@ -92,7 +95,8 @@ pub struct TextStep {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallsStep {
-    /// The calls, in the Anthropic single-tool input shape.
+    /// The calls: computer actions in the Anthropic single-tool input shape, or extra tool
+    /// calls `{"tool": name, "input": {...}}`.
     pub calls: Vec<Call>,
     /// Optional text sent before the calls.
     #[serde(default)]
@@ -115,16 +119,31 @@ pub struct SafetyCheck {
     pub message: String,
 }
 
-/// One computer action in the Anthropic single-tool input shape, e.g.
-/// `{"action": "scroll", "coordinate": [5, 6], "scroll_direction": "down", "scroll_amount": 3}`.
+/// One call: a computer action in the Anthropic single-tool input shape, e.g.
+/// `{"action": "scroll", "coordinate": [5, 6], "scroll_direction": "down", "scroll_amount": 3}`,
+/// or a call to a tool besides the computer tool, `{"tool": "type_secret", "input": {...}}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(transparent)]
 pub struct Call(pub Map<String, Value>);
 
 impl Call {
-    /// The `action` value ("" when missing; [`Call::check`] rejects that at queue time).
+    /// The `action` value ("" when missing or for a tool call).
     pub fn action(&self) -> &str {
         self.0.get("action").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The tool name of a `{"tool": name, "input": {...}}` call (`None` for a computer action).
+    pub fn tool(&self) -> Option<&str> {
+        self.0.get("tool").and_then(Value::as_str)
+    }
+
+    /// The input of a tool call (`{}` when not given).
+    pub fn tool_input(&self) -> Map<String, Value> {
+        self.0
+            .get("input")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The input without `action` (the toolset member input).
@@ -149,6 +168,26 @@ impl Call {
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.0.contains_key("tool") {
+            let name = self.tool().unwrap_or("");
+            if !zigral_llm::valid_tool_name(name) {
+                return Err(format!(
+                    "tool name {:?} must match ^[a-zA-Z0-9_-]{{1,64}}$",
+                    self.0["tool"]
+                ));
+            }
+            if self.0.get("input").is_some_and(|i| !i.is_object()) {
+                return Err("a tool call's input must be an object".into());
+            }
+            if let Some(k) = self
+                .0
+                .keys()
+                .find(|k| !matches!(k.as_str(), "tool" | "input"))
+            {
+                return Err(format!("a tool call takes only tool and input, not {k:?}"));
+            }
+            return Ok(());
+        }
         let action = self.action();
         if !ACTIONS.contains(&action) {
             return Err(format!("unknown action {action:?}"));
@@ -275,5 +314,35 @@ mod tests {
         assert!(parse_steps(json!({"steps": [{"calls": [{"action": "teleport"}]}]})).is_err());
         assert!(parse_steps(json!({"steps": [{"calls": [{"action": "type"}]}]})).is_err());
         assert!(parse_steps(json!({"steps": [{"fault": "nope"}]})).is_err());
+    }
+
+    #[test]
+    fn tool_calls_parse_and_are_checked() {
+        let steps = parse_steps(json!({"steps": [{"calls": [
+            {"tool": "type_secret", "input": {"name": "site", "field": "password"}},
+            {"tool": "request_human_input"},
+            {"action": "screenshot"},
+        ]}]}))
+        .expect("parse");
+        let Step::Calls(c) = &steps[0] else {
+            panic!("calls")
+        };
+        assert_eq!(c.calls[0].tool(), Some("type_secret"));
+        assert_eq!(c.calls[0].tool_input()["field"], "password");
+        assert_eq!(c.calls[1].tool_input(), Map::new());
+        assert_eq!(c.calls[2].tool(), None);
+        for bad in [
+            json!({"tool": "has space"}),
+            json!({"tool": ""}),
+            json!({"tool": 3}),
+            json!({"tool": "t", "input": "x"}),
+            json!({"tool": "t", "action": "screenshot"}),
+            json!({"tool": "t", "inputs": {}}),
+        ] {
+            assert!(
+                parse_steps(json!({"steps": [{"calls": [bad.clone()]}]})).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -203,6 +203,12 @@ fn decide(
             Violation::bad(format!("There was an error parsing the body: {e}")),
         );
     }
+    if violations.is_empty()
+        && has_tools
+        && let Some(Step::Calls(step)) = inner.queue.front()
+    {
+        violations.extend(undeclared_tool_calls(family, &body, step));
+    }
     let index = inner.requests.len();
     let mut served = String::new();
     let out = if let Some(first) = violations.first() {
@@ -275,6 +281,26 @@ fn decide(
         "served": served,
     }));
     out
+}
+
+/// A violation for each scripted `{"tool": name}` call whose tool the request does not declare
+/// (a real model only calls tools it was given).
+fn undeclared_tool_calls(
+    family: Family,
+    body: &Value,
+    step: &crate::script::CallsStep,
+) -> Vec<Violation> {
+    let declared = validate::declared_tools(family, body);
+    step.calls
+        .iter()
+        .filter_map(|c| c.tool())
+        .filter(|name| !declared.contains(*name))
+        .map(|name| {
+            Violation::bad(format!(
+                "the scripted call to tool {name:?} cannot be served: the request declares no tool of that name"
+            ))
+        })
+        .collect()
 }
 
 /// The provider's error for `status` with `headers` added.
@@ -368,6 +394,11 @@ fn render_turn(
                 }
             };
             if remember {
+                for item in output.iter().filter(|i| i["type"] == "function_call") {
+                    let id = item["call_id"].as_str().unwrap_or("").to_string();
+                    inner.mem.responses_functions.insert(id.clone());
+                    inner.mem.responses_outstanding.push(id);
+                }
                 for (id, checks) in calls {
                     inner.mem.responses_emitted.insert(id.clone());
                     inner.mem.responses_outstanding.push(id.clone());

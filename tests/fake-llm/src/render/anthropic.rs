@@ -1,6 +1,7 @@
 //! Anthropic Messages rendering: a [`Turn`] becomes a `message` object (non-streaming body) and
 //! the SSE event sequence `message_start`, `ping`, `content_block_*`, `message_delta`,
-//! `message_stop`.
+//! `message_stop`. A call to an extra tool is a `tool_use` with its name and input (no
+//! `toolset_name`) in every generation.
 
 use serde_json::{Value, json};
 
@@ -42,11 +43,15 @@ pub fn content(turn: &Turn, kind: ToolKind) -> Vec<Value> {
     }
     for call in &turn.calls {
         let id = rand_id("toolu_01", 22);
-        out.push(match kind {
-            ToolKind::Single => {
+        out.push(match (call.tool(), kind) {
+            (Some(name), _) => json!({
+                "type": "tool_use", "id": id, "name": name,
+                "input": Value::Object(call.tool_input()),
+            }),
+            (None, ToolKind::Single) => {
                 json!({"type": "tool_use", "id": id, "name": "computer", "input": Value::Object(call.0.clone())})
             }
-            ToolKind::Toolset => json!({
+            (None, ToolKind::Toolset) => json!({
                 "type": "tool_use", "id": id, "name": call.action(),
                 "input": Value::Object(call.member_input()), "toolset_name": "computer",
             }),
@@ -221,6 +226,25 @@ mod tests {
             s[0]["input"],
             json!({"action": "left_click", "coordinate": [3, 4]})
         );
+    }
+
+    #[test]
+    fn extra_tool_calls_are_plain_tool_uses() {
+        let turn = Turn {
+            calls: vec![call(
+                json!({"tool": "type_secret", "input": {"name": "site", "field": "password"}}),
+            )],
+            end: End::ToolUse,
+            text: None,
+            ..Turn::text("")
+        };
+        for kind in [ToolKind::Single, ToolKind::Toolset] {
+            let c = content(&turn, kind);
+            assert_eq!(c[0]["type"], "tool_use");
+            assert_eq!(c[0]["name"], "type_secret");
+            assert_eq!(c[0]["input"], json!({"name": "site", "field": "password"}));
+            assert!(c[0].get("toolset_name").is_none());
+        }
     }
 
     #[test]

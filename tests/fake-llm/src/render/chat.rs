@@ -1,5 +1,6 @@
 //! Chat Completions rendering: a [`Turn`] becomes a `chat.completion` (tool calls are functions
-//! named after the action, with JSON-string arguments) and its `chat.completion.chunk` stream.
+//! named after the action, or the extra tool's name, with JSON-string arguments) and its
+//! `chat.completion.chunk` stream.
 
 use serde_json::{Map, Value, json};
 
@@ -7,8 +8,11 @@ use super::{Ctx, End, Turn, chunks, now_secs, output_tokens, rand_id};
 use crate::script::Call;
 
 /// Function arguments of a call: the input minus `action`, points split into `x`/`y`
-/// (`start_coordinate` → `start_x`/`start_y`).
+/// (`start_coordinate` → `start_x`/`start_y`); an extra tool call's input as is.
 pub fn arguments(call: &Call) -> Map<String, Value> {
+    if call.tool().is_some() {
+        return call.tool_input();
+    }
     let mut out = Map::new();
     for (k, v) in call.member_input() {
         let pt = v
@@ -44,7 +48,7 @@ pub fn tool_calls(turn: &Turn) -> Vec<Value> {
             };
             json!({
                 "id": rand_id("call_", 24), "type": "function",
-                "function": {"name": c.action(), "arguments": args},
+                "function": {"name": c.tool().unwrap_or(c.action()), "arguments": args},
             })
         })
         .collect()
@@ -164,5 +168,25 @@ mod tests {
             serde_json::from_str(tc[0]["function"]["arguments"].as_str().expect("string"))
                 .expect("json");
         assert_eq!(args, json!({"start_x": 1, "start_y": 2, "x": 3, "y": 4}));
+    }
+
+    #[test]
+    fn extra_tool_calls_keep_their_name_and_input() {
+        let call: Call = serde_json::from_value(
+            json!({"tool": "type_secret", "input": {"name": "site", "coordinate": [1, 2]}}),
+        )
+        .expect("call");
+        let turn = Turn {
+            calls: vec![call],
+            end: End::ToolUse,
+            text: None,
+            ..Turn::text("")
+        };
+        let tc = tool_calls(&turn);
+        assert_eq!(tc[0]["function"]["name"], "type_secret");
+        let args: Value =
+            serde_json::from_str(tc[0]["function"]["arguments"].as_str().expect("string"))
+                .expect("json");
+        assert_eq!(args, json!({"name": "site", "coordinate": [1, 2]}));
     }
 }

@@ -1,6 +1,7 @@
-//! OpenAI Responses rendering: a [`Turn`] becomes a `response` object (reasoning, message and
-//! `computer_call` output items) and its typed SSE events (`response.created` ...
-//! `response.completed`).
+//! OpenAI Responses rendering: a [`Turn`] becomes a `response` object (reasoning, message,
+//! `computer_call` and `function_call` output items) and its typed SSE events
+//! (`response.created` ... `response.completed`). A call to an extra tool is a `function_call`
+//! (`arguments` a JSON string); consecutive computer actions share one GA `computer_call`.
 
 use serde_json::{Map, Value, json};
 
@@ -104,7 +105,16 @@ pub fn actions(call: &Call) -> Result<Vec<Value>, RenderError> {
 /// The `computer_call`s a turn emitted: `(call_id, pending_safety_checks)`.
 pub type EmittedCalls = Vec<(String, Vec<Value>)>;
 
-/// The output items of a turn, and the calls it emitted.
+/// A `function_call` item for an extra tool call.
+fn function_call(name: &str, input: Map<String, Value>) -> Value {
+    json!({
+        "type": "function_call", "id": rand_id("fc_", 24), "call_id": rand_id("call_", 24),
+        "name": name, "arguments": Value::Object(input).to_string(), "status": "completed",
+    })
+}
+
+/// The output items of a turn, and the `computer_call`s it emitted (its `function_call`s are
+/// the output items of that type).
 pub fn output(turn: &Turn, kind: ToolKind) -> Result<(Vec<Value>, EmittedCalls), RenderError> {
     let mut out = Vec::new();
     let mut calls = Vec::new();
@@ -155,18 +165,34 @@ pub fn output(turn: &Turn, kind: ToolKind) -> Result<(Vec<Value>, EmittedCalls),
             ToolKind::Ga => push_call(&mut out, "actions", json!([bad])),
             ToolKind::Preview => push_call(&mut out, "action", bad),
         }
-    } else if !turn.calls.is_empty() {
-        let mut all = Vec::new();
+    } else {
+        // GA: consecutive computer actions go in one computer_call, flushed before a function
+        // call and at the end; preview: one computer_call per action.
+        let mut batch: Vec<Value> = Vec::new();
         for c in &turn.calls {
-            all.extend(actions(c)?);
-        }
-        match kind {
-            ToolKind::Ga => push_call(&mut out, "actions", Value::Array(all)),
-            ToolKind::Preview => {
-                for a in all {
-                    push_call(&mut out, "action", a);
+            if let Some(name) = c.tool() {
+                if !batch.is_empty() {
+                    push_call(
+                        &mut out,
+                        "actions",
+                        Value::Array(std::mem::take(&mut batch)),
+                    );
+                }
+                out.push(function_call(name, c.tool_input()));
+                continue;
+            }
+            let acts = actions(c)?;
+            match kind {
+                ToolKind::Ga => batch.extend(acts),
+                ToolKind::Preview => {
+                    for a in acts {
+                        push_call(&mut out, "action", a);
+                    }
                 }
             }
+        }
+        if !batch.is_empty() {
+            push_call(&mut out, "actions", Value::Array(batch));
         }
     }
     Ok((out, calls))
@@ -438,5 +464,47 @@ mod tests {
             );
         }
         assert!(actions(&call(json!({"action": "zoom", "region": [0, 0, 1, 1]}))).is_err());
+    }
+
+    #[test]
+    fn extra_tool_calls_are_function_calls_between_batched_actions() {
+        let turn = Turn {
+            calls: vec![
+                call(json!({"action": "left_click", "coordinate": [1, 2]})),
+                call(json!({"action": "type", "text": "me"})),
+                call(
+                    json!({"tool": "type_secret", "input": {"name": "site", "field": "password"}}),
+                ),
+                call(json!({"action": "key", "text": "Return"})),
+            ],
+            end: End::ToolUse,
+            text: None,
+            ..Turn::text("")
+        };
+        let (out, emitted) = output(&turn, ToolKind::Ga).expect("output");
+        let types: Vec<&str> = out.iter().filter_map(|i| i["type"].as_str()).collect();
+        assert_eq!(types, ["computer_call", "function_call", "computer_call"]);
+        assert_eq!(out[0]["actions"].as_array().map(Vec::len), Some(2));
+        assert_eq!(out[1]["name"], "type_secret");
+        let args: Value =
+            serde_json::from_str(out[1]["arguments"].as_str().expect("string")).expect("json");
+        assert_eq!(args, json!({"name": "site", "field": "password"}));
+        assert!(
+            out[1]["call_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("call_"))
+        );
+        assert_eq!(emitted.len(), 2, "computer calls only");
+        let (out, _) = output(&turn, ToolKind::Preview).expect("output");
+        let types: Vec<&str> = out.iter().filter_map(|i| i["type"].as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "computer_call",
+                "computer_call",
+                "function_call",
+                "computer_call"
+            ]
+        );
     }
 }

@@ -1,13 +1,17 @@
 //! Anthropic Messages checks: auth and version headers, computer tool generations against the
-//! `anthropic-beta` list, message alternation, tool_use/tool_result pairing (and `toolset_name`),
-//! images, thinking signatures, cache breakpoints, and the `pause_turn` echo.
+//! `anthropic-beta` list, client (custom) tool definitions `{name, description, input_schema}`
+//! and unique tool names, message alternation, tool_use/tool_result pairing (and
+//! `toolset_name` only for toolset members), images, thinking signatures, cache breakpoints,
+//! and the `pause_turn` echo.
 
 use std::collections::HashSet;
 
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Memory, Violation, array, check_image, header};
+use super::{
+    Memory, Violation, array, check_image, duplicate, header, object_schema, valid_tool_name,
+};
 use crate::script::ACTIONS;
 
 /// The required `anthropic-version`.
@@ -44,6 +48,15 @@ pub fn validate(headers: &HeaderMap, body: &Value, mem: &Memory, key: &str) -> V
     }
     for (i, tool) in array(&body["tools"]).iter().enumerate() {
         check_tool(i, tool, &betas, &mut bad);
+    }
+    if let Some(name) = duplicate(
+        array(&body["tools"])
+            .iter()
+            .filter_map(|t| t["name"].as_str()),
+    ) {
+        bad(format!(
+            "tools: Tool names must be unique ({name:?} is given twice)."
+        ));
     }
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {
         bad("messages: at least one message is required".into());
@@ -119,8 +132,57 @@ fn check_tool(i: usize, tool: &Value, betas: &[&str], bad: &mut impl FnMut(Strin
         }
     } else if ty.starts_with("computer_") {
         bad(format!("tools.{i}.type: unknown tool type {ty:?}"));
+    } else if tool.get("type").is_none() || ty == "custom" {
+        check_custom_tool(i, tool, bad);
     } else if !tool["name"].is_string() {
         bad(format!("tools.{i}.name: Field required"));
+    }
+}
+
+/// The fields a client tool may carry.
+const CUSTOM_TOOL_FIELDS: [&str; 10] = [
+    "type",
+    "name",
+    "description",
+    "input_schema",
+    "cache_control",
+    "strict",
+    "input_examples",
+    "defer_loading",
+    "allowed_callers",
+    "eager_input_streaming",
+];
+
+/// A client tool: `{"name", "description"?, "input_schema": {"type": "object", ...}}`.
+fn check_custom_tool(i: usize, tool: &Value, bad: &mut impl FnMut(String)) {
+    match tool["name"].as_str() {
+        None => bad(format!("tools.{i}.custom.name: Field required")),
+        Some(n) if !valid_tool_name(n) => bad(format!(
+            "tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+        )),
+        Some(_) => {}
+    }
+    if tool.get("description").is_some_and(|d| !d.is_string()) {
+        bad(format!(
+            "tools.{i}.custom.description: Input should be a valid string"
+        ));
+    }
+    match tool.get("input_schema") {
+        None => bad(format!("tools.{i}.custom.input_schema: Field required")),
+        Some(s) if !object_schema(s) => bad(format!(
+            "tools.{i}.custom.input_schema: JSON schema is invalid: the input schema must be of type 'object'"
+        )),
+        Some(_) => {}
+    }
+    if let Some(obj) = tool.as_object() {
+        for k in obj
+            .keys()
+            .filter(|k| !CUSTOM_TOOL_FIELDS.contains(&k.as_str()))
+        {
+            bad(format!(
+                "tools.{i}.custom.{k}: Extra inputs are not permitted"
+            ));
+        }
     }
 }
 
@@ -180,11 +242,14 @@ fn check_messages(messages: &[Value], mem: &Memory, bad: &mut impl FnMut(String)
                         "messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
                     )),
                     Some((_, toolset)) => {
-                        if (*toolset || mem.toolset_ids.contains(id))
-                            && b["toolset_name"] != "computer"
-                        {
+                        let member = *toolset || mem.toolset_ids.contains(id);
+                        if member && b["toolset_name"] != "computer" {
                             bad(format!(
                                 "messages.{i}.content.{j}: tool_result for toolset tool_use {id} must carry toolset_name \"computer\""
+                            ));
+                        } else if !member && b.get("toolset_name").is_some() {
+                            bad(format!(
+                                "messages.{i}.content.{j}: tool_result for tool_use {id} carries a toolset_name, but that tool_use is not a toolset member"
                             ));
                         }
                     }

@@ -1,11 +1,12 @@
-//! Chat Completions checks: Bearer auth, function tools with JSON-schema parameters, every
+//! Chat Completions checks: Bearer auth, function tools (name pattern, unique names, JSON-schema
+//! object parameters), every
 //! assistant `tool_call` answered by the `tool` messages right after it, tool content as text,
 //! and images only in user messages as data URLs.
 
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Violation, array, check_data_url, openai_basics};
+use super::{Violation, array, check_data_url, duplicate, openai_basics, valid_tool_name};
 
 /// Validates one request.
 pub fn validate(headers: &HeaderMap, body: &Value, key: &str) -> Vec<Violation> {
@@ -20,10 +21,14 @@ pub fn validate(headers: &HeaderMap, body: &Value, key: &str) -> Vec<Violation> 
                 "Invalid value for 'tools[{i}].type': expected 'function'."
             ));
         }
-        if tool["function"]["name"].as_str().is_none_or(str::is_empty) {
-            bad(format!(
+        match tool["function"]["name"].as_str() {
+            None | Some("") => bad(format!(
                 "Missing required parameter: 'tools[{i}].function.name'."
-            ));
+            )),
+            Some(n) if !valid_tool_name(n) => bad(format!(
+                "Invalid 'tools[{i}].function.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'."
+            )),
+            Some(_) => {}
         }
         let params = &tool["function"]["parameters"];
         if !(params.is_object() && params["type"] == "object") {
@@ -31,6 +36,12 @@ pub fn validate(headers: &HeaderMap, body: &Value, key: &str) -> Vec<Violation> 
                 "Invalid schema for function at 'tools[{i}].function.parameters': expected a JSON schema of type 'object'."
             ));
         }
+    }
+    let names = array(&body["tools"])
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str());
+    if let Some(name) = duplicate(names) {
+        bad(format!("Duplicate function name in 'tools': '{name}'."));
     }
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {
         bad("Missing required parameter: 'messages'.".into());

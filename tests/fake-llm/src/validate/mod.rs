@@ -48,8 +48,10 @@ pub struct Memory {
     pub toolset_ids: HashSet<String>,
     /// The content of the last Anthropic `pause_turn` reply, until a request sends it back.
     pub paused: Option<Value>,
-    /// Every Responses `call_id` the fake emitted.
+    /// Every Responses `computer_call` `call_id` the fake emitted.
     pub responses_emitted: HashSet<String>,
+    /// Every Responses `function_call` `call_id` the fake emitted (extra tool calls).
+    pub responses_functions: HashSet<String>,
     /// Responses `call_id`s of the last reply that the next request must answer.
     pub responses_outstanding: Vec<String>,
     /// Pending safety checks per Responses `call_id`.
@@ -87,6 +89,46 @@ pub fn openai_basics(
         v.push(Violation::bad("Missing required parameter: 'model'."));
     }
     Ok(v)
+}
+
+/// Whether `name` is a valid tool name: `^[a-zA-Z0-9_-]{1,64}$`.
+pub fn valid_tool_name(name: &str) -> bool {
+    zigral_llm::valid_tool_name(name)
+}
+
+/// The names of the tools a request declares besides the computer tool, which scripted
+/// `{"tool": name}` calls may use: Anthropic client tools (no `type`, or `"custom"`), Responses
+/// and Chat function tools.
+pub fn declared_tools(family: crate::Family, body: &Value) -> HashSet<String> {
+    array(&body["tools"])
+        .iter()
+        .filter_map(|t| {
+            let name = match family {
+                crate::Family::Anthropic => match t["type"].as_str() {
+                    None | Some("custom") => t["name"].as_str(),
+                    Some(_) => None,
+                },
+                crate::Family::Responses => (t["type"] == "function")
+                    .then(|| t["name"].as_str())
+                    .flatten(),
+                crate::Family::Chat => (t["type"] == "function")
+                    .then(|| t["function"]["name"].as_str())
+                    .flatten(),
+            };
+            name.map(str::to_string)
+        })
+        .collect()
+}
+
+/// Whether `schema` is a JSON Schema of an object (`{"type": "object", ...}`).
+pub fn object_schema(schema: &Value) -> bool {
+    schema.is_object() && schema["type"] == "object"
+}
+
+/// The first name given twice, if any.
+pub fn duplicate<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = HashSet::new();
+    names.into_iter().find(|n| !seen.insert(*n))
 }
 
 /// The elements of a JSON array; none for anything else (absent fields included).
@@ -146,6 +188,32 @@ mod tests {
         assert!(check_image("image/png", "not base64!").is_err());
         assert!(check_data_url(&format!("data:image/png;base64,{png}")).is_ok());
         assert!(check_data_url("https://example.com/a.png").is_err());
+    }
+
+    #[test]
+    fn declared_tools_per_family() {
+        let a = serde_json::json!({"tools": [
+            {"type": "computer_20251124", "name": "computer"},
+            {"name": "type_secret", "input_schema": {"type": "object"}},
+            {"type": "custom", "name": "ask", "input_schema": {"type": "object"}},
+        ]});
+        let names = declared_tools(crate::Family::Anthropic, &a);
+        assert_eq!(names.len(), 2);
+        assert!(names.contains("type_secret") && names.contains("ask"));
+        let r = serde_json::json!({"tools": [{"type": "computer"},
+            {"type": "function", "name": "type_secret", "parameters": {"type": "object"}}]});
+        assert_eq!(
+            declared_tools(crate::Family::Responses, &r),
+            HashSet::from(["type_secret".to_string()])
+        );
+        let c = serde_json::json!({"tools": [{"type": "function",
+            "function": {"name": "type_secret", "parameters": {"type": "object"}}}]});
+        assert_eq!(
+            declared_tools(crate::Family::Chat, &c),
+            HashSet::from(["type_secret".to_string()])
+        );
+        assert_eq!(duplicate(["a", "b", "a"]), Some("a"));
+        assert_eq!(duplicate(["a", "b"]), None);
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! OpenAI Responses checks: Bearer auth, the computer tool generations (preview fields and
-//! `truncation: "auto"`, GA exactly `{"type":"computer"}`), every emitted `computer_call`
-//! answered by a `computer_call_output` carrying a screenshot data URL, and pending safety
-//! checks acknowledged.
+//! `truncation: "auto"`, GA exactly `{"type":"computer"}`), function tools (name pattern,
+//! object schema, unique names), every emitted `computer_call` answered by a
+//! `computer_call_output` carrying a screenshot data URL, every `function_call` by a
+//! `function_call_output` with a string output, and pending safety checks acknowledged.
 
 use std::collections::HashSet;
 
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Memory, Violation, array, check_data_url, openai_basics};
+use super::{
+    Memory, Violation, array, check_data_url, duplicate, object_schema, openai_basics,
+    valid_tool_name,
+};
 
 const ENVIRONMENTS: [&str; 5] = ["windows", "mac", "linux", "ubuntu", "browser"];
 
@@ -54,11 +58,29 @@ pub fn validate(
                     "Unknown parameter in 'tools[{i}]': the computer tool takes no fields besides 'type'."
                 ));
             }
-            "function" if !tool["name"].is_string() => {
-                bad(format!("Missing required parameter: 'tools[{i}].name'."));
+            "function" => {
+                match tool["name"].as_str() {
+                    None => bad(format!("Missing required parameter: 'tools[{i}].name'.")),
+                    Some(n) if !valid_tool_name(n) => bad(format!(
+                        "Invalid 'tools[{i}].name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'."
+                    )),
+                    Some(_) => {}
+                }
+                if !object_schema(&tool["parameters"]) {
+                    bad(format!(
+                        "Invalid schema for function at 'tools[{i}].parameters': schema must be a JSON Schema of 'type: \"object\"'."
+                    ));
+                }
             }
             _ => {}
         }
+    }
+    let function_names = array(&body["tools"])
+        .iter()
+        .filter(|t| t["type"] == "function")
+        .filter_map(|t| t["name"].as_str());
+    if let Some(name) = duplicate(function_names) {
+        bad(format!("Duplicate tool name: '{name}'."));
     }
     let items: Vec<Value> = match &body["input"] {
         Value::String(_) => Vec::new(),
@@ -69,11 +91,39 @@ pub fn validate(
         }
     };
     let mut calls_in_input: Vec<String> = Vec::new();
+    let mut functions_in_input: Vec<String> = Vec::new();
     let mut answered: HashSet<String> = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         match item["type"].as_str().unwrap_or("") {
             "computer_call" => {
                 calls_in_input.push(item["call_id"].as_str().unwrap_or("").to_string())
+            }
+            "function_call" => {
+                functions_in_input.push(item["call_id"].as_str().unwrap_or("").to_string())
+            }
+            "function_call_output" => {
+                let id = item["call_id"].as_str().unwrap_or("").to_string();
+                if !functions_in_input.contains(&id) && !mem.responses_functions.contains(&id) {
+                    bad(format!(
+                        "No tool call found for function call output with call_id {id}."
+                    ));
+                }
+                let output_ok = match &item["output"] {
+                    Value::String(_) => true,
+                    Value::Array(parts) => parts.iter().all(|p| {
+                        matches!(
+                            p["type"].as_str(),
+                            Some("input_text" | "input_image" | "input_file")
+                        )
+                    }),
+                    _ => false,
+                };
+                if !output_ok {
+                    bad(format!(
+                        "Invalid type for 'input[{i}].output': expected a string or an array of input content parts."
+                    ));
+                }
+                answered.insert(id);
             }
             "computer_call_output" => {
                 let id = item["call_id"].as_str().unwrap_or("").to_string();
@@ -117,10 +167,21 @@ pub fn validate(
             bad(format!("No tool output found for computer call {id}."));
         }
     }
+    for id in &functions_in_input {
+        if !answered.contains(id) {
+            bad(format!("No tool output found for function call {id}."));
+        }
+    }
     if has_tools {
         for id in &mem.responses_outstanding {
-            if !answered.contains(id) && !calls_in_input.contains(id) {
-                bad(format!("No tool output found for computer call {id}."));
+            let in_input = calls_in_input.contains(id) || functions_in_input.contains(id);
+            if !answered.contains(id) && !in_input {
+                let kind = if mem.responses_functions.contains(id) {
+                    "function"
+                } else {
+                    "computer"
+                };
+                bad(format!("No tool output found for {kind} call {id}."));
             }
         }
     }
