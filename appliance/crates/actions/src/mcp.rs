@@ -23,6 +23,9 @@ use serde_json::{Map, Value, json};
 use crate::schema::{Action, BatchRequest, BatchResponse, Output};
 use crate::{ActionError, ActionLog, Caller, Executor, anthropic, openai};
 
+/// rmcp's model types, for hosts implementing [`HostTools`].
+pub use rmcp::model;
+
 /// The tool taking Anthropic computer-use input.
 pub const ANTHROPIC_TOOL: &str = "anthropic_computer";
 /// The tool taking OpenAI computer-use actions.
@@ -45,12 +48,31 @@ impl ExecutorSource for Executor {
     }
 }
 
+/// A boxed future of a host tool's result.
+pub type HostFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = CallToolResult> + Send + 'a>>;
+
+/// Tools the host implements itself (the control plane: `type_secret`,
+/// `request_human_input`), listed after the action tools.
+pub trait HostTools: Send + Sync + 'static {
+    /// The tools' definitions.
+    fn tools(&self) -> Vec<Tool>;
+    /// Runs tool `name` if it is one of the host's; `None` otherwise.
+    fn call<'a>(
+        &'a self,
+        name: &'a str,
+        args: JsonObject,
+        parts: Option<&'a http::request::Parts>,
+    ) -> Option<HostFuture<'a>>;
+}
+
 /// The MCP tool handler for one session's executor.
 #[derive(Clone)]
 pub struct McpServer {
     exec: Arc<dyn ExecutorSource>,
     log: Option<Arc<dyn ActionLog>>,
     tools: Arc<Vec<Tool>>,
+    host: Option<Arc<dyn HostTools>>,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -87,7 +109,17 @@ impl McpServer {
             exec: source,
             log,
             tools: Arc::new(tools()),
+            host: None,
         }
+    }
+
+    /// Adds the host's own tools.
+    pub fn with_host_tools(mut self, host: Arc<dyn HostTools>) -> McpServer {
+        let mut all = self.tools.as_ref().clone();
+        all.extend(host.tools());
+        self.tools = Arc::new(all);
+        self.host = Some(host);
+        self
     }
 }
 
@@ -106,7 +138,14 @@ pub fn service_with(
     log: Option<Arc<dyn ActionLog>>,
     opts: McpOptions,
 ) -> StreamableHttpService<McpServer, LocalSessionManager> {
-    let server = McpServer::with_source(source, log);
+    service_of(McpServer::with_source(source, log), opts)
+}
+
+/// The streamable-HTTP service around a configured [`McpServer`].
+pub fn service_of(
+    server: McpServer,
+    opts: McpOptions,
+) -> StreamableHttpService<McpServer, LocalSessionManager> {
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(opts.allowed_hosts)
         .with_json_response(opts.json_response);
@@ -350,6 +389,11 @@ impl McpServer {
         who: String,
         parts: Option<&http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
+        if let Some(host) = &self.host
+            && let Some(fut) = host.call(name, args.clone(), parts)
+        {
+            return Ok(fut.await);
+        }
         let job = if name == "batch" {
             BatchRequest::from_value(Value::Object(args)).map(Job::Native)
         } else if name == ANTHROPIC_TOOL {

@@ -17,6 +17,7 @@ pub mod control_lease;
 pub mod desktops;
 pub mod error;
 pub mod events;
+pub mod hitl;
 pub mod mcp;
 pub mod metrics;
 pub mod sealed;

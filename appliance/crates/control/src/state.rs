@@ -31,6 +31,7 @@ struct Inner {
     typed_text: TypedTextLog,
     agents: Agents,
     control: ControlLeases,
+    hitl: crate::hitl::Hitl,
 }
 
 /// Everything a handler needs: configuration, the store, the signing key, the events bus.
@@ -64,6 +65,7 @@ impl AppState {
                 vdi,
                 typed_text: TypedTextLog::new(&config.state_dir, config.log_typed_text),
                 agents: Agents::new(&config.state_dir),
+                hitl: crate::hitl::Hitl::new(&config.state_dir),
                 control: ControlLeases::new(
                     &config.state_dir,
                     store.clone(),
@@ -133,7 +135,21 @@ impl AppState {
         self.inner.started.elapsed()
     }
     /// Publishes an event on the bus.
-    pub fn publish(&self, ev: Event) {
+    /// Human-in-the-loop state: the credential vault, sealed checkpoints, secret focus.
+    pub fn hitl(&self) -> &crate::hitl::Hitl {
+        &self.inner.hitl
+    }
+
+    /// Publishes an event, with every live secret value redacted from its data.
+    pub fn publish(&self, mut ev: Event) {
+        let r = self.inner.hitl.vault().redactor_all();
+        if !r.is_empty()
+            && let Ok(text) = serde_json::to_string(&ev.data)
+            && r.contains_secret(&text)
+        {
+            ev.data = serde_json::from_str(&r.redact(&text))
+                .unwrap_or_else(|_| serde_json::json!({"redacted": true}));
+        }
         self.inner.events.publish(ev);
     }
     /// Records an audit entry; a failure is logged, never surfaced (the action already happened).

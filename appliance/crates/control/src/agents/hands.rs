@@ -14,12 +14,15 @@ use zigral_actions::{
     anthropic, functions, openai,
 };
 use zigral_desktop::Size;
-use zigral_llm::{Call, Image, ToolCall, ToolOutcome};
-use zigral_store::SessionRecord;
+use zigral_llm::{Call, ExtraTool, Image, ToolCall, ToolOutcome};
+use zigral_store::{HitlSettings, SessionRecord};
 
 use crate::api::actions::run_logged;
 use crate::events::Event;
+use crate::hitl::secret::{self, Screen};
+use crate::hitl::{feedback, input, undo};
 use crate::state::AppState;
+use crate::vault::Field;
 
 use super::SessionAgent;
 
@@ -59,6 +62,64 @@ pub struct StepCtx<'a> {
     pub declared: Size,
     /// Whether the provider wants the page URL with each screenshot (OpenAI Responses).
     pub want_url: bool,
+    /// The profile's human-in-the-loop settings.
+    pub hitl: &'a HitlSettings,
+    /// The person's request this turn works on (feedback context).
+    pub instruction: &'a str,
+    /// Whether the loop approved this call as a risky action (a checkpoint is taken first).
+    pub risky: bool,
+}
+
+/// The extra tools every provider format offers besides the computer tool.
+pub fn extra_tools() -> Vec<ExtraTool> {
+    vec![
+        ExtraTool {
+            name: TYPE_SECRET.into(),
+            description: "Types a credential the person stored for you into the field that has \
+                keyboard focus, without you ever seeing it. Click the field first. `name` is \
+                one of the credential names you were told; `field` is `username` or \
+                `password`. It only works on the credential's own sites."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "description": "credential name"},
+                    "field": {"type": "string", "enum": ["username", "password"]}
+                },
+                "required": ["name", "field"],
+                "additionalProperties": false
+            }),
+        },
+        ExtraTool {
+            name: REQUEST_HUMAN_INPUT.into(),
+            description: "Asks the person for help and waits for the answer: `2fa` for a \
+                one-time code (focus the code field first: the person's code is typed into \
+                it without you seeing it), `captcha` to have them solve a captcha, `confirm` \
+                for a yes/no question, `takeover` to have them do something themselves."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["2fa", "captcha", "confirm", "takeover"]},
+                    "prompt": {"type": "string", "description": "what to tell the person"}
+                },
+                "required": ["kind", "prompt"],
+                "additionalProperties": false
+            }),
+        },
+    ]
+}
+
+/// Tool names of [`extra_tools`].
+pub const TYPE_SECRET: &str = "type_secret";
+pub const REQUEST_HUMAN_INPUT: &str = "request_human_input";
+
+/// `type_secret`'s input.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeSecretInput {
+    name: String,
+    field: Field,
 }
 
 fn image_of_data_url(u: &str) -> Option<Image> {
@@ -113,20 +174,291 @@ fn from_blocks(call_id: &str, content: &[Value], is_error: bool) -> ToolOutcome 
 }
 
 /// Runs one tool call; every failure becomes an error result for the model (and the step
-/// event says so).
+/// event says so). Around the call: a checkpoint when it is risky, gets a feedback prompt or
+/// starts a new block of `checkpoint_every` steps; screenshots withheld while a secret field
+/// has focus; the feedback prompt (waited for when the profile says so).
 pub async fn act(cx: &StepCtx<'_>, step: u32, call: &ToolCall) -> (ToolOutcome, bool) {
     let t = Instant::now();
+    let n = cx.agent.next_step(cx.st.store());
     // The loop waited for any lease before this call; one taken since wins.
     if let Some(h) = cx.st.control().holder(&cx.session.id) {
         let why = format!(
             "Not run: {} took control of the desktop; wait until they release it.",
             h.user_name
         );
-        return finish(cx, step, call, t, Err(why)).await;
+        let (o, ok, _) = finish(cx, step, n, call, t, Err(why), false).await;
+        return (o, ok);
     }
     cx.st.vdi().touch(cx.session.desktop);
-    let (w, h) = (Some(cx.declared.width), Some(cx.declared.height));
+    let mut hands = Some(cx.agent.hands.lock().await);
+    let asks = matches!(&call.call, Call::Function { name, .. } if name == REQUEST_HUMAN_INPUT);
+    let enabled = cx.hitl.feedback && cx.session.hitl != Some(false);
+    let prompt = !asks && zigral_agent::feedback::should_prompt_feedback(enabled, n);
+    let every = u64::from(cx.hitl.checkpoint_every.max(1));
+    let mut checkpoint = None;
+    if !asks && (cx.risky || prompt || (n - 1).is_multiple_of(every)) {
+        let why = if cx.risky {
+            "risky action"
+        } else if prompt {
+            "feedback prompt"
+        } else {
+            "periodic"
+        };
+        match undo::take(cx.st, cx.session, cx.exec, n, why, cx.hitl.max_checkpoints).await {
+            Ok(m) => checkpoint = Some(m.id),
+            Err(e) => tracing::warn!(session = %cx.session.id, step = n, error = %e,
+                "no checkpoint before the agent step"),
+        }
+    }
+    let before = if prompt && !withheld_now(cx).await {
+        thumbnail(cx).await
+    } else {
+        None
+    };
+    if asks {
+        // A person may answer by undoing or rejecting: never hold the hands while waiting.
+        hands = None;
+    }
+    let ran = run_call(cx, call).await;
+    let (mut outcome, ok, error) = settle_outcome(call, ran);
+    let withheld = gate_image(cx, call, &mut outcome).await;
+    let (mut outcome, ok, after) =
+        finish(cx, step, n, call, t, Ok((outcome, ok, error)), withheld).await;
+    drop(hands);
+    if prompt {
+        let facts = feedback::StepFacts {
+            step: n,
+            profile: cx.profile,
+            call: zigral_agent::describe::describe(&call.call, false),
+            actions: zigral_agent::describe::action_names(&call.call),
+            instruction: Some(cx.instruction.chars().take(2000).collect()),
+            url: outcome.current_url.clone().or(current_url(cx).await),
+            checkpoint,
+            before,
+            after,
+        };
+        match feedback::prompt(cx.st, cx.session, facts).await {
+            Ok(rec) if cx.hitl.wait_for_feedback => {
+                if wait_feedback(cx, rec.seq).await {
+                    // A reject rolled the browser back: show the model the screen as it is.
+                    if outcome.image.is_some() && !withheld_now(cx).await {
+                        outcome.image = look(cx.exec, cx.declared).await;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(session = %cx.session.id, error = %e,
+                "cannot record a feedback prompt"),
+        }
+    }
+    (outcome, ok)
+}
+
+/// Waits for feedback prompt `seq` (up to the approval timeout); true when it was rejected.
+async fn wait_feedback(cx: &StepCtx<'_>, seq: u64) -> bool {
+    let rx = cx.agent.wait_feedback(seq);
+    let status = cx.agent.update(|s| {
+        s.state = super::AgentState::Waiting;
+        s.waiting_for = Some(format!("feedback on step (prompt {seq})"));
+    });
+    cx.st.publish(Event::new(
+        "agent.state",
+        Some(&cx.session.id),
+        Some(&cx.session.owner),
+        json!({"state": status.state, "waiting_for": status.waiting_for}),
+    ));
+    let limit = std::time::Duration::from_secs(u64::from(cx.hitl.approval_timeout_secs));
+    let _ = tokio::time::timeout(limit, rx).await;
+    cx.agent.update(|s| {
+        s.state = super::AgentState::Running;
+        s.waiting_for = None;
+    });
+    cx.st
+        .store()
+        .get_feedback(&cx.session.id, seq)
+        .ok()
+        .flatten()
+        .and_then(|r| feedback::data_of(&r))
+        .and_then(|d| d.answer)
+        .is_some_and(|a| a.verdict == feedback::Verdict::Reject)
+}
+
+async fn current_url(cx: &StepCtx<'_>) -> Option<String> {
+    Some(cx.exec.browser()?.current().await.ok()?.url)
+}
+
+/// Whether screenshots of this session must be withheld now (clears a lost focus).
+async fn withheld_now(cx: &StepCtx<'_>) -> bool {
+    matches!(
+        secret::screen(cx.st, &cx.session.id, cx.exec.browser()).await,
+        Screen::Withheld(_)
+    )
+}
+
+/// Applies the secret-field rule to a result's screenshot; true when withheld.
+async fn gate_image(cx: &StepCtx<'_>, call: &ToolCall, o: &mut ToolOutcome) -> bool {
+    match secret::screen(cx.st, &cx.session.id, cx.exec.browser()).await {
+        Screen::Clear => false,
+        Screen::Withheld(label) => {
+            let needs_image = matches!(call.call, Call::OpenAi { .. });
+            if o.image.is_some() || needs_image {
+                o.image = needs_image.then(|| blank(cx.declared));
+                let note = secret::withheld_note(&label);
+                o.text = Some(match o.text.take() {
+                    Some(t) if !t.is_empty() => format!("{t}\n{note}"),
+                    _ => note,
+                });
+            }
+            true
+        }
+        Screen::Reopened => {
+            if o.image.is_some() {
+                // Taken before the field was seen to lose focus: take it again, settled.
+                let _ = cx
+                    .exec
+                    .settle(
+                        std::time::Duration::from_millis(100),
+                        std::time::Duration::from_millis(1500),
+                    )
+                    .await;
+                o.image = look(cx.exec, cx.declared).await;
+            }
+            false
+        }
+    }
+}
+
+fn blank(size: Size) -> Image {
+    Image {
+        media_type: "image/png".into(),
+        base64: base64::engine::general_purpose::STANDARD
+            .encode(secret::blank_png(size.width, size.height)),
+    }
+}
+
+/// The screen as the model sees it (PNG at the declared size).
+pub async fn look(exec: &Executor, declared: Size) -> Option<Image> {
+    let spec = ScreenshotSpec {
+        format: Some(ImageFormat::Png),
+        quality: None,
+        scale: Some(ScaleSpec::Named(format!(
+            "{}x{}",
+            declared.width, declared.height
+        ))),
+        cursor: None,
+    };
+    let img = exec.screenshot(&spec).await.ok()?;
+    Some(Image {
+        media_type: img.mime,
+        base64: img.data,
+    })
+}
+
+/// The model screenshot for `look()` calls of the loop, under the secret-field rule.
+pub async fn look_gated(cx: &StepCtx<'_>) -> Option<Image> {
+    match secret::screen(cx.st, &cx.session.id, cx.exec.browser()).await {
+        Screen::Withheld(_) => Some(blank(cx.declared)),
+        Screen::Reopened => {
+            let _ = cx
+                .exec
+                .settle(
+                    std::time::Duration::from_millis(100),
+                    std::time::Duration::from_millis(1500),
+                )
+                .await;
+            look(cx.exec, cx.declared).await
+        }
+        Screen::Clear => look(cx.exec, cx.declared).await,
+    }
+}
+
+/// A small JPEG of the screen (step thumbnails, feedback screenshots).
+async fn thumbnail(cx: &StepCtx<'_>) -> Option<Vec<u8>> {
+    let spec = ScreenshotSpec {
+        format: Some(ImageFormat::Jpeg),
+        quality: Some(50),
+        scale: Some(ScaleSpec::Factor(0.25)),
+        cursor: Some(true),
+    };
+    let img = cx.exec.screenshot(&spec).await.ok()?;
+    base64::engine::general_purpose::STANDARD
+        .decode(img.data)
+        .ok()
+}
+
+type Ran = Result<(ToolOutcome, bool), String>;
+
+fn settle_outcome(call: &ToolCall, ran: Ran) -> (ToolOutcome, bool, Option<String>) {
+    match ran {
+        Ok((o, ok)) => {
+            let err = (!ok).then(|| o.text.clone().unwrap_or_default());
+            (o, ok, err)
+        }
+        Err(e) => (
+            ToolOutcome::error(call.id.clone(), e.clone()),
+            false,
+            Some(e),
+        ),
+    }
+}
+
+/// Runs the call itself.
+async fn run_call(cx: &StepCtx<'_>, call: &ToolCall) -> Ran {
     let id = call.id.clone();
+    if let Call::Function { name, arguments } = &call.call {
+        if name == TYPE_SECRET {
+            let input: TypeSecretInput = serde_json::from_value(arguments.clone())
+                .map_err(|e| format!("invalid type_secret input: {e}"))?;
+            let who = format!("agent:{}", cx.profile);
+            return secret::type_secret(
+                cx.st,
+                cx.session,
+                cx.exec,
+                &who,
+                "agent",
+                &input.name,
+                input.field,
+            )
+            .await
+            .map(|t| {
+                let o = ToolOutcome {
+                    call_id: id.clone(),
+                    text: Some(format!(
+                        "Typed the {} of {:?} into the focused {} field on {}. Screenshots are \
+                         withheld until that field loses focus.",
+                        match t.field {
+                            Field::Username => "username",
+                            Field::Password => "password",
+                        },
+                        t.name,
+                        t.kind,
+                        t.host
+                    )),
+                    ..ToolOutcome::default()
+                };
+                (o, true)
+            })
+            .map_err(|e| format!("type_secret refused: {e}"));
+        }
+        if name == REQUEST_HUMAN_INPUT {
+            let req: input::InputRequest = serde_json::from_value(arguments.clone())
+                .map_err(|e| format!("invalid request_human_input input: {e}"))?;
+            let limit = std::time::Duration::from_secs(u64::from(cx.hitl.input_timeout_secs));
+            let who = format!("agent:{}", cx.profile);
+            return input::ask(cx.st, cx.session, cx.agent, cx.exec, req, limit, &who)
+                .await
+                .map(|text| {
+                    let o = ToolOutcome {
+                        call_id: id.clone(),
+                        text: Some(text),
+                        ..ToolOutcome::default()
+                    };
+                    (o, true)
+                })
+                .map_err(|e| e.to_string());
+        }
+    }
+    let (w, h) = (Some(cx.declared.width), Some(cx.declared.height));
     let ran: Result<(ToolOutcome, bool), String> = match &call.call {
         Call::Malformed { error, .. } => Err(format!("invalid tool input: {error}")),
         Call::Anthropic { input } => {
@@ -210,23 +542,22 @@ pub async fn act(cx: &StepCtx<'_>, step: u32, call: &ToolCall) -> (ToolOutcome, 
             })
         }
     };
-    finish(cx, step, call, t, ran).await
+    ran
 }
 
 async fn finish(
     cx: &StepCtx<'_>,
     step: u32,
+    n: u64,
     call: &ToolCall,
     t: Instant,
-    ran: Result<(ToolOutcome, bool), String>,
-) -> (ToolOutcome, bool) {
+    ran: Result<(ToolOutcome, bool, Option<String>), String>,
+    withheld: bool,
+) -> (ToolOutcome, bool, Option<Vec<u8>>) {
     let described = zigral_agent::describe::describe(&call.call, false);
     let names = zigral_agent::describe::action_names(&call.call);
     let (mut outcome, ok, error) = match ran {
-        Ok((o, ok)) => {
-            let err = (!ok).then(|| o.text.clone().unwrap_or_default());
-            (o, ok, err)
-        }
+        Ok(v) => v,
         Err(e) => (
             ToolOutcome::error(call.id.clone(), e.clone()),
             false,
@@ -239,30 +570,14 @@ async fn finish(
     {
         outcome.current_url = Some(tab.url);
     }
-    let n = cx
-        .agent
-        .step_counter
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        + 1;
-    let thumb = ScreenshotSpec {
-        format: Some(ImageFormat::Jpeg),
-        quality: Some(50),
-        scale: Some(ScaleSpec::Factor(0.25)),
-        cursor: Some(true),
-    };
-    let thumbnail = match cx.exec.screenshot(&thumb).await {
-        Ok(img) => match base64::engine::general_purpose::STANDARD.decode(img.data) {
-            Ok(b) => {
-                cx.agent.put_thumbnail(n, b);
-                Some(format!(
-                    "/api/v1/sessions/{}/agent/steps/{n}/thumbnail",
-                    cx.session.id
-                ))
-            }
-            Err(_) => None,
-        },
-        Err(_) => None,
-    };
+    let shot = if withheld { None } else { thumbnail(cx).await };
+    let thumbnail = shot.as_ref().map(|b| {
+        cx.agent.put_thumbnail(n, b.clone());
+        format!(
+            "/api/v1/sessions/{}/agent/steps/{n}/thumbnail",
+            cx.session.id
+        )
+    });
     cx.st.publish(Event::new(
         "agent.step",
         Some(&cx.session.id),
@@ -278,7 +593,8 @@ async fn finish(
             "error": error,
             "duration_ms": t.elapsed().as_secs_f64() * 1000.0,
             "thumbnail": thumbnail,
+            "screenshot_withheld": withheld,
         }),
     ));
-    (outcome, ok)
+    (outcome, ok, shot)
 }

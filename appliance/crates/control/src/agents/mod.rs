@@ -20,6 +20,11 @@ use zigral_store::TokenUsage;
 
 use keys::KeyStore;
 
+/// Where a person's answer to an approval goes: approved, and their comment.
+type ApprovalTx = oneshot::Sender<(bool, Option<String>)>;
+/// Where a person's answer to a request for input goes.
+type InputTx = oneshot::Sender<crate::hitl::input::InputAnswer>;
+
 /// Thumbnails kept per session (the newest steps).
 pub const THUMBNAILS: usize = 64;
 
@@ -53,8 +58,11 @@ pub struct PendingApproval {
     pub kind: String,
     /// The call, described without typed text.
     pub call: String,
-    /// Provider safety checks (code and message) or the matching risky pattern.
+    /// Provider safety checks (code and message) or the matching risky pattern, and what it
+    /// was matched with (the element under the pointer, the URL).
     pub details: Vec<String>,
+    /// When the approval counts as declined if no one answers (ms since the epoch).
+    pub expires_at: u64,
 }
 
 /// The agent's status (`GET /sessions/{id}/agent`).
@@ -88,12 +96,23 @@ pub struct SessionAgent {
     busy: AtomicBool,
     /// The conversation with the provider between turns.
     pub(crate) convo: tokio::sync::Mutex<Option<runner::Convo>>,
-    approval: Mutex<Option<(u64, oneshot::Sender<bool>)>>,
+    approval: Mutex<Option<(u64, ApprovalTx)>>,
     next_approval: AtomicU64,
     thumbs: Mutex<VecDeque<(u64, Vec<u8>)>>,
-    /// Steps taken over the session's life (thumbnail numbers).
+    /// Steps taken over the session's life (thumbnail numbers); loaded from the stored turns
+    /// on first use.
     pub(crate) step_counter: AtomicU64,
+    steps_loaded: AtomicBool,
     finished: watch::Sender<u64>,
+    /// Held while a step acts on the desktop (an undo waits for it).
+    pub(crate) hands: tokio::sync::Mutex<()>,
+    /// What people did that the model must hear before its next request (undos, rejects,
+    /// corrections), oldest first.
+    notes: Mutex<Vec<String>>,
+    /// A pending `request_human_input`.
+    input: Mutex<Option<(crate::hitl::input::PendingInput, InputTx)>>,
+    /// A feedback prompt the loop waits for (its record seq).
+    feedback_wait: Mutex<Option<(u64, oneshot::Sender<()>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,7 +142,12 @@ impl SessionAgent {
             next_approval: AtomicU64::new(1),
             thumbs: Mutex::new(VecDeque::new()),
             step_counter: AtomicU64::new(0),
+            steps_loaded: AtomicBool::new(false),
             finished: watch::channel(0).0,
+            hands: tokio::sync::Mutex::new(()),
+            notes: Mutex::new(Vec::new()),
+            input: Mutex::new(None),
+            feedback_wait: Mutex::new(None),
         }
     }
 
@@ -181,15 +205,18 @@ impl SessionAgent {
     /// Pause, resume or stop the running turn. A stop also declines a pending approval.
     pub fn set_ctl(&self, c: Ctl) {
         self.ctl.send_replace(c);
-        if c == Ctl::Stop
-            && let Some((_, tx)) = lock(&self.approval).take()
-        {
-            let _ = tx.send(false);
+        if c == Ctl::Stop {
+            if let Some((_, tx)) = lock(&self.approval).take() {
+                let _ = tx.send((false, None));
+            }
+            // Dropping the senders ends the waits.
+            lock(&self.input).take();
+            lock(&self.feedback_wait).take();
         }
     }
 
     /// Registers a pending approval; the receiver resolves with the person's answer.
-    pub(crate) fn ask(&self, mut p: PendingApproval) -> oneshot::Receiver<bool> {
+    pub(crate) fn ask(&self, mut p: PendingApproval) -> oneshot::Receiver<(bool, Option<String>)> {
         let (tx, rx) = oneshot::channel();
         p.id = self.next_approval.fetch_add(1, Ordering::Relaxed);
         *lock(&self.approval) = Some((p.id, tx));
@@ -201,8 +228,21 @@ impl SessionAgent {
         rx
     }
 
-    /// Answers the pending approval; false if there is none.
-    pub fn answer(&self, approve: bool) -> bool {
+    /// Withdraws the pending approval `id` (it timed out).
+    pub(crate) fn withdraw(&self, id: u64) {
+        let mut slot = lock(&self.approval);
+        if slot.as_ref().is_some_and(|(i, _)| *i == id) {
+            *slot = None;
+            drop(slot);
+            self.update(|s| {
+                s.approval = None;
+                s.waiting_for = None;
+            });
+        }
+    }
+
+    /// Answers the pending approval (with a person's comment); false if there is none.
+    pub fn answer(&self, approve: bool, comment: Option<String>) -> bool {
         let Some((_, tx)) = lock(&self.approval).take() else {
             return false;
         };
@@ -211,7 +251,94 @@ impl SessionAgent {
             s.waiting_for = None;
             s.state = AgentState::Running;
         });
-        tx.send(approve).is_ok()
+        tx.send((approve, comment)).is_ok()
+    }
+
+    /// Agent steps taken in this session so far (across turns and restarts).
+    pub fn steps_taken(&self, store: &zigral_store::Store) -> u64 {
+        if !self.steps_loaded.swap(true, Ordering::AcqRel) {
+            let stored: u64 = store
+                .list_agent_turns(&self.session, None, usize::MAX)
+                .map(|t| t.iter().map(|t| u64::from(t.steps)).sum())
+                .unwrap_or(0);
+            self.step_counter.fetch_max(stored, Ordering::AcqRel);
+        }
+        self.step_counter.load(Ordering::Acquire)
+    }
+
+    /// Numbers the next step (1-based over the session's life).
+    pub(crate) fn next_step(&self, store: &zigral_store::Store) -> u64 {
+        self.steps_taken(store);
+        self.step_counter.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Queues a note for the model's next request.
+    pub fn note(&self, text: String) {
+        lock(&self.notes).push(text);
+    }
+
+    /// Takes the queued notes.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.notes))
+    }
+
+    /// Registers a pending request for human input (replacing none: the caller checks).
+    pub(crate) fn ask_input(
+        &self,
+        p: crate::hitl::input::PendingInput,
+    ) -> Option<oneshot::Receiver<crate::hitl::input::InputAnswer>> {
+        let mut slot = lock(&self.input);
+        if slot.as_ref().is_some_and(|(_, tx)| !tx.is_closed()) {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        *slot = Some((p, tx));
+        Some(rx)
+    }
+
+    /// The pending request for human input, if any.
+    pub fn pending_input(&self) -> Option<crate::hitl::input::PendingInput> {
+        lock(&self.input)
+            .as_ref()
+            .filter(|(_, tx)| !tx.is_closed())
+            .map(|(p, _)| p.clone())
+    }
+
+    /// Takes the pending request `id` to answer it.
+    pub(crate) fn take_input(
+        &self,
+        id: u64,
+    ) -> Option<(crate::hitl::input::PendingInput, InputTx)> {
+        let mut slot = lock(&self.input);
+        match &*slot {
+            Some((p, tx)) if p.id == id && !tx.is_closed() => slot.take(),
+            _ => None,
+        }
+    }
+
+    /// Clears a pending request (answered elsewhere, timed out).
+    pub(crate) fn clear_input(&self, id: u64) {
+        let mut slot = lock(&self.input);
+        if slot.as_ref().is_some_and(|(p, _)| p.id == id) {
+            *slot = None;
+        }
+    }
+
+    /// The loop waits for the answer to feedback prompt `seq`.
+    pub(crate) fn wait_feedback(&self, seq: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        *lock(&self.feedback_wait) = Some((seq, tx));
+        rx
+    }
+
+    /// Wakes the loop if it waits for prompt `seq`.
+    pub(crate) fn feedback_answered(&self, seq: u64) {
+        let mut slot = lock(&self.feedback_wait);
+        if slot.as_ref().is_some_and(|(s, _)| *s == seq)
+            && let Some((_, tx)) = slot.take()
+        {
+            let _ = tx.send(());
+        }
     }
 
     pub(crate) fn put_thumbnail(&self, step: u64, jpeg: Vec<u8>) {

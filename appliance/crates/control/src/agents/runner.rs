@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use zigral_actions::{Action, BatchRequest, Executor};
-use zigral_agent::{Acted, Approval, Env, Halt, Outcome, Report, Settings, run_turn};
+use zigral_agent::{Acted, Answer, Approval, Env, Halt, Outcome, Report, Settings, run_turn};
 use zigral_browser::UrlPolicy;
 use zigral_llm::{ApiKey, Client, Family, ToolCall, Transcript};
 use zigral_store::{AgentTurnRecord, NewMessage, SessionRecord, SummaryRecord, TokenUsage};
@@ -239,13 +239,27 @@ async fn run(
     };
     let declared = declared_display(screen);
     let spec = settings.provider_spec(key, (declared.width, declared.height));
-    let client = match Client::new(spec).and_then(|c| {
-        if settings.generation.family() == Family::Chat {
-            c.with_function_tools(zigral_actions::functions::tools())
-        } else {
-            Ok(c)
-        }
-    }) {
+    let redact_st = st.clone();
+    let redact_owner = session.owner.clone();
+    let client = match Client::new(spec)
+        .and_then(|c| {
+            if settings.generation.family() == Family::Chat {
+                c.with_function_tools(zigral_actions::functions::tools())
+            } else {
+                Ok(c)
+            }
+        })
+        .and_then(|c| c.with_extra_tools(super::hands::extra_tools()))
+        .map(|c| {
+            // Nothing that leaves for the provider carries a secret value.
+            c.with_redactor(Arc::new(move |body: &str| {
+                redact_st
+                    .hitl()
+                    .redactor(&redact_owner)
+                    .redact(body)
+                    .into_owned()
+            }))
+        }) {
         Ok(c) => c,
         Err(e) => {
             view.error = Some(e.plain());
@@ -261,6 +275,22 @@ async fn run(
         if let Some(p) = &session.system_prompt {
             system.push_str("\n\n");
             system.push_str(p);
+        }
+        system.push_str(HITL_PROMPT);
+        let corrections = crate::hitl::feedback::corrections(
+            st,
+            &settings.profile.id,
+            settings.profile.hitl.corrections_in_context as usize,
+        );
+        if !corrections.is_empty() {
+            system.push_str(
+                "\n\nCorrections people gave on earlier runs of this agent (newest first):\n",
+            );
+            for c in &corrections {
+                system.push_str("- ");
+                system.push_str(c);
+                system.push('\n');
+            }
         }
         let mut t = Transcript::new(settings.generation, &system);
         if let Some(earlier) = earlier_conversation(st, &session) {
@@ -298,6 +328,17 @@ async fn run(
         view.error = Some("internal error: no conversation".into());
         return view;
     };
+    let creds = st.hitl().vault().list(&session.owner);
+    if !creds.is_empty() {
+        let list: Vec<String> = creds
+            .iter()
+            .map(|c| format!("{} (for {})", c.name, c.domains.join(", ")))
+            .collect();
+        agent.note(format!(
+            "Credentials you can type with type_secret (you never see their values): {}.",
+            list.join("; ")
+        ));
+    }
     let env = TurnEnv {
         st,
         agent,
@@ -305,7 +346,11 @@ async fn run(
         exec: &exec,
         profile: settings.profile.id.clone(),
         declared,
+        screen,
         want_url: settings.generation.family() == Family::Responses,
+        hitl: settings.profile.hitl.clone(),
+        instruction: text.clone(),
+        risky: std::sync::atomic::AtomicBool::new(false),
     };
     let out = run_turn(&client, &mut c.transcript, &settings, &env, Some(&text)).await;
     let context = out.context_tokens;
@@ -450,7 +495,57 @@ struct TurnEnv<'a> {
     exec: &'a Executor,
     profile: String,
     declared: zigral_desktop::Size,
+    screen: zigral_desktop::Size,
     want_url: bool,
+    hitl: zigral_store::HitlSettings,
+    instruction: String,
+    /// Set when the loop approved a risky call, consumed by the next `act`.
+    risky: std::sync::atomic::AtomicBool,
+}
+
+/// What every agent is told about the human-in-the-loop tools.
+const HITL_PROMPT: &str = "\n\nWhen a site needs a password or username, use the type_secret \
+tool with a credential name you were given (click the field first): you never see the values, \
+and screenshots are withheld while such a field has focus. When a site asks for a one-time \
+code, focus the code field and call request_human_input with kind \"2fa\". For a captcha or \
+anything only a person should do, call request_human_input (\"captcha\" or \"takeover\"); \
+for a yes/no decision, kind \"confirm\".";
+
+impl TurnEnv<'_> {
+    fn step_ctx(&self, risky: bool) -> StepCtx<'_> {
+        StepCtx {
+            st: self.st,
+            agent: self.agent,
+            session: self.session,
+            exec: self.exec,
+            profile: &self.profile,
+            declared: self.declared,
+            want_url: self.want_url,
+            hitl: &self.hitl,
+            instruction: &self.instruction,
+            risky,
+        }
+    }
+
+    /// Where a call puts the pointer, in screen pixels.
+    fn pointer_of(&self, call: &zigral_llm::Call) -> Option<(i32, i32)> {
+        use serde_json::Value;
+        let pair = |v: &Value| -> Option<(f64, f64)> {
+            if let Some(a) = v.get("coordinate").and_then(Value::as_array) {
+                return Some((a.first()?.as_f64()?, a.get(1)?.as_f64()?));
+            }
+            Some((v.get("x")?.as_f64()?, v.get("y")?.as_f64()?))
+        };
+        let (x, y) = match call {
+            zigral_llm::Call::Anthropic { input } => pair(input)?,
+            zigral_llm::Call::OpenAi { actions, .. } => actions.iter().find_map(pair)?,
+            zigral_llm::Call::Function { arguments, .. } => pair(arguments)?,
+            zigral_llm::Call::Malformed { .. } => return None,
+        };
+        let fx = f64::from(self.screen.width) / f64::from(self.declared.width.max(1));
+        let fy = f64::from(self.screen.height) / f64::from(self.declared.height.max(1));
+        Some(((x * fx).round() as i32, (y * fy).round() as i32))
+    }
 }
 
 impl TurnEnv<'_> {
@@ -530,15 +625,8 @@ impl Env for TurnEnv<'_> {
 
     fn act<'a>(&'a self, step: u32, call: &'a ToolCall) -> BoxFuture<'a, Acted> {
         async move {
-            let cx = StepCtx {
-                st: self.st,
-                agent: self.agent,
-                session: self.session,
-                exec: self.exec,
-                profile: &self.profile,
-                declared: self.declared,
-                want_url: self.want_url,
-            };
+            let risky = self.risky.swap(false, std::sync::atomic::Ordering::AcqRel);
+            let cx = self.step_ctx(risky);
             let (outcome, ok) = act(&cx, step, call).await;
             self.agent.update(|s| s.steps = step);
             Acted { outcome, ok }
@@ -547,27 +635,46 @@ impl Env for TurnEnv<'_> {
     }
 
     fn look(&self) -> BoxFuture<'_, Option<zigral_llm::Image>> {
+        async move { super::hands::look_gated(&self.step_ctx(false)).await }.boxed()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.agent.take_notes()
+    }
+
+    fn risk_context<'a>(&'a self, call: &'a ToolCall) -> BoxFuture<'a, String> {
         async move {
-            let spec = zigral_actions::ScreenshotSpec {
-                format: Some(zigral_actions::ImageFormat::Png),
-                quality: None,
-                scale: Some(zigral_actions::ScaleSpec::Named(format!(
-                    "{}x{}",
-                    self.declared.width, self.declared.height
-                ))),
-                cursor: None,
+            let Some(b) = self.exec.browser() else {
+                return String::new();
             };
-            let img = self.exec.screenshot(&spec).await.ok()?;
-            Some(zigral_llm::Image {
-                media_type: img.mime,
-                base64: img.data,
-            })
+            let mut parts = Vec::new();
+            let point = match self.pointer_of(&call.call) {
+                Some(p) => Some(p),
+                None => self
+                    .exec
+                    .desktop()
+                    .cursor_position()
+                    .await
+                    .ok()
+                    .map(|p| (p.x, p.y)),
+            };
+            if let Some((x, y)) = point
+                && let Ok(Some(e)) = b.element_at(x, y).await
+            {
+                parts.push(format!("element: {} {:?}", e.role, e.name));
+            }
+            if let Ok(tab) = b.current().await {
+                parts.push(format!("url: {}", tab.url));
+            }
+            parts.join(" | ")
         }
         .boxed()
     }
 
-    fn approve(&self, what: Approval) -> BoxFuture<'_, Result<bool, Halt>> {
+    fn approve(&self, what: Approval) -> BoxFuture<'_, Result<Answer, Halt>> {
         async move {
+            let limit = std::time::Duration::from_secs(u64::from(self.hitl.approval_timeout_secs));
+            let expires_at = zigral_store::now_ms() + limit.as_millis() as u64;
             let pending = match &what {
                 Approval::SafetyChecks { call, checks } => PendingApproval {
                     id: 0,
@@ -583,23 +690,47 @@ impl Env for TurnEnv<'_> {
                             )
                         })
                         .collect(),
+                    expires_at,
                 },
-                Approval::Risky { call, pattern } => PendingApproval {
+                Approval::Risky {
+                    call,
+                    pattern,
+                    context,
+                } => PendingApproval {
                     id: 0,
                     kind: "risky".into(),
                     call: call.clone(),
-                    details: vec![format!("matches {pattern}")],
+                    details: vec![format!("matches {pattern}"), context.clone()],
+                    expires_at,
                 },
             };
+            let risky = pending.kind == "risky";
             let rx = self.agent.ask(pending);
             let s = self.agent.status();
+            let id = s.approval.as_ref().map_or(0, |a| a.id);
             self.event("agent.approval", json!({"approval": s.approval}));
-            let answer = rx.await.unwrap_or(false);
+            let (approved, reason) = match tokio::time::timeout(limit, rx).await {
+                Ok(Ok((a, comment))) => (a, comment),
+                Ok(Err(_)) => (false, None),
+                Err(_) => {
+                    self.agent.withdraw(id);
+                    (
+                        false,
+                        Some(format!("no one answered within {} s", limit.as_secs())),
+                    )
+                }
+            };
             if self.agent.ctl() == Ctl::Stop {
                 return Err(Halt::Stopped);
             }
-            self.event("agent.approval.answered", json!({"approved": answer}));
-            Ok(answer)
+            if approved && risky {
+                self.risky.store(true, std::sync::atomic::Ordering::Release);
+            }
+            self.event(
+                "agent.approval.answered",
+                json!({"approval": id, "approved": approved, "reason": reason}),
+            );
+            Ok(Answer { approved, reason })
         }
         .boxed()
     }

@@ -126,10 +126,7 @@ fn record_of(
         max_steps: b.max_steps.unwrap_or(50),
         context_budget_tokens: b.context_budget_tokens.unwrap_or(100_000),
         keep_images: b.keep_images.unwrap_or(if anthropic { 0 } else { 3 }),
-        hitl: b.hitl.unwrap_or(HitlSettings {
-            approve_risky: false,
-            approve_safety_checks: true,
-        }),
+        hitl: b.hitl.unwrap_or_default(),
         risky_patterns: b.risky_patterns,
         api_key_set: false,
         created_at: 0,

@@ -86,6 +86,8 @@ pub struct SetAgentBody {
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
     pub approve: bool,
+    /// Why (told to the model with a rejection; up to 2000 characters).
+    pub comment: Option<String>,
 }
 
 fn owned(st: &AppState, who: &Principal, id: &str) -> ApiResult<SessionRecord> {
@@ -340,7 +342,19 @@ async fn approve(
     let Some(agent) = st.agents().get(&id) else {
         return Err(nothing());
     };
-    if !agent.answer(body.approve) {
+    if body
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 2000)
+    {
+        return Err(ApiError::invalid("comment takes at most 2000 characters"));
+    }
+    let comment = body
+        .comment
+        .as_deref()
+        .map(|c| st.hitl().redactor(&s.owner).redact(c.trim()).into_owned())
+        .filter(|c| !c.is_empty());
+    if !agent.answer(body.approve, comment) {
         return Err(nothing());
     }
     st.audit(
@@ -350,7 +364,6 @@ async fn approve(
         json!({"approved": body.approve}),
     )
     .await;
-    let _ = s;
     Ok(Json(agent.status()))
 }
 

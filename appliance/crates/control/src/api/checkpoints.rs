@@ -32,8 +32,8 @@ pub struct NewCheckpoint {
 }
 
 /// Captures the session's browser state (cookies, localStorage/sessionStorage of the open
-/// origins, open tabs and URLs) as a checkpoint. The stored data holds live cookie values; it
-/// is never returned by the API.
+/// origins, open tabs and URLs) as a checkpoint. The stored data holds live cookie values: it
+/// is sealed at rest (ChaCha20-Poly1305, bound to the session) and never returned by the API.
 #[utoipa::path(post, path = "/sessions/{id}/checkpoints", tag = "actions",
     request_body(content = Option<NewCheckpoint>, content_type = "application/json"),
     params(("id" = String, Path, description = "session id")),
@@ -70,7 +70,8 @@ async fn create_checkpoint(
             "origins": cp.origins.iter().map(|o| o.origin.clone()).collect::<Vec<_>>(),
         }),
     };
-    let data = serde_json::to_value(&cp).map_err(ApiError::internal)?;
+    // Sealed at rest: the data holds live cookie values.
+    let data = crate::hitl::undo::seal(&st, &id, &cp).map_err(ApiError::internal)?;
     let stored = st
         .store()
         .put_checkpoint(&id, CheckpointRecord { meta, data })
@@ -119,7 +120,7 @@ async fn restore_checkpoint(
         .store()
         .get_checkpoint(&id, &cid)?
         .ok_or_else(|| ApiError::not_found("checkpoint not found"))?;
-    let cp: zigral_browser::Checkpoint = serde_json::from_value(rec.data)
+    let cp = crate::hitl::undo::open(&st, &id, rec.data)
         .map_err(|e| ApiError::internal(format!("checkpoint {cid} is unreadable: {e}")))?;
     let browser = st.desktops().browser(s.desktop).await;
     let policy = zigral_browser::UrlPolicy::default();

@@ -19,6 +19,7 @@ pub mod desktops;
 pub mod downloads;
 pub mod events;
 pub mod health;
+pub mod hitl;
 pub mod messages;
 pub mod sessions;
 pub mod tokens;
@@ -73,7 +74,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(chat::routes())
         .merge(checkpoints::routes())
         .merge(control::routes())
-        .merge(downloads::routes());
+        .merge(downloads::routes())
+        .merge(hitl::routes());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
         .nest(API_PREFIX, v1);

@@ -120,6 +120,7 @@ async fn create_session(
             message_count: 0,
             next_seq: 0,
             agent: None,
+            hitl: None,
         })
         .await;
     let s = match created {
@@ -219,6 +220,13 @@ async fn delete_session(
     let s = st.store().delete_session(&id).await?;
     // Its agent stops (a running turn ends at its next step).
     st.agents().forget(&id);
+    st.hitl().clear_focus(&id);
+    let shots = crate::hitl::feedback::shots_dir(&st, &id);
+    if shots.exists()
+        && let Err(e) = std::fs::remove_dir_all(&shots)
+    {
+        tracing::warn!(session = %id, error = %e, "cannot remove the feedback screenshots");
+    }
     st.control().end_session(&id, &who.actor()).await;
     // Its desktop goes when no other session uses it (the reply waits for that).
     st.vdi().release(&id).await;
