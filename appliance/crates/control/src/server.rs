@@ -79,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         )
     })
     .layer(DefaultBodyLimit::max(max_body))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        redact_responses,
+    ))
     .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
     .layer(CatchPanicLayer::custom(
         |_panic: Box<dyn std::any::Any + Send>| {
@@ -126,6 +130,43 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     }
     st.metrics().observe(resp.status().as_u16(), t0.elapsed());
     resp
+}
+
+/// Largest JSON response checked for secret values (bigger ones pass as they are).
+const MAX_REDACTED_BODY: usize = 64 << 20;
+
+/// While any credential or 2FA code is live, JSON responses have every live secret value
+/// replaced by `<secret:name>` (page text or an accessibility snapshot can show a typed
+/// username; a message can quote one).
+async fn redact_responses(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return resp;
+    }
+    let r = st.hitl().vault().redactor_all();
+    if r.is_empty() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_REDACTED_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::internal("response too large to check for secrets").into_response();
+        }
+    };
+    let out = match std::str::from_utf8(&bytes) {
+        Ok(text) if r.contains_secret(text) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            axum::body::Body::from(r.redact(text).into_owned())
+        }
+        _ => axum::body::Body::from(bytes),
+    };
+    Response::from_parts(parts, out)
 }
 
 /// Serves plain HTTP on `listener` until `shutdown` resolves.

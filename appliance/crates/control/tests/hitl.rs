@@ -500,10 +500,16 @@ async fn login_2fa_gated_send_feedback_undo_and_no_secret_leaks() {
     let (s, v) = call(
         Method::POST,
         path("/chat"),
-        Some(json!({"text": "What happened?", "wait": true})),
+        // (A person pasting the password into the chat: neither stored nor sent.)
+        Some(json!({"text": format!("What happened? My password is {PASSWORD}"), "wait": true})),
     )
     .await;
     assert_eq!(s, 200, "{v}");
+    let (_, msgs) = call(Method::GET, path("/messages?limit=100"), None).await;
+    assert!(
+        msgs.to_string().contains("My password is <secret:site>"),
+        "{msgs}"
+    );
     let next = fake.requests()[before]["body"].to_string();
     assert!(next.contains("rejected your step 10"), "{next}");
     assert!(next.contains("Do not write to Ada."), "{next}");

@@ -56,7 +56,7 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     // common::start): they must answer a documented 503 JSON error, which schemathesis'
     // not_a_server_error check refuses by design; they are fuzzed in a second run with every
     // other check (an undocumented 500 or a panic still fails status_code_conformance).
-    const DESKTOP: &str = "/(actions|screenshot|checkpoints)";
+    const DESKTOP: &str = "/(actions|screenshot|checkpoints|type-secret|undo|input)";
     let all = "not_a_server_error,status_code_conformance,content_type_conformance,\
                response_schema_conformance,negative_data_rejection";
     let desktop = "status_code_conformance,content_type_conformance,\

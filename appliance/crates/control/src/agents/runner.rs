@@ -470,6 +470,7 @@ async fn record(
 }
 
 async fn store_message(st: &AppState, s: &SessionRecord, role: &str, text: &str, profile: &str) {
+    let text = &*st.hitl().redactor(&s.owner).redact(text).into_owned();
     let msg = NewMessage {
         role: role.into(),
         content: json!([{"type": "text", "text": text}]),

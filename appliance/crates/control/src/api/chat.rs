@@ -125,6 +125,8 @@ async fn chat(
         Some(_) => Some(runner::claim(&st, &s)?),
         None => None,
     };
+    // A secret pasted into the chat is neither stored nor shown to the model.
+    let text = st.hitl().redactor(&s.owner).redact(&text).into_owned();
     let m = st
         .store()
         .append_message(

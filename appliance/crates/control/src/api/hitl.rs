@@ -4,7 +4,7 @@
 //! screenshots and JSONL export (`/sessions/{id}/feedback`, `/agents/{id}/feedback/export`),
 //! undo (`/sessions/{id}/undo`) and the session's HITL switch (`/sessions/{id}/hitl`).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use zigral_store::SessionRecord;
 
 use crate::api::actions::{DesktopErrors, prepare};
 use crate::auth::{Principal, Scope, authorize_session};
-use crate::error::{ApiError, ApiResult, CommonErrors, Json, Path};
+use crate::error::{ApiError, ApiResult, CommonErrors, Json, Path, Query};
 use crate::events::Event;
 use crate::hitl::feedback::{self, FeedbackBody, FeedbackData, FeedbackError};
 use crate::hitl::input::{self, InputAnswerBody, InputError, InputRequest, PendingInput};
@@ -23,6 +23,16 @@ use crate::hitl::secret::{self, SecretError, Typed};
 use crate::hitl::undo::{self, UndoError, Undone};
 use crate::state::AppState;
 use crate::vault::{CredentialInfo, Field, NewCredential, VaultError};
+
+/// The request conflicts with the session's state (for the OpenAPI document): no editable
+/// field has focus, no request for input is pending or it was already answered, no
+/// checkpoint is old enough, feedback already answered, too many credentials.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum HitlConflict {
+    #[response(status = 409)]
+    Conflict(crate::error::ErrorBody),
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,7 +62,7 @@ fn vault_error(e: VaultError) -> ApiError {
 
 /// The caller's credentials: names, domains and expiry, never a value.
 #[utoipa::path(get, path = "/credentials", tag = "hitl",
-    responses((status = 200, body = Vec<CredentialInfo>), CommonErrors))]
+    responses((status = 200, body = Vec<CredentialInfo>), CommonErrors, HitlConflict))]
 async fn list_credentials(
     State(st): State<AppState>,
     who: Principal,
@@ -67,7 +77,7 @@ async fn list_credentials(
 /// The agent sees its name only and types it with `type_secret` on its domains.
 #[utoipa::path(post, path = "/credentials", tag = "hitl",
     request_body = NewCredential,
-    responses((status = 201, body = CredentialInfo), CommonErrors))]
+    responses((status = 201, body = CredentialInfo), CommonErrors, HitlConflict))]
 async fn put_credential(
     State(st): State<AppState>,
     who: Principal,
@@ -98,7 +108,7 @@ async fn put_credential(
 /// Forgets a credential (its value is zeroized).
 #[utoipa::path(delete, path = "/credentials/{name}", tag = "hitl",
     params(("name" = String, Path, description = "credential name")),
-    responses((status = 204), CommonErrors))]
+    responses((status = 204), CommonErrors, HitlConflict))]
 async fn delete_credential(
     State(st): State<AppState>,
     who: Principal,
@@ -135,7 +145,7 @@ pub struct TypeSecretBody {
 #[utoipa::path(post, path = "/sessions/{id}/type-secret", tag = "hitl",
     request_body = TypeSecretBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = Typed), CommonErrors, DesktopErrors))]
+    responses((status = 200, body = Typed), CommonErrors, DesktopErrors, HitlConflict))]
 async fn type_secret(
     State(st): State<AppState>,
     who: Principal,
@@ -176,7 +186,7 @@ fn input_error(e: InputError) -> ApiError {
 /// The request for human input the session waits on, if any.
 #[utoipa::path(get, path = "/sessions/{id}/input", tag = "hitl",
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = Option<PendingInput>), CommonErrors))]
+    responses((status = 200, body = Option<PendingInput>), CommonErrors, HitlConflict))]
 async fn get_input(
     State(st): State<AppState>,
     who: Principal,
@@ -193,7 +203,7 @@ async fn get_input(
 #[utoipa::path(post, path = "/sessions/{id}/input", tag = "hitl",
     request_body = InputAnswerBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = PendingInput), CommonErrors))]
+    responses((status = 200, body = PendingInput), CommonErrors, DesktopErrors, HitlConflict))]
 async fn answer_input(
     State(st): State<AppState>,
     who: Principal,
@@ -229,7 +239,7 @@ pub struct InputReply {
 #[utoipa::path(post, path = "/sessions/{id}/input/request", tag = "hitl",
     request_body = InputRequestBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = InputReply), CommonErrors, DesktopErrors))]
+    responses((status = 200, body = InputReply), CommonErrors, DesktopErrors, HitlConflict))]
 async fn request_input(
     State(st): State<AppState>,
     who: Principal,
@@ -301,7 +311,7 @@ pub struct FeedbackQuery {
 /// The session's feedback prompts and answers, oldest first.
 #[utoipa::path(get, path = "/sessions/{id}/feedback", tag = "hitl",
     params(("id" = String, Path, description = "session id"), FeedbackQuery),
-    responses((status = 200, body = Vec<FeedbackView>), CommonErrors))]
+    responses((status = 200, body = Vec<FeedbackView>), CommonErrors, HitlConflict))]
 async fn list_feedback(
     State(st): State<AppState>,
     who: Principal,
@@ -334,7 +344,7 @@ fn feedback_error(e: FeedbackError) -> ApiError {
 #[utoipa::path(post, path = "/sessions/{id}/feedback", tag = "hitl",
     request_body = FeedbackBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = FeedbackView), CommonErrors))]
+    responses((status = 200, body = FeedbackView), CommonErrors, HitlConflict))]
 async fn give_feedback(
     State(st): State<AppState>,
     who: Principal,
@@ -374,7 +384,7 @@ fn export_session(st: &AppState, s: &SessionRecord, out: &mut String) -> ApiResu
 /// correction.
 #[utoipa::path(get, path = "/sessions/{id}/feedback/export", tag = "hitl",
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, content_type = "application/x-ndjson", body = String), CommonErrors))]
+    responses((status = 200, content_type = "application/x-ndjson", body = String), CommonErrors, HitlConflict))]
 async fn export_feedback(
     State(st): State<AppState>,
     who: Principal,
@@ -390,7 +400,7 @@ async fn export_feedback(
 /// administrators), as JSONL like the session export.
 #[utoipa::path(get, path = "/agents/{id}/feedback/export", tag = "hitl",
     params(("id" = String, Path, description = "profile id")),
-    responses((status = 200, content_type = "application/x-ndjson", body = String), CommonErrors))]
+    responses((status = 200, content_type = "application/x-ndjson", body = String), CommonErrors, HitlConflict))]
 async fn export_profile_feedback(
     State(st): State<AppState>,
     who: Principal,
@@ -431,7 +441,7 @@ pub struct ShotPath {
 /// A feedback record's before/after screenshot (JPEG).
 #[utoipa::path(get, path = "/sessions/{id}/feedback/{seq}/{which}", tag = "hitl",
     params(ShotPath),
-    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), CommonErrors))]
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), CommonErrors, HitlConflict))]
 async fn feedback_shot(
     State(st): State<AppState>,
     who: Principal,
@@ -464,7 +474,7 @@ pub struct UndoBody {
 #[utoipa::path(post, path = "/sessions/{id}/undo", tag = "hitl",
     request_body = UndoBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = Undone), CommonErrors, DesktopErrors))]
+    responses((status = 200, body = Undone), CommonErrors, DesktopErrors, HitlConflict))]
 async fn undo_steps(
     State(st): State<AppState>,
     who: Principal,
@@ -495,7 +505,7 @@ pub struct HitlBody {
 #[utoipa::path(put, path = "/sessions/{id}/hitl", tag = "hitl",
     request_body = HitlBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = SessionRecord), CommonErrors))]
+    responses((status = 200, body = SessionRecord), CommonErrors, HitlConflict))]
 async fn set_hitl(
     State(st): State<AppState>,
     who: Principal,

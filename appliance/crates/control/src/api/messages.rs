@@ -161,7 +161,9 @@ async fn append_message(
         }
     }
     let tokens = message_tokens(&body.content);
-    let content = serde_json::to_value(&body.content).map_err(ApiError::internal)?;
+    let mut content = serde_json::to_value(&body.content).map_err(ApiError::internal)?;
+    // Live secret values of the owner never reach the database.
+    st.hitl().redact_value(&s.owner, &mut content);
     let m = st
         .store()
         .append_message(

@@ -87,6 +87,15 @@ impl Hitl {
         std::borrow::Cow::Owned(r.redact(text).into_owned())
     }
 
+    /// Redacts `user`'s live secrets from every string of `v` (messages a person or the model
+    /// wrote before they are stored or passed on).
+    pub fn redact_value(&self, user: &str, v: &mut serde_json::Value) {
+        let r = self.vault.redactor(user);
+        if !r.is_empty() {
+            redact_strings(&r, v);
+        }
+    }
+
     /// The redactor of one user's secrets.
     pub fn redactor(&self, user: &str) -> Redactor {
         self.vault.redactor(user)
@@ -106,5 +115,18 @@ impl Hitl {
     /// Forgets `session`'s secret field (it lost focus, or the session ended).
     pub fn clear_focus(&self, session: &str) {
         lock(&self.focus).remove(session);
+    }
+}
+
+fn redact_strings(r: &Redactor, v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(o) = r.redact(s) {
+                *s = o;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| redact_strings(r, x)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| redact_strings(r, x)),
+        _ => {}
     }
 }
