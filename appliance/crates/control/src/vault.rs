@@ -146,7 +146,10 @@ impl UserVault {
     }
 
     fn add_to(&self, r: &mut Redactor) {
-        for (name, e) in &self.creds {
+        // By name: equal values are always reported under the same name.
+        let mut creds: Vec<_> = self.creds.iter().collect();
+        creds.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, e) in creds {
             r.add(name, &e.password);
             r.add(&format!("{name}.username"), &e.username);
         }
