@@ -817,6 +817,9 @@ pub async fn run(
         content.push(json!({"type": "image", "source": {
             "type": "base64", "media_type": img.mime, "data": img.data}}));
     }
+    if let Some(note) = &resp.withheld {
+        content.push(json!({"type": "text", "text": note}));
+    }
     if content.is_empty() {
         content.push(json!({"type": "text", "text": "ok"}));
     }

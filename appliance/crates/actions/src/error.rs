@@ -62,11 +62,13 @@ pub enum ErrorCode {
     BrowserError,
     /// The actions ran but the action log could not be written.
     ActionLogFailed,
+    /// No screenshot now: a field holding a secret has keyboard focus (move the focus away).
+    ScreenshotWithheld,
 }
 
 impl ErrorCode {
     /// Every code (for documentation and tests).
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::InvalidAction,
@@ -85,6 +87,7 @@ impl ErrorCode {
         ErrorCode::DesktopError,
         ErrorCode::BrowserError,
         ErrorCode::ActionLogFailed,
+        ErrorCode::ScreenshotWithheld,
     ];
 
     /// The HTTP status of this code.
@@ -93,6 +96,7 @@ impl ErrorCode {
         match self {
             BadRequest | UnknownAction | InvalidAction => 400,
             NotFound => 404,
+            ScreenshotWithheld => 409,
             BadKey | BadText | OutOfBounds | InvalidArgument | ResizeFailed | UrlNotAllowed => 422,
             NavigationFailed => 502,
             DesktopUnavailable | BrowserUnavailable => 503,
@@ -135,6 +139,7 @@ impl ErrorCode {
             DesktopError => "desktop_error",
             BrowserError => "browser_error",
             ActionLogFailed => "action_log_failed",
+            ScreenshotWithheld => "screenshot_withheld",
         }
     }
 }
@@ -180,6 +185,9 @@ pub enum ActionError {
     /// This session has no browser attached.
     #[error("no browser is attached to this desktop")]
     NoBrowser,
+    /// The screen gate refused a screenshot (a secret field has focus); the note says why.
+    #[error("{0}")]
+    ScreenshotWithheld(String),
 }
 
 impl ActionError {
@@ -215,6 +223,7 @@ impl ActionError {
                 _ => ErrorCode::BrowserError,
             },
             ActionError::NoBrowser => ErrorCode::BrowserUnavailable,
+            ActionError::ScreenshotWithheld(_) => ErrorCode::ScreenshotWithheld,
         }
     }
 

@@ -20,6 +20,17 @@ use crate::schema::{
     Action, ActionResult, BatchRequest, BatchResponse, ImageOut, Output, ScaleOut, ScreenshotSpec,
 };
 
+/// A boxed future of a [`ScreenGate`]'s answer.
+pub type GateFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Decides, right before each capture, whether the screen may be captured now (the control
+/// plane refuses while a field holding a secret has keyboard focus); `Err` carries the note
+/// the caller gets instead of the image.
+pub trait ScreenGate: Send + Sync {
+    fn allow(&self) -> GateFuture<'_>;
+}
+
 /// Runs actions for one session's desktop and browser. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Executor {
@@ -43,6 +54,8 @@ struct Inner {
     policy: RwLock<UrlPolicy>,
     /// Settle before a batch's screenshot (`None`: never).
     settle: RwLock<Option<desk::SettleOpts>>,
+    /// Asked before every capture (see [`ScreenGate`]).
+    gate: RwLock<Option<Arc<dyn ScreenGate>>>,
 }
 
 impl Executor {
@@ -55,6 +68,7 @@ impl Executor {
                 lock: Mutex::new(()),
                 policy: RwLock::new(UrlPolicy::default()),
                 settle: RwLock::new(Some(desk::SettleOpts::default())),
+                gate: RwLock::new(None),
             }),
         }
     }
@@ -115,7 +129,14 @@ impl Executor {
         let mut failed_index = None;
         for (i, (step, action)) in steps.into_iter().zip(&req.actions).enumerate() {
             let t = Instant::now();
-            let r = self.run_step(step).await;
+            let r = if matches!(action, Action::Screenshot { .. } | Action::Zoom { .. }) {
+                match self.screen_allowed().await {
+                    Ok(()) => self.run_step(step).await,
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.run_step(step).await
+            };
             let duration_ms = t.elapsed().as_secs_f64() * 1000.0;
             match r {
                 Ok(output) => results.push(ActionResult {
@@ -143,10 +164,19 @@ impl Executor {
                 }
             }
         }
+        let mut withheld = None;
         let screenshot = match &req.screenshot {
             Some(spec) => {
                 self.settle_after(&req.actions[..results.len()]).await;
-                Some(self.screenshot(spec).await?)
+                match self.screenshot(spec).await {
+                    Ok(img) => Some(img),
+                    // The actions ran: the batch succeeds without its screenshot.
+                    Err(ActionError::ScreenshotWithheld(note)) => {
+                        withheld = Some(note);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             None => None,
         };
@@ -155,8 +185,25 @@ impl Executor {
             results,
             failed_index,
             screenshot,
+            withheld,
             duration_ms: start.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// Sets (or with `None` removes) the gate asked before every capture.
+    pub fn set_screen_gate(&self, gate: Option<Arc<dyn ScreenGate>>) {
+        if let Ok(mut g) = self.inner.gate.write() {
+            *g = gate;
+        }
+    }
+
+    /// Asks the screen gate, if any; `Err` when a capture must not happen now.
+    pub async fn screen_allowed(&self) -> Result<(), ActionError> {
+        let gate = self.inner.gate.read().ok().and_then(|g| g.clone());
+        match gate {
+            Some(g) => g.allow().await.map_err(ActionError::ScreenshotWithheld),
+            None => Ok(()),
+        }
     }
 
     /// Sets how a batch waits for the screen to settle before its screenshot (`None`: it
@@ -206,6 +253,7 @@ impl Executor {
     /// long batch).
     pub async fn screenshot(&self, spec: &ScreenshotSpec) -> Result<ImageOut, ActionError> {
         let size = self.screen_size().await?;
+        self.screen_allowed().await?;
         let opts = screenshot_opts(spec, size).map_err(|m| ActionError::Invalid {
             index: 0,
             code: crate::ErrorCode::InvalidArgument,
@@ -221,6 +269,7 @@ impl Executor {
         spec: &ScreenshotSpec,
     ) -> Result<desk::Screenshot, ActionError> {
         let size = self.screen_size().await?;
+        self.screen_allowed().await?;
         let opts = screenshot_opts(spec, size).map_err(|m| ActionError::Invalid {
             index: 0,
             code: crate::ErrorCode::InvalidArgument,

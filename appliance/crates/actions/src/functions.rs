@@ -388,6 +388,9 @@ pub async fn run(
     let resp = exec.run(&req).await?;
     let mut image = resp.screenshot.clone();
     let mut out = json!({"ok": resp.ok, "action": name});
+    if let Some(note) = &resp.withheld {
+        out["screenshot_withheld"] = json!(note);
+    }
     for r in &resp.results {
         match &r.output {
             Some(Output::Image(img)) => image = Some(img.clone()),

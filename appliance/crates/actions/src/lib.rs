@@ -23,7 +23,7 @@ mod plan;
 mod schema;
 
 pub use error::{ActionError, ErrorCode};
-pub use executor::{Executor, image_out};
+pub use executor::{Executor, GateFuture, ScreenGate, image_out};
 pub use log::{FullText, LengthOnly, LogEntry, SECRET_MARKER, TypedText};
 pub use plan::{MAX_TYPE_DELAY_MS, MAX_WAIT_MS, resolve_scale, screenshot_opts};
 pub use schema::{

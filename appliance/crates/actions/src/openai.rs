@@ -453,11 +453,20 @@ pub async fn run(
         .as_ref()
         .map(|i| format!("data:{};base64,{}", i.mime, i.data))
         .unwrap_or_default();
-    let error = resp.results.iter().find(|r| !r.ok).and_then(|r| {
-        r.error
-            .as_ref()
-            .map(|e| json!({"error": e.error, "message": e.message, "index": r.index}))
-    });
+    let error = resp
+        .results
+        .iter()
+        .find(|r| !r.ok)
+        .and_then(|r| {
+            r.error
+                .as_ref()
+                .map(|e| json!({"error": e.error, "message": e.message, "index": r.index}))
+        })
+        .or_else(|| {
+            resp.withheld.as_ref().map(
+                |note| json!({"error": crate::ErrorCode::ScreenshotWithheld, "message": note}),
+            )
+        });
     let zigral = opts.verbose.unwrap_or(false).then(|| {
         json!({"ok": resp.ok, "failed_index": resp.failed_index, "duration_ms": resp.duration_ms,
                "results": resp.results})

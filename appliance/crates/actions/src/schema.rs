@@ -562,6 +562,9 @@ pub struct BatchResponse {
     /// Screenshot after the last action that ran, when requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screenshot: Option<ImageOut>,
+    /// Why the requested screenshot is missing: a field holding a secret has keyboard focus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
     /// Wall time of the whole batch (lock wait included), milliseconds.
     pub duration_ms: f64,
 }

@@ -3,10 +3,8 @@
 //! same-origin frames, not into cross-origin ones), the focused editable field, and whether
 //! that very field still has focus after blur, removal, navigation and closing the tab.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
-use zigral_browser::testkit::{Chrome, PageServer, Response};
+use zigral_browser::testkit::{Chrome, PageServer, Response, until};
 use zigral_browser::{Browser, BrowserOptions, ElementInfo, Rect, UrlPolicy};
 use zigral_desktop::{Button, Desktop};
 use zigral_tests::Xvfb;
@@ -105,24 +103,6 @@ fn env() -> Env {
         other,
         browser,
         desktop,
-    }
-}
-
-/// Polls `f` every 50 ms until it returns Some, for at most 15 s.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::broadcast;
-use zigral_browser::testkit::{Chrome, PageServer, Response};
+use zigral_browser::testkit::{Chrome, PageServer, Response, until};
 use zigral_browser::{Blocked, Browser, BrowserOptions, Stopped, UrlPolicy};
 use zigral_desktop::{Button, Desktop};
 use zigral_tests::Xvfb;
@@ -144,24 +144,6 @@ async fn click_named(e: &Env, name: &str) {
         .click_at(n.center.0, n.center.1, Button::Left, 1)
         .await
         .expect("click");
-}
-
-/// Polls `f` every 50 ms until it returns Some, for at most 15 s.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `history.length` of the active tab and whether it still shows the document marked with

@@ -18,6 +18,7 @@ pub mod desktops;
 pub mod error;
 pub mod events;
 pub mod hitl;
+pub mod keyfile;
 pub mod mcp;
 pub mod metrics;
 pub mod sealed;

@@ -208,9 +208,9 @@ impl HostTools for Hitl {
             let who = parts
                 .and_then(|p| p.extensions.get::<Caller>())
                 .map_or_else(|| "mcp".to_owned(), |c| c.0.clone());
-            let exec = match st.desktops().executor(s.desktop).await {
+            let exec = match crate::hitl::executor(st, s.desktop).await {
                 Ok(e) => e,
-                Err(e) => return text_result(false, format!("the desktop is not available: {e}")),
+                Err(e) => return text_result(false, e),
             };
             let mut args = serde_json::Value::Object(args);
             if name == TYPE_SECRET {

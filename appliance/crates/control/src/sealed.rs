@@ -10,8 +10,7 @@
 //! moved to another session, and any change to the value, or another key, makes
 //! [`Sealer::open`] fail.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -187,31 +186,16 @@ fn load_or_create_key(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, SealError
     SystemRandom::new()
         .fill(&mut *key)
         .map_err(|_| SealError::BadKey("the system random source failed".into()))?;
-    let tmp = path.with_extension("key.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io)?;
-    f.write_all(&*key).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    // Another process may have won the race: keep whichever key landed first.
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(key),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
-        Err(e) => Err(io(e)),
+    match crate::keyfile::publish_new(path, &*key).map_err(io)? {
+        crate::keyfile::Published::Created => Ok(key),
+        crate::keyfile::Published::AlreadyExists => load_or_create_key(path),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     const MARKER: &[u8] = b"{\"cookies\":[{\"name\":\"session\",\"value\":\"MARKER-c00kie-42\"}]}";
 

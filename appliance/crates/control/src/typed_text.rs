@@ -3,8 +3,6 @@
 //! `<state_dir>/log-hash.key` (0600, created on first use) — equal texts give equal hashes,
 //! so an operator holding the key can check a guess, but the log alone never reveals it.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -106,34 +104,16 @@ pub fn load_or_create(path: &Path) -> Result<[u8; 32], KeyError> {
         Err(e) => return Err(io(e)),
     }
     let key: [u8; 32] = rand::random();
-    let tmp = path.with_extension("key.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io)?;
-    f.write_all(&key).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    // Another process may have won the race: keep whichever key landed first.
-    match std::fs::hard_link(&tmp, path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_file(&tmp);
-            return load_or_create(path);
-        }
-        Err(e) => return Err(io(e)),
+    match crate::keyfile::publish_new(path, &key).map_err(io)? {
+        crate::keyfile::Published::Created => Ok(key),
+        crate::keyfile::Published::AlreadyExists => load_or_create(path),
     }
-    let _ = std::fs::remove_file(&tmp);
-    Ok(key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn hashed_by_default_clear_when_asked_and_key_is_private() {

@@ -762,9 +762,20 @@ async fn mcp_with_api_token_and_session_header() {
         "type",
         "key",
         "batch",
+        "type_secret",
+        "request_human_input",
     ] {
         assert!(tools.contains(&t), "{t} not in {tools:?}");
     }
+    // A credential that does not exist is refused, as a tool error.
+    assert_eq!(v["type_secret_is_error"], true, "{v}");
+    assert!(
+        v["type_secret_text"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("type_secret refused"),
+        "{v}"
+    );
     assert_eq!(v["screenshot_is_error"], false, "{v}");
     assert_eq!(v["screenshot_images"], 1, "{v}");
     assert_eq!(v["screenshot_mime"], "image/jpeg");
@@ -786,10 +797,14 @@ async fn mcp_with_api_token_and_session_header() {
         .iter()
         .filter_map(|a| a["what"]["action"].as_str())
         .collect();
-    assert_eq!(names, vec!["screenshot", "left_click"], "{log:?}");
+    assert_eq!(
+        names,
+        vec!["screenshot", "left_click", "type_secret"],
+        "{log:?}"
+    );
     for a in mcp {
         assert_eq!(a["who"], format!("token:{token_id}"));
-        assert_eq!(a["ok"], true);
+        assert_eq!(a["ok"], a["what"]["action"] != "type_secret", "{a}");
     }
 }
 

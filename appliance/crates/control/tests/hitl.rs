@@ -143,6 +143,35 @@ fn count(hay: &[u8], needle: &str) -> usize {
     hay.windows(n.len()).filter(|w| *w == n).count()
 }
 
+/// Opens `url` in the session's browser and makes sure the page takes input (Chrome drops
+/// input to a fresh same-origin page until it has painted: click until a click counts).
+async fn open(srv: &common::Server, token: &str, sid: &str, url: &str) {
+    let actions = format!("/api/v1/sessions/{sid}/actions");
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            &actions,
+            Some(token),
+            Some(json!({"action": "navigate", "url": url})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let b = srv.browser().await;
+    let start = Instant::now();
+    while b.evaluate("window.clicks").await.expect("eval").as_u64() == Some(0) {
+        let click = json!({"action": "left_click", "x": 900, "y": 700});
+        let (s, _) = srv
+            .call(Method::POST, &actions, Some(token), Some(click))
+            .await;
+        assert_eq!(s, 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no click landed on {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn login_2fa_gated_send_feedback_undo_and_no_secret_leaks() {
     let logs = LogBuf::default();
@@ -225,31 +254,12 @@ async fn login_2fa_gated_send_feedback_undo_and_no_secret_leaks() {
     let (s, v) = call(Method::PUT, path("/agent"), Some(json!({"profile": pid}))).await;
     assert_eq!(s, 200, "{v}");
 
-    // Open the login page and make sure it takes input (paint holding drops early input).
-    let (s, v) = call(
-        Method::POST,
-        path("/actions"),
-        Some(json!({"action": "navigate", "url": pages.url("/login")})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
     let browser = srv.browser().await;
     let eval = |e: &'static str| {
         let b = browser.clone();
         async move { b.evaluate(e).await.expect("eval") }
     };
-    let start = Instant::now();
-    while eval("window.clicks").await.as_u64() == Some(0) {
-        let (s, _) = call(
-            Method::POST,
-            path("/actions"),
-            Some(json!({"action": "left_click", "x": 900, "y": 700})),
-        )
-        .await;
-        assert_eq!(s, 200);
-        assert!(start.elapsed() < Duration::from_secs(15), "no click landed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    open(srv, &token, &sid, &pages.url("/login")).await;
     // Declared (1280×800) coordinates of the shared layout.
     let f = 1280.0 / 1440.0;
     let at = |id: &str| {
@@ -539,6 +549,163 @@ async fn login_2fa_gated_send_feedback_undo_and_no_secret_leaks() {
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"], "domain_refused", "{v}");
     assert_eq!(eval("document.getElementById('a').value").await, "");
+
+    // A takeover: the agent asks a person to do something; they take control of the desktop
+    // and release it, and the agent goes on. Then a gated click nobody approves times out.
+    let (s, v) = call(
+        Method::POST,
+        "/api/v1/agents".into(),
+        Some(json!({
+            "name": "impatient",
+            "system_prompt": "Send the message.",
+            "provider": {"generation": "computer_20251124", "model": "fake-model",
+                         "base_url": fake.base_url(), "max_tokens": 2048, "timeout_secs": 30},
+            "max_steps": 30,
+            "api_key": fake.key,
+            "hitl": {"approve_risky": true, "feedback": false, "approval_timeout_secs": 10},
+            "risky_patterns": ["(?i)button \"send\""],
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let pid2 = v["id"].as_str().expect("id").to_owned();
+    let (s, v) = call(Method::PUT, path("/agent"), Some(json!({"profile": pid2}))).await;
+    assert_eq!(s, 200, "{v}");
+    // (Restored tabs are new tabs: the viewport may sit elsewhere on the screen.)
+    let go_now = at("go").await;
+    fake.script(json!([
+        {"calls": [{"tool": "request_human_input",
+                    "input": {"kind": "takeover", "prompt": "Please close the banner"}}]},
+        {"calls": [{"action": "left_click", "coordinate": go_now}]},
+    ]));
+    let before = fake.requests().len();
+    let (s, v) = call(
+        Method::POST,
+        path("/chat"),
+        Some(json!({"text": "Send it.", "wait": false})),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = call(Method::GET, path("/input"), None).await;
+        if v["kind"] == "takeover" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no takeover request: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, v) = call(
+        Method::POST,
+        path("/control"),
+        Some(json!({"timeout_secs": 60})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(Method::DELETE, path("/control"), None).await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+    loop {
+        let (_, st) = call(Method::GET, path("/agent"), None).await;
+        if st["status"]["state"] == "idle" && st["status"]["last_outcome"] == "declined" {
+            assert!(
+                st["status"]["last_error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no one answered within 10 s"),
+                "{st}"
+            );
+            break;
+        }
+        assert!(
+            st["status"]["state"] != "idle" || st["status"]["last_outcome"] == "end_turn",
+            "{st}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the unanswered approval never timed out: {st}; title {}; url {}; events {:#?}",
+            eval("document.title").await,
+            eval("location.href").await,
+            events
+                .lock()
+                .expect("events")
+                .iter()
+                .filter(|e| e.contains("agent."))
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = serde_json::to_string(&fake.requests()[before..]).expect("requests");
+    assert!(
+        after.contains("took control of the desktop and released it"),
+        "{after}"
+    );
+    assert_ne!(
+        eval("document.title").await,
+        "Sent",
+        "the unapproved click never ran"
+    );
+
+    // An external agent types the username over REST: every capture of the desktop is
+    // refused while that field has focus, and allowed (without the colour) once it has not.
+    open(srv, &token, &sid, &pages.url("/login")).await;
+    let (x, y) = common::screen_center(&browser, "a").await;
+    let (s, _) = call(
+        Method::POST,
+        path("/actions"),
+        Some(json!({"action": "left_click", "x": x, "y": y})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = call(
+        Method::POST,
+        path("/type-secret"),
+        Some(json!({"name": "site", "field": "username"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["host"], "127.0.0.1", "{v}");
+    let r = srv
+        .req(Method::GET, &path("/screenshot"), Some(&token), None)
+        .await;
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "screenshot_withheld", "{body}");
+    let (s, v) = call(
+        Method::POST,
+        path("/actions"),
+        Some(json!({"action": "screenshot"})),
+    )
+    .await;
+    assert_eq!(
+        v["results"][0]["error"]["error"], "screenshot_withheld",
+        "{s} {v}"
+    );
+    let (s, v) = call(
+        Method::POST,
+        path("/actions"),
+        Some(
+            json!({"actions": [{"action": "key", "keys": "Tab"}], "screenshot": {"format": "png"}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // Tab moves to the password field (empty): the secret field lost focus before the capture.
+    assert!(v["withheld"].is_null(), "{v}");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(v["screenshot"]["data"].as_str().expect("screenshot"))
+        .expect("b64");
+    assert_eq!(magenta_pixels(&png), 0);
+    let r = srv
+        .req(
+            Method::GET,
+            &path("/screenshot?format=png"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
 
     // Secret hygiene.
     collector.abort();

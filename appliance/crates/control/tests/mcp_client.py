@@ -1,6 +1,6 @@
 """MCP client run by the zigral-control tests: the official Python `mcp` SDK (PyPI) connects to
 the control plane's /mcp with an API token and the X-Zigral-Session header, lists the tools,
-takes a screenshot and clicks; then calls a tool without the session header. Prints one JSON
+takes a screenshot, clicks and tries type_secret with an unknown credential; then calls a tool without the session header. Prints one JSON
 object with what it saw.
 
 usage: mcp_client.py URL TOKEN SESSION X Y
@@ -44,6 +44,9 @@ async def main() -> None:
             click = await client.call_tool("left_click", {"x": x, "y": y})
             out["click_is_error"] = bool(g(click, "is_error", "isError"))
             out["click_text"] = [c.text for c in click.content if c.type == "text"]
+            secret = await client.call_tool("type_secret", {"name": "nope", "field": "password"})
+            out["type_secret_is_error"] = bool(g(secret, "is_error", "isError"))
+            out["type_secret_text"] = [c.text for c in secret.content if c.type == "text"]
     # Without the session header: initialize and list work, tool calls are refused.
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60.0)
     async with http:

@@ -314,14 +314,7 @@ async fn gate_image(cx: &StepCtx<'_>, call: &ToolCall, o: &mut ToolOutcome) -> b
         Screen::Reopened => {
             if o.image.is_some() {
                 // Taken before the field was seen to lose focus: take it again, settled.
-                let _ = cx
-                    .exec
-                    .settle(
-                        std::time::Duration::from_millis(100),
-                        std::time::Duration::from_millis(1500),
-                    )
-                    .await;
-                o.image = look(cx.exec, cx.declared).await;
+                o.image = settled_look(cx).await;
             }
             false
         }
@@ -354,20 +347,23 @@ pub async fn look(exec: &Executor, declared: Size) -> Option<Image> {
     })
 }
 
+/// A screenshot for the model after the screen settled (100 ms quiet, 1.5 s cap).
+async fn settled_look(cx: &StepCtx<'_>) -> Option<Image> {
+    let _ = cx
+        .exec
+        .settle(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(1500),
+        )
+        .await;
+    look(cx.exec, cx.declared).await
+}
+
 /// The model screenshot for `look()` calls of the loop, under the secret-field rule.
 pub async fn look_gated(cx: &StepCtx<'_>) -> Option<Image> {
     match secret::screen(cx.st, &cx.session.id, cx.exec.browser()).await {
         Screen::Withheld(_) => Some(blank(cx.declared)),
-        Screen::Reopened => {
-            let _ = cx
-                .exec
-                .settle(
-                    std::time::Duration::from_millis(100),
-                    std::time::Duration::from_millis(1500),
-                )
-                .await;
-            look(cx.exec, cx.declared).await
-        }
+        Screen::Reopened => settled_look(cx).await,
         Screen::Clear => look(cx.exec, cx.declared).await,
     }
 }

@@ -40,6 +40,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum DesktopErrors {
+    /// `control_held` (a person holds control of the desktop), `screenshot_withheld` (a field
+    /// holding a secret has keyboard focus: move the focus away first), or a conflict with the
+    /// session's state.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
     /// Chrome answered with a navigation failure.
     #[response(status = 502)]
     BadGateway(ErrorBody),

@@ -18,7 +18,9 @@ use crate::auth::{Principal, Scope, authorize_session};
 use crate::error::{ApiError, ApiResult, CommonErrors, Json, Path, Query};
 use crate::events::Event;
 use crate::hitl::feedback::{self, FeedbackBody, FeedbackData, FeedbackError};
-use crate::hitl::input::{self, InputAnswerBody, InputError, InputRequest, PendingInput};
+use crate::hitl::input::{
+    self, InputAnswerBody, InputError, InputKind, InputRequest, PendingInput,
+};
 use crate::hitl::secret::{self, SecretError, Typed};
 use crate::hitl::undo::{self, UndoError, Undone};
 use crate::state::AppState;
@@ -145,7 +147,7 @@ pub struct TypeSecretBody {
 #[utoipa::path(post, path = "/sessions/{id}/type-secret", tag = "hitl",
     request_body = TypeSecretBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = Typed), CommonErrors, DesktopErrors, HitlConflict))]
+    responses((status = 200, body = Typed), CommonErrors, DesktopErrors))]
 async fn type_secret(
     State(st): State<AppState>,
     who: Principal,
@@ -153,11 +155,9 @@ async fn type_secret(
     Json(body): Json<TypeSecretBody>,
 ) -> ApiResult<Json<Typed>> {
     let s = prepare(&st, &who, &id).await?;
-    let exec = st
-        .desktops()
-        .executor(s.desktop)
+    let exec = crate::hitl::executor(&st, s.desktop)
         .await
-        .map_err(|e| ApiError::unavailable(format!("the desktop is not available: {e}")))?;
+        .map_err(ApiError::unavailable)?;
     secret::type_secret(&st, &s, &exec, &who.actor(), "rest", &body.name, body.field)
         .await
         .map(Json)
@@ -203,7 +203,7 @@ async fn get_input(
 #[utoipa::path(post, path = "/sessions/{id}/input", tag = "hitl",
     request_body = InputAnswerBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = PendingInput), CommonErrors, DesktopErrors, HitlConflict))]
+    responses((status = 200, body = PendingInput), CommonErrors, DesktopErrors))]
 async fn answer_input(
     State(st): State<AppState>,
     who: Principal,
@@ -222,8 +222,9 @@ async fn answer_input(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputRequestBody {
-    #[serde(flatten)]
-    pub request: InputRequest,
+    pub kind: InputKind,
+    /// What to tell the person (1–2000 characters).
+    pub prompt: String,
     /// How long to wait (10–600 s, default 300).
     pub timeout_secs: Option<u64>,
 }
@@ -239,7 +240,7 @@ pub struct InputReply {
 #[utoipa::path(post, path = "/sessions/{id}/input/request", tag = "hitl",
     request_body = InputRequestBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = InputReply), CommonErrors, DesktopErrors, HitlConflict))]
+    responses((status = 200, body = InputReply), CommonErrors, DesktopErrors))]
 async fn request_input(
     State(st): State<AppState>,
     who: Principal,
@@ -251,18 +252,19 @@ async fn request_input(
     if !(10..=600).contains(&secs) {
         return Err(ApiError::invalid("timeout_secs must be 10–600"));
     }
-    let exec = st
-        .desktops()
-        .executor(s.desktop)
+    let exec = crate::hitl::executor(&st, s.desktop)
         .await
-        .map_err(|e| ApiError::unavailable(format!("the desktop is not available: {e}")))?;
+        .map_err(ApiError::unavailable)?;
     let agent = st.agents().entry(&s.id);
     let text = input::ask(
         &st,
         &s,
         &agent,
         &exec,
-        body.request,
+        InputRequest {
+            kind: body.kind,
+            prompt: body.prompt,
+        },
         std::time::Duration::from_secs(secs),
         &who.actor(),
     )
@@ -474,7 +476,7 @@ pub struct UndoBody {
 #[utoipa::path(post, path = "/sessions/{id}/undo", tag = "hitl",
     request_body = UndoBody,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = Undone), CommonErrors, DesktopErrors, HitlConflict))]
+    responses((status = 200, body = Undone), CommonErrors, DesktopErrors))]
 async fn undo_steps(
     State(st): State<AppState>,
     who: Principal,

@@ -358,13 +358,13 @@ pub async fn answer(
             let last = agent.steps_taken(st.store()).max(data.step);
             let why = format!("A person rejected your {call}.{}", said(&ans));
             let _hands = agent.hands.lock().await;
-            let rolled = match st.desktops().executor(s.desktop).await {
+            let rolled = match super::executor(st, s.desktop).await {
                 Ok(exec) => {
                     super::undo::rollback(st, s, &agent, &exec, data.step..=last, &why, who)
                         .await
                         .map_err(|e| e.to_string())
                 }
-                Err(e) => Err(format!("the desktop is not available: {e}")),
+                Err(e) => Err(e),
             };
             match rolled {
                 Ok(u) => ans.rolled_back = Some(u),
@@ -422,8 +422,14 @@ pub fn export_line(session: &str, r: &FeedbackRecord) -> Option<String> {
         "rating": a.rating,
         "comment": a.comment,
         "correction": a.correction,
-        "chosen": matches!(a.verdict, Verdict::Approve).then(|| d.call.clone()),
-        "rejected": (!matches!(a.verdict, Verdict::Approve)).then(|| d.call.clone()),
+        // Preference pairs: an approved call is chosen; a rejected or corrected one is
+        // rejected, with the person's correction as the chosen alternative.
+        "chosen": match a.verdict {
+            Verdict::Approve => Some(d.call.clone()),
+            Verdict::Correct => a.correction.clone(),
+            Verdict::Reject => None,
+        },
+        "rejected": (a.verdict != Verdict::Approve).then(|| d.call.clone()),
         "by": a.by,
         "at": a.at,
     });

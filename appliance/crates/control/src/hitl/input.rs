@@ -195,6 +195,15 @@ pub async fn ask(
     };
     let id = pending.id;
     let mut rx = agent.ask_input(pending.clone()).ok_or(InputError::Busy)?;
+    let prior = agent.status();
+    // Whatever happens, the agent's state is what it was before the question.
+    let _restore = Restore {
+        st,
+        s,
+        agent,
+        state: prior.state,
+        waiting_for: prior.waiting_for,
+    };
     let before = agent.update(|a| {
         a.state = AgentState::Waiting;
         a.waiting_for = Some(format!("a person ({}): {}", req.kind.as_str(), req.prompt));
@@ -273,6 +282,30 @@ pub async fn ask(
         ),
         InputAnswer::Declined { text } => format!("The person declined{}.", note(&text)),
     })
+}
+
+/// Puts the agent's state back when a wait for input ends.
+struct Restore<'a> {
+    st: &'a AppState,
+    s: &'a SessionRecord,
+    agent: &'a SessionAgent,
+    state: AgentState,
+    waiting_for: Option<String>,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let now = self.agent.update(|a| {
+            a.state = self.state;
+            a.waiting_for = self.waiting_for.take();
+        });
+        self.st.publish(Event::new(
+            "agent.state",
+            Some(&self.s.id),
+            Some(&self.s.owner),
+            json!({"state": now.state, "waiting_for": now.waiting_for}),
+        ));
+    }
 }
 
 /// Answers request `body.id` of session `s` as user `who` (see the module doc).
@@ -360,11 +393,9 @@ async fn type_code(
     pending: &PendingInput,
     code: &Zeroizing<String>,
 ) -> Result<String, InputError> {
-    let exec = st
-        .desktops()
-        .executor(s.desktop)
+    let exec = super::executor(st, s.desktop)
         .await
-        .map_err(|e| InputError::Desktop(format!("the desktop is not available: {e}")))?;
+        .map_err(InputError::Desktop)?;
     let (field, host) = super::secret::focused(&exec)
         .await
         .map_err(|e| InputError::Refused(e.to_string()))?;

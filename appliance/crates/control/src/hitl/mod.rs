@@ -43,12 +43,27 @@ pub struct SecretFocus {
     pub label: String,
 }
 
+/// Which session has a secret field that may still have focus (shared with the desktops'
+/// screen gates, which must not hold the whole state).
+pub type FocusMap = std::sync::Arc<Mutex<HashMap<String, SecretFocus>>>;
+
 /// The control plane's human-in-the-loop state.
 pub struct Hitl {
     vault: Vault,
     sealer_path: PathBuf,
     sealer: OnceLock<Result<Sealer, String>>,
-    focus: Mutex<HashMap<String, SecretFocus>>,
+    focus: FocusMap,
+}
+
+/// Desktop `n`'s executor, or why not in plain words.
+pub async fn executor(
+    st: &crate::state::AppState,
+    n: u32,
+) -> Result<zigral_actions::Executor, String> {
+    st.desktops()
+        .executor(n)
+        .await
+        .map_err(|e| format!("the desktop is not available: {e}"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,7 +76,7 @@ impl Hitl {
             vault: Vault::new(MAX_CREDENTIALS, DEFAULT_TTL, MAX_TTL),
             sealer_path: state_dir.join("secrets").join("checkpoint.key"),
             sealer: OnceLock::new(),
-            focus: Mutex::new(HashMap::new()),
+            focus: FocusMap::default(),
         }
     }
 
@@ -110,6 +125,11 @@ impl Hitl {
     /// The secret field `session` last typed into, if it may still have focus.
     pub fn focus(&self, session: &str) -> Option<SecretFocus> {
         lock(&self.focus).get(session).cloned()
+    }
+
+    /// The shared secret-focus map.
+    pub fn focus_map(&self) -> FocusMap {
+        self.focus.clone()
     }
 
     /// Forgets `session`'s secret field (it lost focus, or the session ended).

@@ -6,20 +6,21 @@
 //!   domains. The action log gets `type_secret {name, field, host}`, never the value; the
 //!   events and the audit log the same.
 //! - From the moment a secret is typed until its field loses focus, [`screen`] says
-//!   `Withheld`: the caller sends the model a text note instead of a screenshot (or a blank
-//!   image where the wire format requires one). The first look after the field lost focus is
-//!   `Reopened`: the caller settles the screen and takes a fresh screenshot, so no image sent
-//!   was captured while the field had focus.
+//!   `Withheld`: the desktop's screen gate refuses every capture (REST, MCP and the built-in
+//!   agent alike: `screenshot_withheld`), and the agent's hands send the model a text note
+//!   instead (or a blank image where the wire format requires one). The gate asks before each
+//!   capture, so the first screenshot allowed after the field lost focus was taken after that
+//!   check; `Reopened` tells a caller holding an older image to take a fresh one.
 
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use zeroize::{Zeroize, Zeroizing};
-use zigral_actions::{Action, BatchRequest, Executor};
+use zigral_actions::{Action, BatchRequest, Executor, GateFuture, ScreenGate};
 use zigral_browser::Browser;
 use zigral_store::{NewAction, SessionRecord};
 
-use super::SecretFocus;
+use super::{FocusMap, SecretFocus};
 use crate::events::Event;
 use crate::state::AppState;
 use crate::vault::{Field, VaultError};
@@ -85,6 +86,11 @@ pub async fn type_value(
             label: label.to_owned(),
         },
     );
+    exec.set_screen_gate(Some(std::sync::Arc::new(FocusGate {
+        map: st.hitl().focus_map(),
+        session: session.to_owned(),
+        browser: exec.browser().cloned(),
+    })));
     let mut req = BatchRequest {
         actions: vec![Action::Type {
             text: value.to_string(),
@@ -196,7 +202,16 @@ pub enum Screen {
 
 /// Checks the session's secret field (see the module doc).
 pub async fn screen(st: &AppState, session: &str, browser: Option<&Browser>) -> Screen {
-    let Some(f) = st.hitl().focus(session) else {
+    screen_of(&st.hitl().focus_map(), session, browser).await
+}
+
+async fn screen_of(map: &FocusMap, session: &str, browser: Option<&Browser>) -> Screen {
+    let focus = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(session)
+        .cloned();
+    let Some(f) = focus else {
         return Screen::Clear;
     };
     let still = match browser {
@@ -206,8 +221,30 @@ pub async fn screen(st: &AppState, session: &str, browser: Option<&Browser>) -> 
     if still {
         Screen::Withheld(f.label)
     } else {
-        st.hitl().clear_focus(session);
+        map.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(session);
         Screen::Reopened
+    }
+}
+
+/// The desktop's screen gate while its session typed a secret: every capture — the built-in
+/// agent's, REST's, MCP's — is refused while the secret field has focus; the first one after
+/// it lost focus is taken after that check, so it cannot show the field focused.
+struct FocusGate {
+    map: FocusMap,
+    session: String,
+    browser: Option<Browser>,
+}
+
+impl ScreenGate for FocusGate {
+    fn allow(&self) -> GateFuture<'_> {
+        Box::pin(async move {
+            match screen_of(&self.map, &self.session, self.browser.as_ref()).await {
+                Screen::Withheld(label) => Err(withheld_note(&label)),
+                Screen::Clear | Screen::Reopened => Ok(()),
+            }
+        })
     }
 }
 

@@ -246,11 +246,9 @@ pub async fn undo(
         )));
     }
     let _hands = agent.hands.lock().await;
-    let exec = st
-        .desktops()
-        .executor(s.desktop)
+    let exec = super::executor(st, s.desktop)
         .await
-        .map_err(|e| UndoError::Failed(format!("the desktop is not available: {e}")))?;
+        .map_err(UndoError::Failed)?;
     let first = last + 1 - steps;
     let why = format!("A person undid your last {steps} step(s).");
     rollback(st, s, &agent, &exec, first..=last, &why, by).await
