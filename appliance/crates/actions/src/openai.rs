@@ -463,9 +463,9 @@ pub async fn run(
                 .map(|e| json!({"error": e.error, "message": e.message, "index": r.index}))
         })
         .or_else(|| {
-            resp.withheld.as_ref().map(
-                |note| json!({"error": crate::ErrorCode::ScreenshotWithheld, "message": note}),
-            )
+            resp.withheld
+                .as_ref()
+                .map(|note| json!({"error": crate::ErrorCode::ScreenshotWithheld, "message": note}))
         });
     let zigral = opts.verbose.unwrap_or(false).then(|| {
         json!({"ok": resp.ok, "failed_index": resp.failed_index, "duration_ms": resp.duration_ms,
