@@ -430,9 +430,14 @@ fn the_openapi_document_shows_the_refusal_on_every_action_door() {
         doc["paths"]["/api/v1/sessions/{id}/control"]["delete"]["responses"]["409"].is_object()
     );
     assert!(doc["paths"]["/api/v1/sessions/{id}/control"]["get"].is_object());
+    // A screenshot is not refused for a lease, only while a typed secret's field has focus.
+    let shot = &doc["paths"]["/api/v1/sessions/{id}/screenshot"]["get"]["responses"]["409"];
     assert!(
-        doc["paths"]["/api/v1/sessions/{id}/screenshot"]["get"]["responses"]["409"].is_null(),
-        "reads are not refused"
+        shot["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("screenshot_withheld"),
+        "{shot}"
     );
 }
 

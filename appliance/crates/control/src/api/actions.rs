@@ -40,9 +40,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum DesktopErrors {
-    /// `control_held` (a person holds control of the desktop), `screenshot_withheld` (a field
-    /// holding a secret has keyboard focus: move the focus away first), or a conflict with the
-    /// session's state.
+    /// `screenshot_withheld` where a capture would happen while a field holding a typed secret
+    /// has keyboard focus (move the focus away first); `control_held` on routes that drive the
+    /// desktop while a person holds control; or another conflict with the session's state.
     #[response(status = 409)]
     Conflict(ErrorBody),
     /// Chrome answered with a navigation failure.
