@@ -210,11 +210,8 @@ pub async fn act(cx: &StepCtx<'_>, step: u32, call: &ToolCall) -> (ToolOutcome, 
                 "no checkpoint before the agent step"),
         }
     }
-    let before = if prompt && !withheld_now(cx).await {
-        thumbnail(cx).await
-    } else {
-        None
-    };
+    // (The screen gate refuses it while a secret field has focus.)
+    let before = if prompt { thumbnail(cx).await } else { None };
     if asks {
         // A person may answer by undoing or rejecting: never hold the hands while waiting.
         hands = None;
@@ -239,11 +236,9 @@ pub async fn act(cx: &StepCtx<'_>, step: u32, call: &ToolCall) -> (ToolOutcome, 
         };
         match feedback::prompt(cx.st, cx.session, facts).await {
             Ok(rec) if cx.hitl.wait_for_feedback => {
-                if wait_feedback(cx, rec.seq).await {
+                if wait_feedback(cx, rec.seq).await && outcome.image.is_some() {
                     // A reject rolled the browser back: show the model the screen as it is.
-                    if outcome.image.is_some() && !withheld_now(cx).await {
-                        outcome.image = look(cx.exec, cx.declared).await;
-                    }
+                    outcome.image = look(cx.exec, cx.declared).await;
                 }
             }
             Ok(_) => {}
@@ -287,37 +282,25 @@ async fn current_url(cx: &StepCtx<'_>) -> Option<String> {
     Some(cx.exec.browser()?.current().await.ok()?.url)
 }
 
-/// Whether screenshots of this session must be withheld now (clears a lost focus).
-async fn withheld_now(cx: &StepCtx<'_>) -> bool {
-    matches!(
-        secret::screen(cx.st, &cx.session.id, cx.exec.browser()).await,
-        Screen::Withheld(_)
-    )
-}
-
 /// Applies the secret-field rule to a result's screenshot; true when withheld.
 async fn gate_image(cx: &StepCtx<'_>, call: &ToolCall, o: &mut ToolOutcome) -> bool {
     match secret::screen(cx.st, &cx.session.id, cx.exec.browser()).await {
-        Screen::Clear => false,
         Screen::Withheld(label) => {
             let needs_image = matches!(call.call, Call::OpenAi { .. });
             if o.image.is_some() || needs_image {
                 o.image = needs_image.then(|| blank(cx.declared));
                 let note = secret::withheld_note(&label);
                 o.text = Some(match o.text.take() {
+                    // The adapter may have said so already.
+                    Some(t) if t.contains(&note) => t,
                     Some(t) if !t.is_empty() => format!("{t}\n{note}"),
                     _ => note,
                 });
             }
             true
         }
-        Screen::Reopened => {
-            if o.image.is_some() {
-                // Taken before the field was seen to lose focus: take it again, settled.
-                o.image = settled_look(cx).await;
-            }
-            false
-        }
+        // Any image in the result passed the desktop's screen gate after the field lost focus.
+        Screen::Clear | Screen::Reopened => false,
     }
 }
 
@@ -347,24 +330,11 @@ pub async fn look(exec: &Executor, declared: Size) -> Option<Image> {
     })
 }
 
-/// A screenshot for the model after the screen settled (100 ms quiet, 1.5 s cap).
-async fn settled_look(cx: &StepCtx<'_>) -> Option<Image> {
-    let _ = cx
-        .exec
-        .settle(
-            std::time::Duration::from_millis(100),
-            std::time::Duration::from_millis(1500),
-        )
-        .await;
-    look(cx.exec, cx.declared).await
-}
-
 /// The model screenshot for `look()` calls of the loop, under the secret-field rule.
 pub async fn look_gated(cx: &StepCtx<'_>) -> Option<Image> {
     match secret::screen(cx.st, &cx.session.id, cx.exec.browser()).await {
         Screen::Withheld(_) => Some(blank(cx.declared)),
-        Screen::Reopened => settled_look(cx).await,
-        Screen::Clear => look(cx.exec, cx.declared).await,
+        Screen::Clear | Screen::Reopened => look(cx.exec, cx.declared).await,
     }
 }
 

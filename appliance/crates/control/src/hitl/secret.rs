@@ -9,8 +9,10 @@
 //!   `Withheld`: the desktop's screen gate refuses every capture (REST, MCP and the built-in
 //!   agent alike: `screenshot_withheld`), and the agent's hands send the model a text note
 //!   instead (or a blank image where the wire format requires one). The gate asks before each
-//!   capture, so the first screenshot allowed after the field lost focus was taken after that
-//!   check; `Reopened` tells a caller holding an older image to take a fresh one.
+//!   capture, and lets the screen settle once the field has lost focus, so the first
+//!   screenshot allowed afterwards was taken after that check and the repaint.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
@@ -90,6 +92,7 @@ pub async fn type_value(
         map: st.hitl().focus_map(),
         session: session.to_owned(),
         browser: exec.browser().cloned(),
+        desktop: exec.desktop().clone(),
     })));
     let mut req = BatchRequest {
         actions: vec![Action::Type {
@@ -195,8 +198,7 @@ pub enum Screen {
     /// A secret field still has focus: no screenshot may go to the model; the label says
     /// which secret.
     Withheld(String),
-    /// The secret field just lost focus: screenshots taken before this moment may show it,
-    /// so take a fresh one.
+    /// The secret field just lost focus (and is forgotten): the page may still be repainting.
     Reopened,
 }
 
@@ -235,6 +237,7 @@ struct FocusGate {
     map: FocusMap,
     session: String,
     browser: Option<Browser>,
+    desktop: zigral_desktop::Desktop,
 }
 
 impl ScreenGate for FocusGate {
@@ -242,7 +245,16 @@ impl ScreenGate for FocusGate {
         Box::pin(async move {
             match screen_of(&self.map, &self.session, self.browser.as_ref()).await {
                 Screen::Withheld(label) => Err(withheld_note(&label)),
-                Screen::Clear | Screen::Reopened => Ok(()),
+                Screen::Clear => Ok(()),
+                Screen::Reopened => {
+                    // The field just lost focus: let the page repaint before the first capture
+                    // (X Damage quiet for 100 ms, at most 1.5 s).
+                    let _ = self
+                        .desktop
+                        .settle(Duration::from_millis(100), Duration::from_millis(1500))
+                        .await;
+                    Ok(())
+                }
             }
         })
     }
