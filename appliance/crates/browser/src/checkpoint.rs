@@ -144,12 +144,14 @@ impl Browser {
         if opened.is_empty() {
             opened.push(s.create_target("about:blank").await?);
         }
-        for id in old {
+        for id in &old {
             // A tab may already be gone; that is fine.
             let _ = s
                 .browser_cmd("Target.closeTarget", json!({"targetId": id}))
                 .await;
         }
+        // Callers list the tabs next: only the restored ones.
+        s.wait_gone(&old).await?;
         let active = new_active.unwrap_or_else(|| opened[0].clone());
         s.browser_cmd("Target.activateTarget", json!({"targetId": active}))
             .await?;

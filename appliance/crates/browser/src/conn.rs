@@ -338,6 +338,18 @@ impl Session<'_> {
         Ok(out)
     }
 
+    /// Waits (up to 5 s) until Chrome no longer lists any of the closed targets `ids`:
+    /// `Target.closeTarget` answers before the tab is gone.
+    pub(crate) async fn wait_gone(&self, ids: &[String]) -> Result<()> {
+        let start = Instant::now();
+        while self.targets().await?.iter().any(|t| ids.contains(&t.id))
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// The id of the agent's tab: the remembered one if it still exists, else the first.
     /// Opens an `about:blank` tab when none exists.
     pub(crate) async fn active_id(&mut self) -> Result<String> {

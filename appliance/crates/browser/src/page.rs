@@ -253,13 +253,7 @@ impl Browser {
             if s.st.active.as_deref() == Some(id) {
                 s.st.active = None;
             }
-            // Wait until Chrome no longer lists it.
-            let start = Instant::now();
-            while s.targets().await?.iter().any(|t| t.id == id)
-                && start.elapsed() < Duration::from_secs(5)
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            s.wait_gone(&[id.to_owned()]).await?;
             let active = s.active_id().await?;
             s.browser_cmd("Target.activateTarget", json!({"targetId": active}))
                 .await?;
