@@ -665,7 +665,16 @@ impl Env for TurnEnv<'_> {
                 parts.push(format!("element: {} {:?}", e.role, e.name));
             }
             if let Ok(tab) = b.current().await {
-                parts.push(format!("url: {}", tab.url));
+                // Without query and fragment: they can carry tokens, and approvals are events.
+                let url = match url::Url::parse(&tab.url) {
+                    Ok(mut u) => {
+                        u.set_query(None);
+                        u.set_fragment(None);
+                        u.to_string()
+                    }
+                    Err(_) => tab.url.clone(),
+                };
+                parts.push(format!("url: {url}"));
             }
             parts.join(" | ")
         }
