@@ -20,6 +20,7 @@ pub mod downloads;
 pub mod events;
 pub mod health;
 pub mod hitl;
+pub mod live_view;
 pub mod messages;
 pub mod sessions;
 pub mod tokens;
@@ -75,6 +76,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(checkpoints::routes())
         .merge(control::routes())
         .merge(downloads::routes())
+        .merge(live_view::routes())
         .merge(hitl::routes());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
