@@ -28,6 +28,16 @@
 //! file ([`ControlFiles::read`]) and lets a `control` token send input only when the file is
 //! absent or equals the token's `control` claim.
 //!
+//! # Live view
+//!
+//! An owner or an administrator may turn a desktop's live view off: the proxy then refuses
+//! new viewers of it (403 `live_view_off`) and closes the live ones. The control plane marks
+//! desktop N's live view off with the file `<state_dir>/liveview/<N>` ([`LiveViewFiles`]:
+//! present means off, absent means on; written atomically, 0600 in a 0700 directory) and
+//! removes it when the desktop is handed to a new owner or destroyed. The proxy reads it on
+//! every connection attempt and polls it for desktops with live connections
+//! ([`LiveViewFiles::is_off`]; a file it cannot read counts as off).
+//!
 //! Time comes from a [`Clock`] held by the key: the system clock unless a test injects a
 //! [`ManualClock`] (`SigningKey::with_clock`), so expiry is tested by moving that clock, not by
 //! sleeping. [`SigningKey::mint_at`] and [`SigningKey::verify_at`] take the time explicitly.
@@ -59,6 +69,8 @@ pub const LEASES_DIR: &str = "leases";
 pub const MAX_LEASE_LEN: usize = 64;
 /// Directory of the control files inside the state directory.
 pub const CONTROL_DIR: &str = "control";
+/// Directory of the live-view files inside the state directory.
+pub const LIVE_VIEW_DIR: &str = "liveview";
 
 /// What a token lets its holder do on the desktop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +189,12 @@ pub enum TokenError {
         "control file {path} does not hold one line of 1 to {MAX_LEASE_LEN} letters, digits or '-'"
     )]
     ControlContent { path: PathBuf },
+    #[error("live-view file {path}: {source}")]
+    LiveViewIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Seconds since the Unix epoch.
@@ -611,11 +629,73 @@ impl ControlFiles {
     }
 }
 
+/// The live-view files of one state directory (`<state_dir>/liveview/<N>`): present means
+/// desktop N's live view is off, absent that it is on. The control plane writes them, the
+/// proxy reads them (module docs, "Live view").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveViewFiles {
+    dir: PathBuf,
+}
+
+/// What a live-view file holds (its content is not otherwise significant: presence is).
+const LIVE_VIEW_OFF: &str = "off";
+
+impl LiveViewFiles {
+    /// The live-view files of `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        LiveViewFiles {
+            dir: state_dir.join(LIVE_VIEW_DIR),
+        }
+    }
+
+    /// The directory holding the live-view files (`<state_dir>/liveview`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of desktop `desktop`'s live-view file.
+    pub fn path(&self, desktop: u32) -> PathBuf {
+        self.dir.join(desktop.to_string())
+    }
+
+    /// Turns desktop `desktop`'s live view off (`true`: the file is written atomically like
+    /// [`Leases::write`], 0600 in a 0700 directory made when missing) or on again (`false`:
+    /// the file is removed; already absent is fine).
+    pub fn set_off(&self, desktop: u32, off: bool) -> Result<(), TokenError> {
+        write_line(
+            &self.dir,
+            desktop,
+            off.then_some(LIVE_VIEW_OFF),
+            FileKind::LiveView,
+        )
+    }
+
+    /// Whether desktop `desktop`'s live view is off: `false` when its file (or the directory)
+    /// does not exist, `true` when the file exists, whatever it holds. A file that exists but
+    /// cannot be read (a directory in its place, an I/O error) is an error, so a caller
+    /// deciding access can fail closed.
+    pub fn is_off(&self, desktop: u32) -> Result<bool, TokenError> {
+        use std::io::Read;
+        let path = self.path(desktop);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(FileKind::LiveView.io(&path)(e)),
+        };
+        let mut buf = [0u8; 8];
+        file.take(buf.len() as u64)
+            .read(&mut buf)
+            .map_err(FileKind::LiveView.io(&path))?;
+        Ok(true)
+    }
+}
+
 /// Which kind of one-line file an error concerns.
 #[derive(Debug, Clone, Copy)]
 enum FileKind {
     Lease,
     Control,
+    LiveView,
 }
 
 impl FileKind {
@@ -624,6 +704,7 @@ impl FileKind {
         move |source| match self {
             FileKind::Lease => TokenError::LeaseIo { path, source },
             FileKind::Control => TokenError::ControlIo { path, source },
+            FileKind::LiveView => TokenError::LiveViewIo { path, source },
         }
     }
 
@@ -631,6 +712,11 @@ impl FileKind {
         match self {
             FileKind::Lease => TokenError::LeaseContent { path },
             FileKind::Control => TokenError::ControlContent { path },
+            // Live-view files are never parsed; keep the error typed all the same.
+            FileKind::LiveView => TokenError::LiveViewIo {
+                path,
+                source: std::io::ErrorKind::InvalidData.into(),
+            },
         }
     }
 
@@ -638,6 +724,11 @@ impl FileKind {
         match self {
             FileKind::Lease => TokenError::BadLease(v.to_owned()),
             FileKind::Control => TokenError::BadControl(v.to_owned()),
+            // Only ever asked for the constant `off`, which is valid.
+            FileKind::LiveView => TokenError::LiveViewIo {
+                path: PathBuf::from(v),
+                source: std::io::ErrorKind::InvalidInput.into(),
+            },
         }
     }
 }
@@ -1042,5 +1133,38 @@ mod tests {
         files.clear().expect("clear");
         assert_eq!(files.read(5).expect("cleared"), None);
         assert_eq!(fs::read_dir(files.dir()).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn live_view_files_mark_off_atomically_and_unreadable_ones_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = LiveViewFiles::new(dir.path());
+        assert_eq!(files.path(2), dir.path().join("liveview").join("2"));
+        assert!(!files.is_off(2).expect("no dir yet: on"));
+        files
+            .set_off(2, false)
+            .expect("turning on what is on is fine");
+        assert!(!files.dir().exists(), "turning on creates nothing");
+
+        files.set_off(2, true).expect("off");
+        assert!(files.is_off(2).expect("read"));
+        assert!(!files.is_off(3).expect("another desktop stays on"));
+        let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&files.path(2)), 0o600);
+        assert_eq!(mode(files.dir()), 0o700);
+        files.set_off(2, true).expect("off again is fine");
+        assert!(files.is_off(2).expect("still off"));
+
+        files.set_off(2, false).expect("on");
+        assert!(!files.is_off(2).expect("on again"));
+        assert_eq!(fs::read_dir(files.dir()).expect("list").count(), 0);
+
+        // Any content means off; something that cannot be read is an error naming the file.
+        fs::write(files.path(4), "").expect("empty file");
+        assert!(files.is_off(4).expect("empty file: off"));
+        fs::create_dir(files.path(5)).expect("a directory in its place");
+        let err = files.is_off(5).expect_err("directory");
+        assert!(matches!(err, TokenError::LiveViewIo { .. }), "{err}");
+        assert!(err.to_string().contains("liveview/5"), "{err}");
     }
 }
