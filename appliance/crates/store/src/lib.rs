@@ -6,7 +6,7 @@
 //! caller's thread from a consistent snapshot. The tables are defined in `tables` and migrated
 //! by `migrate`; each entity's methods are an `impl Store` block in a module of their own
 //! (`users`, `tokens`, `sessions`, `messages`, `actions`, `feedback`, `checkpoints`,
-//! `summaries`, `config`, `audit`, `desktops`, `agents`). The record types stored in the tables live in
+//! `summaries`, `config`, `audit`, `desktops`, `agents`, `recordings`). The record types stored in the tables live in
 //! [`records`]. Secrets are never stored: users carry an argon2id PHC hash, tokens a SHA-256
 //! hash.
 
@@ -21,6 +21,7 @@ mod feedback;
 mod messages;
 mod migrate;
 pub mod records;
+mod recordings;
 mod sessions;
 mod summaries;
 mod tables;

@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::tables::*;
 
 /// Schema version written by this build.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Brings the file to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(crate) fn migrate(db: &Database, path: &Path) -> Result<(), StoreError> {
@@ -58,6 +58,10 @@ pub(crate) fn migrate(db: &Database, path: &Path) -> Result<(), StoreError> {
                 // (serde default `None`): nothing to rewrite.
                 w.open_table(AGENTS)?;
                 w.open_table(AGENT_TURNS)?;
+            }
+            4 => {
+                // Version 4: desktop recordings.
+                w.open_table(RECORDINGS)?;
             }
             other => {
                 return Err(StoreError::Storage(format!(

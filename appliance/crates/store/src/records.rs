@@ -417,3 +417,71 @@ pub struct AgentTurnRecord {
     #[serde(default)]
     pub context_tokens: u32,
 }
+
+/// Where a desktop recording stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    /// ffmpeg is capturing (or frozen while a secret is on screen).
+    Recording,
+    /// Stopped; chapters are being written into the file.
+    Finalizing,
+    /// The file is complete and can be downloaded.
+    Ready,
+    /// Nothing usable was written (no frame, or the finalize failed); `error` says why.
+    Failed,
+}
+
+/// One chapter of a recording: something that happened on the desktop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecordingChapter {
+    /// When it happened, milliseconds since the epoch.
+    pub unix_ms: u64,
+    /// Source, e.g. `agent.step`, `session.control`, `agent.input_requested`, `paused`.
+    pub kind: String,
+    /// What happened, in words (the chapter title in the file).
+    pub title: String,
+}
+
+/// An interval whose frames are not in the file (a secret was on screen).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecordingPause {
+    /// Capture frozen (confirmed) at, milliseconds since the epoch.
+    pub from_ms: u64,
+    /// Capture thawed at; `None` while still paused.
+    pub to_ms: Option<u64>,
+    pub reason: String,
+}
+
+/// A recording of one desktop, owned by the user who started it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecordingRecord {
+    /// `^[a-z0-9-]+$`, unique.
+    pub id: String,
+    pub desktop: u32,
+    /// User id of whoever started it (they and admins may list, download and delete it).
+    pub owner: String,
+    pub state: RecordingState,
+    pub fps: u32,
+    /// Size cap of the file, MiB.
+    pub max_mb: u32,
+    /// Duration cap, seconds.
+    pub max_secs: u32,
+    /// When it was asked for, milliseconds since the epoch.
+    pub started_at: u64,
+    /// Wall-clock time of the first frame (time 0 of the file), once known.
+    pub first_frame_ms: Option<u64>,
+    /// When capture ended.
+    pub stopped_at: Option<u64>,
+    /// When the file was complete.
+    pub finished_at: Option<u64>,
+    /// Why capture ended: `stopped`, `duration_cap`, `size_cap`, `disk_full`, `desktop_gone`,
+    /// `recorder_failed`, ...
+    pub stop_reason: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub chapters: Vec<RecordingChapter>,
+    pub pauses: Vec<RecordingPause>,
+    /// What went wrong, in words.
+    pub error: Option<String>,
+}

@@ -35,6 +35,8 @@ pub(crate) const AGENTS: TableDefinition<&str, Json> = TableDefinition::new("age
 pub(crate) const AGENT_TURNS: TableDefinition<(&str, u64), Json> =
     TableDefinition::new("agent_turns");
 pub(crate) const AUDIT: TableDefinition<u64, Json> = TableDefinition::new("audit");
+/// Desktop recordings by id.
+pub(crate) const RECORDINGS: TableDefinition<&str, Json> = TableDefinition::new("recordings");
 
 pub(crate) const SCHEMA_KEY: &str = "schema_version";
 
