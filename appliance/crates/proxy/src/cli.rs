@@ -141,6 +141,7 @@ impl Args {
                     vnc_base: self.vnc_base,
                     leases: Some(zigral_token::Leases::in_state_dir(dir)),
                     control: Some(zigral_token::ControlFiles::in_state_dir(dir)),
+                    live_view: Some(zigral_token::LiveViewFiles::new(dir)),
                 }
             }
         };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zigral_token::{ControlFiles, Leases, SigningKey};
+use zigral_token::{ControlFiles, Leases, LiveViewFiles, SigningKey};
 
 /// Where relayed connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,10 @@ pub enum Routing {
         /// `Some`, a `control` connection sends input only while nobody else holds its
         /// desktop. `None`: control tokens always send input.
         control: Option<ControlFiles>,
+        /// Desktop live-view files (`<state_dir>/liveview/<N>`, see [`crate::live_view`]):
+        /// with `Some`, connections to a desktop whose live view is off are refused and live
+        /// ones are closed when it turns off. `None`: live view is always on.
+        live_view: Option<LiveViewFiles>,
     },
 }
 

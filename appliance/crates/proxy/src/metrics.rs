@@ -22,6 +22,8 @@ pub enum Refusal {
     LeaseMismatch,
     /// The desktop's lease file could not be read, so no token is accepted for it.
     LeaseUnreadable,
+    /// The desktop's live view is turned off (or its live-view file cannot be read).
+    LiveViewOff,
     Origin,
     ConnectionLimit,
     PerIpLimit,
@@ -30,13 +32,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 11] = [
+    const ALL: [Refusal; 12] = [
         Refusal::NoToken,
         Refusal::BadToken,
         Refusal::ExpiredToken,
         Refusal::WrongDesktop,
         Refusal::LeaseMismatch,
         Refusal::LeaseUnreadable,
+        Refusal::LiveViewOff,
         Refusal::Origin,
         Refusal::ConnectionLimit,
         Refusal::PerIpLimit,
@@ -52,6 +55,7 @@ impl Refusal {
             Refusal::WrongDesktop => "wrong_desktop",
             Refusal::LeaseMismatch => "lease_mismatch",
             Refusal::LeaseUnreadable => "lease_unreadable",
+            Refusal::LiveViewOff => "live_view_off",
             Refusal::Origin => "origin",
             Refusal::ConnectionLimit => "connection_limit",
             Refusal::PerIpLimit => "per_ip_limit",
@@ -137,6 +141,8 @@ pub struct Totals {
     pub dropped_input: u64,
     pub target_connect_failures: u64,
     pub protocol_errors: u64,
+    /// Live sessions closed because their desktop's live view was turned off.
+    pub live_view_closed: u64,
     pub refused: HashMap<Refusal, u64>,
 }
 
@@ -154,6 +160,7 @@ pub struct Metrics {
     pub(crate) dropped_input: AtomicU64,
     pub(crate) target_connect_failures: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    pub(crate) live_view_closed: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     sessions: Mutex<HashMap<u64, Arc<SessionStats>>>,
 }
@@ -270,6 +277,7 @@ impl Metrics {
             dropped_input: self.dropped_input.load(Relaxed),
             target_connect_failures: self.target_connect_failures.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
+            live_view_closed: self.live_view_closed.load(Relaxed),
             refused: Refusal::ALL
                 .iter()
                 .enumerate()
@@ -350,6 +358,12 @@ impl Metrics {
             "counter",
             "Sessions closed for a WebSocket or RFB protocol violation.",
             &one(t.protocol_errors as f64),
+        );
+        metric(
+            "zigral_proxy_live_view_closed_total",
+            "counter",
+            "Live sessions closed because their desktop's live view was turned off.",
+            &one(t.live_view_closed as f64),
         );
         let refused: Vec<(String, f64)> = Refusal::ALL
             .iter()

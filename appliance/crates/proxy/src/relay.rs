@@ -5,7 +5,8 @@
 //! spliced target → pipe → client, after a frame header sized to what the pipe took.
 //! Client→server: frames are unmasked in place and streamed on (through the view-only filter
 //! for `view` sessions, and through a gated one for `control` sessions under the control lease:
-//! [`crate::control`]). Pings measure RTT; idle and stalled clients are closed.
+//! [`crate::control`]). Pings measure RTT; idle and stalled clients are closed, and so is
+//! every session of a desktop whose live view is turned off ([`crate::live_view`]).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::InputGate;
+use crate::live_view::LiveViewSignal;
 use crate::metrics::{Metrics, SessionStats};
 use crate::rfb::{RfbError, ViewOnlyFilter};
 use crate::ws::{self, Decoder, Event, ProtocolError, close};
@@ -38,6 +40,8 @@ const CLIENT_BUF: usize = 4 * 1024;
 const READS_PER_TURN: usize = 16;
 /// How long a closing session waits for the client's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Reason of the close frame (code 1008) ending a session whose live view was turned off.
+pub const LIVE_VIEW_CLOSE_REASON: &str = "live view turned off";
 
 /// Where a session connects.
 #[derive(Debug, Clone)]
@@ -175,6 +179,8 @@ pub struct Params {
     /// For a `control` session under control leases: whether it may send input right now
     /// (asked before each chunk of client data; input is dropped while it says no).
     pub gate: Option<InputGate>,
+    /// For a desktop under the live-view switch: the session is closed once it says off.
+    pub live_view: Option<LiveViewSignal>,
     pub heartbeat: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_frame: u64,
@@ -198,6 +204,8 @@ pub enum End {
     /// The client did not accept data for the idle timeout.
     Stalled,
     Shutdown,
+    /// The desktop's live view was turned off.
+    LiveViewOff,
 }
 
 impl End {
@@ -212,6 +220,7 @@ impl End {
             End::Rfb(e) => (close::POLICY, e.to_string()),
             End::Idle => (close::GOING_AWAY, "idle timeout".into()),
             End::Shutdown => (close::GOING_AWAY, "proxy shutting down".into()),
+            End::LiveViewOff => (close::POLICY, LIVE_VIEW_CLOSE_REASON.into()),
             End::ClientGone { .. } | End::Stalled => return None,
         })
     }
@@ -358,7 +367,12 @@ where
     // socket does not reset a connection whose close frame the browser has not read yet.
     if matches!(
         end,
-        End::TargetClosed | End::TargetError(_) | End::Idle | End::Shutdown | End::Protocol(_)
+        End::TargetClosed
+            | End::TargetError(_)
+            | End::Idle
+            | End::Shutdown
+            | End::Protocol(_)
+            | End::LiveViewOff
     ) || matches!(end, End::Rfb(_))
     {
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
@@ -439,6 +453,7 @@ async fn server_to_client<W: ClientSink>(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    let mut live_view = params.live_view.clone();
     let mut buf = BytesMut::new();
     // Splice when both ends are TCP sockets; the pipe is made on the first data.
     let mut splice_ok = cw.tcp().is_some() && tr.tcp().is_some();
@@ -447,6 +462,9 @@ async fn server_to_client<W: ClientSink>(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break End::Shutdown,
+            _ = async { match live_view.as_mut() { Some(l) => l.turned_off().await, None => std::future::pending().await } } => {
+                break End::LiveViewOff;
+            }
             c = ctrl.recv() => match c {
                 Some(Ctrl::Pong(p)) => {
                     if let Err(e) = write_frame(cw, ws::OP_PONG, &p, deadline).await {

@@ -16,6 +16,12 @@
 //! A `control` connection additionally gets an [`InputGate`](crate::control::InputGate) when
 //! the routing has control files: while someone else holds the desktop's control lease its
 //! input is dropped (see [`crate::control`]).
+//!
+//! Last, when the routing has live-view files, a desktop whose live view is off refuses the
+//! attempt with 403 ([`LIVE_VIEW_OFF`], refusal `live_view_off`; an unreadable file counts as
+//! off), and every accepted connection gets a [`LiveViewSignal`](crate::live_view::LiveViewSignal):
+//! the relay closes it (1008, "live view turned off") within a poll of the view turning off
+//! (see [`crate::live_view`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -40,6 +46,7 @@ use zigral_token::{Role, TokenError};
 
 use crate::config::{Config, Routing, Target};
 use crate::control::ControlWatch;
+use crate::live_view::LiveViewWatch;
 use crate::metrics::{Metrics, Refusal};
 use crate::relay::{self, Dest, End, Params};
 use crate::web::{self, Body};
@@ -47,6 +54,8 @@ use crate::ws;
 
 /// Body of the 403 answering a token whose lease is not the desktop's current lease.
 pub const LEASE_MISMATCH: &str = "token is for an earlier lease of this desktop";
+/// Body of the 403 answering an attempt to watch a desktop whose live view is turned off.
+pub const LIVE_VIEW_OFF: &str = "live_view_off: the live view of this desktop is turned off";
 
 /// A running proxy's shared state. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -66,6 +75,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Watches the control files (token routing with a state directory).
     control: Option<ControlWatch>,
+    /// Watches the live-view files (token routing with a state directory).
+    live_view: Option<LiveViewWatch>,
 }
 
 /// Why the proxy could not start.
@@ -105,9 +116,17 @@ impl Proxy {
             } => Some(ControlWatch::new(files.clone())),
             _ => None,
         };
+        let live_view = match &config.routing {
+            Routing::Token {
+                live_view: Some(files),
+                ..
+            } => Some(LiveViewWatch::new(files.clone())),
+            _ => None,
+        };
         Ok(Proxy {
             inner: Arc::new(Inner {
                 control,
+                live_view,
                 config,
                 web_root,
                 metrics: Metrics::new(),
@@ -577,6 +596,7 @@ fn websocket(
     // Route: fixed target, or the desktop named by a valid token.
     let query = req.uri().query();
     let mut gate = None;
+    let mut live_view = None;
     let (dest, desktop, role, target_label) = match &cfg.routing {
         Routing::Fixed(t) => {
             let d = match t {
@@ -677,6 +697,24 @@ fn websocket(
                     }
                 }
             }
+            if let Some(w) = &proxy.inner.live_view {
+                if w.is_off(claims.desktop) {
+                    info!(
+                        %peer,
+                        desktop = claims.desktop,
+                        sub = %claims.sub,
+                        "live view is off"
+                    );
+                    return refuse(
+                        &proxy,
+                        peer,
+                        Refusal::LiveViewOff,
+                        StatusCode::FORBIDDEN,
+                        LIVE_VIEW_OFF,
+                    );
+                }
+                live_view = Some(w.signal(claims.desktop));
+            }
             let addr = SocketAddr::new(*vnc_host, port);
             let role = match claims.role {
                 Role::View => "view",
@@ -707,6 +745,7 @@ fn websocket(
     let params = Params {
         view_only: role == "view",
         gate,
+        live_view,
         heartbeat: cfg.heartbeat,
         idle_timeout: cfg.idle_timeout,
         max_frame: cfg.max_frame,
@@ -763,6 +802,11 @@ fn websocket(
         if matches!(end, End::Protocol(_) | End::Rfb(_)) {
             metrics
                 .protocol_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if matches!(end, End::LiveViewOff) {
+            metrics
+                .live_view_closed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         info!(

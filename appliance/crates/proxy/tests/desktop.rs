@@ -42,6 +42,9 @@ fn desktop() -> Desktop {
         "-shared",
         "-nopw",
         "-quiet",
+        // No SysV shared memory: x11vnc is killed at the end of each test and would leave
+        // its segments behind until the system runs out of them.
+        "-noshm",
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::null());
@@ -81,6 +84,7 @@ fn token_proxy_config(key: &SigningKey, vnc_base: u16) -> Config {
         vnc_base,
         leases: None,
         control: None,
+        live_view: None,
     })
 }
 
@@ -551,5 +555,122 @@ async fn a_control_lease_demotes_other_control_connections_within_a_second() {
         pointer(&c, root),
         (500, 100),
         "the late connection's event got through"
+    );
+}
+
+/// Waits (at most 10 s, a failure bound) for the server's close frame; returns its code and
+/// reason.
+async fn close_frame(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no close frame within 10 s")
+        {
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) => return (1005, String::new()),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// The live-view switch closes an open noVNC connection and refuses a new one: with
+/// `<state>/liveview/0` written, a live noVNC viewer in Chromium and a live RFB client both
+/// get a close frame (1008, "live view turned off") within a second and their VNC sessions
+/// end; a new attempt is refused with 403 `live_view_off`; once the file goes, new
+/// connections (noVNC's reconnect included) work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_switch_closes_an_open_novnc_connection_and_refuses_a_new_one() {
+    let web = ui_dist();
+    let d = desktop();
+    paint_root(d.xvfb.display, 0x3050e0);
+    let key = SigningKey::generate();
+    let state = tempfile::tempdir().expect("state dir");
+    let files = zigral_token::LiveViewFiles::new(state.path());
+    let mut cfg = token_proxy_config(&key, d.port);
+    cfg.web_dir = Some(web);
+    if let Routing::Token { live_view, .. } = &mut cfg.routing {
+        *live_view = Some(files.clone());
+    }
+    let p = start(cfg).await;
+    let (view, _) = key.mint_for(0, Role::View, "alice", 300);
+    let (control, _) = key.mint_for(0, Role::Control, "alice", 300);
+    let ws_path = |t: &str| format!("/websockify?token={t}&desktop=0");
+
+    // A noVNC viewer in Chromium, showing the desktop.
+    let browser = chromium();
+    let mut cdp = Cdp::page(browser.port).await;
+    let page = format!("http://{}/?token={view}&desktop=0", p.addr);
+    cdp.call("Page.navigate", json!({"url": page})).await;
+    let state_js = "window.zigralViewer && window.zigralViewer.state";
+    cdp.eval_until(60, state_js, "noVNC to connect", |v| v == "connected")
+        .await;
+    cdp.eval_until(60, CENTER_PIXEL, "the blue desktop on the canvas", |v| {
+        near(v, [0x30, 0x50, 0xe0])
+    })
+    .await;
+    // And an RFB client of its own.
+    let (mut client, _) = connect(&p.url(&ws_path(&control))).await.expect("client");
+    rfb_handshake(&mut client).await;
+    assert_eq!(p.sessions_open(), 2);
+
+    // Off: both live connections are closed within a second, with the reason.
+    files.set_off(0, true).expect("live view off");
+    let t0 = std::time::Instant::now();
+    let (code, reason) = close_frame(&mut client).await;
+    let took = t0.elapsed();
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "live view turned off"),
+        "close frame"
+    );
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    cdp.eval_until(10, state_js, "noVNC to see the close", |v| {
+        v == "disconnected"
+    })
+    .await;
+    eventually(10, "both VNC sessions to end", || p.sessions_open() == 0).await;
+    assert_eq!(p.proxy.metrics().totals().live_view_closed, 2);
+
+    // A new attempt is refused, for view and control tokens alike, before the VNC server
+    // hears of it.
+    for t in [&view, &control] {
+        let (status, body) = refusal(p.addr, &ws_path(t)).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.starts_with("live_view_off"), "{body}");
+        assert_eq!(body, zigral_proxy::server::LIVE_VIEW_OFF);
+    }
+    assert_eq!(
+        p.proxy
+            .metrics()
+            .totals()
+            .refused
+            .get(&zigral_proxy::metrics::Refusal::LiveViewOff),
+        Some(&2)
+    );
+    assert_eq!(p.proxy.metrics().totals().sessions_total, 2);
+
+    // On again: new connections work, noVNC's reconnect button included.
+    files.set_off(0, false).expect("live view on");
+    let (mut again, _) = connect(&p.url(&ws_path(&control)))
+        .await
+        .expect("client again");
+    rfb_handshake(&mut again).await;
+    cdp.eval("document.getElementById('reconnect').click()")
+        .await;
+    cdp.eval_until(60, state_js, "noVNC to reconnect", |v| v == "connected")
+        .await;
+    cdp.eval_until(60, CENTER_PIXEL, "the desktop on the canvas again", |v| {
+        near(v, [0x30, 0x50, 0xe0])
+    })
+    .await;
+    assert_eq!(p.sessions_open(), 2);
+    let body = zigral_tests::http_get(p.addr.port(), "/metrics")
+        .expect("metrics")
+        .1;
+    assert!(
+        body.contains("zigral_proxy_live_view_closed_total 2")
+            && body.contains("zigral_proxy_refused_total{reason=\"live_view_off\"} 2"),
+        "{body}"
     );
 }

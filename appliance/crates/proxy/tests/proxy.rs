@@ -28,6 +28,7 @@ fn token_config(key: &SigningKey, vnc_base: u16) -> Config {
         vnc_base,
         leases: None,
         control: None,
+        live_view: None,
     })
 }
 
@@ -859,6 +860,8 @@ fn command_line_is_websockify_compatible_and_safe() {
         Routing::Token {
             vnc_base: 5910,
             leases: Some(_),
+            control: Some(_),
+            live_view: Some(_),
             ..
         }
     ));
