@@ -73,6 +73,11 @@ pub enum CtlCmd {
     Stop { service: String },
     /// Restart a service.
     Restart { service: String },
+    /// Freeze a running service (SIGSTOP to its process group); returns once it is stopped.
+    /// Stopping a paused service kills it (SIGKILL), never resumes it.
+    Pause { service: String },
+    /// Thaw a paused service (SIGCONT to its process group).
+    Resume { service: String },
     /// Create a template instance, e.g. `spawn desktop 1 --param profile_dir=profiles/u1/chrome`.
     Spawn {
         template: String,
@@ -363,6 +368,12 @@ fn ctl_request(action: &CtlCmd) -> Result<control::Request, String> {
             service: service.clone(),
         },
         CtlCmd::Restart { service } => R::Restart {
+            service: service.clone(),
+        },
+        CtlCmd::Pause { service } => R::Pause {
+            service: service.clone(),
+        },
+        CtlCmd::Resume { service } => R::Resume {
             service: service.clone(),
         },
         CtlCmd::Spawn {

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use zigral_init_protocol::{
-    Destroyed, GroupLimits, GroupStatus, MAX_LINE, Reply, Request, ServiceReply, ServiceState,
-    ServiceStatus, ShutdownAction as Action, ShutdownReply, Spawned, Status,
+    Destroyed, GroupLimits, GroupStatus, MAX_LINE, PauseReply, Reply, Request, ServiceReply,
+    ServiceState, ServiceStatus, ShutdownAction as Action, ShutdownReply, Spawned, Status,
 };
 
 /// Parses one request line.
@@ -126,9 +126,13 @@ pub fn status_table(result: &Value) -> String {
             Some(ms) => format!("in {ms} ms"),
             None => "-".into(),
         };
+        let mut state = g("state");
+        if s.get("paused").and_then(Value::as_bool) == Some(true) {
+            state.push_str(" (paused)");
+        }
         rows.push(vec![
             g("name"),
-            g("state"),
+            state,
             g("pid"),
             g("restarts"),
             g("last_exit"),
@@ -208,7 +212,9 @@ mod tests {
     fn status_table_shows_groups() {
         let st = serde_json::json!({
             "services": [{"name":"xvfb@1","group":"desktop@1","state":"ready","pid":7,
-                          "restarts":0,"last_exit":null,"next_restart_ms":null}],
+                          "restarts":0,"last_exit":null,"next_restart_ms":null},
+                         {"name":"recorder@1","group":"desktop@1","state":"running","pid":9,
+                          "restarts":0,"last_exit":null,"next_restart_ms":null,"paused":true}],
             "groups": [{"name":"desktop@1","template":"desktop","instance":1,
                         "params":{"profile_dir":"profiles/u1/chrome"},
                         "limits":{"millicpus":1500,"memory":4294967296u64},
@@ -217,6 +223,10 @@ mod tests {
         });
         let t = status_table(&st);
         assert!(t.contains("xvfb@1"), "{t}");
+        let line = t.lines().find(|l| l.starts_with("recorder@1")).unwrap();
+        assert!(line.contains("running (paused)"), "{line}");
+        let line = t.lines().find(|l| l.starts_with("xvfb@1")).unwrap();
+        assert!(!line.contains("paused"), "{line}");
         let line = t.lines().find(|l| l.starts_with("desktop@1")).unwrap();
         for part in [
             "1.5",

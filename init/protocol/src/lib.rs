@@ -1,7 +1,7 @@
 //! The zigral-init control-socket protocol (`init/PROTOCOL.md`), typed once: one JSON object
 //! per line each way. zigral-init parses [`Request`]s and answers [`Reply`] lines; its clients
 //! (`zigral-init ctl`, the control plane, tests) build requests and read typed results
-//! ([`Status`], [`Spawned`], [`Destroyed`]). std + serde only.
+//! ([`Status`], [`Spawned`], [`Destroyed`], [`PauseReply`]). std + serde only.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +46,17 @@ pub enum Request {
     Restart {
         service: String,
     },
+    /// Freezes a running service: SIGSTOP to its process group, answered ([`PauseReply`])
+    /// once every process (every thread) of the group is stopped, or an error after
+    /// [`PAUSE_TIMEOUT_MS`] (the service is then resumed). Idempotent. A paused service that
+    /// is stopped (stop, restart, destroy, shutdown) gets SIGKILL, never SIGCONT.
+    Pause {
+        service: String,
+    },
+    /// Thaws a service: SIGCONT to its process group. Idempotent.
+    Resume {
+        service: String,
+    },
     /// Starts instance `instance` of `template`. `params` set the template's declared
     /// `params` for this instance (anything else is refused; see [`check_param_value`]).
     Spawn {
@@ -77,7 +88,10 @@ pub enum Request {
 }
 
 /// Names of the commands, for error messages.
-pub const COMMANDS: &str = "status|start|stop|restart|spawn|destroy|limits|shutdown";
+pub const COMMANDS: &str = "status|start|stop|restart|pause|resume|spawn|destroy|limits|shutdown";
+
+/// How long `pause` waits for every process of the service to be stopped, milliseconds.
+pub const PAUSE_TIMEOUT_MS: u64 = 2000;
 
 /// Longest spawn parameter value, bytes.
 pub const MAX_PARAM_LEN: usize = 128;
@@ -251,6 +265,19 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    /// Name used on the wire (`ready`, `backoff`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Starting => "starting",
+            ServiceState::Ready => "ready",
+            ServiceState::Running => "running",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Stopped => "stopped",
+            ServiceState::Failed => "failed",
+        }
+    }
+
     /// True when dependents may start.
     pub fn is_up(self) -> bool {
         matches!(self, ServiceState::Ready | ServiceState::Running)
@@ -274,6 +301,9 @@ pub struct ServiceStatus {
     pub uptime_ms: Option<u64>,
     /// Time from start to the readiness probe passing.
     pub ready_ms: Option<u64>,
+    /// Frozen by a `pause` request (SIGSTOP) and not resumed yet; cleared when it exits.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// One running template instance (`desktop@3`) in a `status` result, and the `limits` result.
@@ -353,6 +383,13 @@ pub struct ServiceReply {
     pub service: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ServiceState>,
+}
+
+/// The `pause`/`resume` result: whether the service is now paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseReply {
+    pub service: String,
+    pub paused: bool,
 }
 
 /// The `shutdown` result.
@@ -445,6 +482,44 @@ mod tests {
     }
 
     #[test]
+    fn pause_and_resume_on_the_wire() {
+        let pause = Request::Pause {
+            service: "recorder@1".into(),
+        };
+        assert_eq!(
+            pause.to_line(),
+            "{\"cmd\":\"pause\",\"service\":\"recorder@1\"}\n"
+        );
+        assert_eq!(Request::parse(pause.to_line().trim_end()), Ok(pause));
+        assert_eq!(
+            Request::parse(r#"{"cmd":"resume","service":"recorder@1"}"#),
+            Ok(Request::Resume {
+                service: "recorder@1".into()
+            })
+        );
+        let e = Request::parse(r#"{"cmd":"pause"}"#).unwrap_err();
+        assert!(e.contains("service"), "{e}");
+        let line = Reply::ok(&PauseReply {
+            service: "recorder@1".into(),
+            paused: true,
+        })
+        .to_line();
+        assert_eq!(
+            serde_json::from_str::<Value>(&line).unwrap(),
+            serde_json::json!({"ok": true, "result": {"service": "recorder@1", "paused": true}})
+        );
+        let back: PauseReply = Reply::parse(&line).unwrap().into_result().unwrap();
+        assert!(back.paused);
+        // A status from a zigral-init without pause still parses: not paused.
+        let old = r#"{"ok":true,"result":{"services":[{"name":"x","group":null,
+            "state":"running","pid":7,"restarts":0,"last_exit":null,"next_restart_ms":null,
+            "backoff_ms":null,"uptime_ms":10,"ready_ms":null}],"shutting_down":false}}"#
+            .replace('\n', "");
+        let st: Status = Reply::parse(&old).unwrap().into_result().unwrap();
+        assert!(!st.service("x").unwrap().paused);
+    }
+
+    #[test]
     fn param_values_stay_inside_the_state_dir() {
         for ok in ["profiles/u-1", "2", "4G", "a.b_c-d"] {
             assert_eq!(check_param_value(ok), Ok(()), "{ok}");
@@ -471,6 +546,7 @@ mod tests {
                 backoff_ms: Some(100),
                 uptime_ms: Some(5120),
                 ready_ms: Some(930),
+                paused: true,
             }],
             groups: vec![],
             shutting_down: false,
@@ -480,6 +556,13 @@ mod tests {
         let back: Status = Reply::parse(&line).unwrap().into_result().unwrap();
         assert_eq!(back, st);
         assert!(back.service("chromium@0").unwrap().state.is_up());
+        for st in [
+            ServiceState::Backoff,
+            ServiceState::Stopping,
+            ServiceState::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        }
         let err = Reply::Err("unknown service \"x\"".into()).to_line();
         assert_eq!(
             err,

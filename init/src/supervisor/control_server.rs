@@ -195,6 +195,8 @@ impl Supervisor {
                     state: None,
                 })
             }
+            Request::Pause { service } => self.pause(&service),
+            Request::Resume { service } => self.resume(&service),
             Request::Spawn {
                 template,
                 instance,
@@ -557,6 +559,7 @@ impl Supervisor {
                 backoff_ms: s.backoff.map(ms),
                 uptime_ms: s.pid.and(s.started_at).map(|t| ms(t.elapsed())),
                 ready_ms: s.ready_after.map(ms),
+                paused: s.paused,
             })
             .collect();
         let need_proc = self.groups.iter().any(|g| {

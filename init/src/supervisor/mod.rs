@@ -3,6 +3,7 @@
 //! child (one waitpid(-1) loop), restarts with backoff, and stops in reverse order.
 
 mod control_server;
+mod pause;
 mod procfs;
 mod service;
 
@@ -628,6 +629,22 @@ impl Supervisor {
             return;
         };
         s.cancel_probe();
+        if s.paused {
+            // A frozen service (a screen recorder paused for privacy) must never run again:
+            // no stop signal and SIGCONT, SIGKILL at once.
+            tracing::info!(
+                "stopping {} (pid {}, paused): SIGKILL to its process group, never resumed",
+                s.spec.name,
+                pid
+            );
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+            let _ = kill(pid, Signal::SIGKILL);
+            s.state = State::Stopping {
+                deadline: Instant::now(),
+                killed: true,
+            };
+            return;
+        }
         tracing::info!(
             "stopping {} (pid {}, {}, timeout {:?})",
             s.spec.name,
@@ -653,6 +670,7 @@ impl Supervisor {
         let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
         let s = &mut self.services[i];
         s.pid = None;
+        s.paused = false;
         s.cancel_probe();
         let uptime = s.started_at.map(|t| t.elapsed()).unwrap_or_default();
         if matches!(s.state, State::Stopping { .. }) || !s.want_up {
@@ -966,6 +984,28 @@ impl Supervisor {
                 continue;
             };
             *probe_cancel = None;
+            if !r.ready
+                && s.paused
+                && let (Some(p), Ok(wake)) = (s.spec.ready.clone(), self.wake_w.try_clone())
+            {
+                // Frozen on request, not broken: probe again rather than kill it.
+                tracing::info!(
+                    "{}: not ready within {:?} while paused: probing again",
+                    s.spec.name,
+                    r.elapsed
+                );
+                let cancel = Arc::new(AtomicBool::new(false));
+                *probe_cancel = Some(cancel.clone());
+                probe::spawn(
+                    s.spec.name.clone(),
+                    s.generation,
+                    p,
+                    cancel,
+                    self.probe_tx.clone(),
+                    wake,
+                );
+                continue;
+            }
             if r.ready {
                 s.state = State::Ready;
                 s.ready_after = s.started_at.map(|t| t.elapsed());

@@ -1,6 +1,7 @@
 //! /proc readers: a process's parent and kernel-thread flag, the children of a process,
-//! every process in the namespace (for the last sweep at shutdown), and the memory, CPU time
-//! and count of a set of processes with their descendants (usage without cgroups).
+//! every process in the namespace (for the last sweep at shutdown), the memory, CPU time
+//! and count of a set of processes with their descendants (usage without cgroups), and the
+//! members of a process group that still run (for `pause`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -37,6 +38,59 @@ pub(super) fn all_pids() -> Vec<i32> {
     rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|p| *p != me && stat_info(*p).is_some_and(|(_, kthread)| !kthread))
         .collect()
+}
+
+/// (state, pgrp) from a /proc/<pid>/stat line.
+fn state_pgrp(s: &str) -> Option<(char, i32)> {
+    let mut f = s.rsplit_once(')')?.1.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let pgrp = f.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// True for a task that runs no code: stopped (`T`), traced-stopped (`t`), a zombie or dead.
+fn halted(state: char) -> bool {
+    matches!(state, 'T' | 't' | 'Z' | 'X' | 'x')
+}
+
+/// True while some thread of process `pid` is not stopped (a process that is gone, or a
+/// zombie, is not running).
+pub(super) fn still_running(pid: i32) -> bool {
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        let mut any = false;
+        for e in rd.flatten() {
+            any = true;
+            let Ok(s) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue; // that thread exited
+            };
+            if state_pgrp(&s).is_some_and(|(st, _)| !halted(st)) {
+                return true;
+            }
+        }
+        if any {
+            return false;
+        }
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| state_pgrp(&s))
+        .is_some_and(|(st, _)| !halted(st))
+}
+
+/// The processes of process group `pgid` (and `pgid` itself) with a thread that is not
+/// stopped (one pass over /proc).
+pub(super) fn group_running(pgid: i32) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, pgrp) = state_pgrp(&s)?;
+        (pgrp == pgid || pid == pgid).then_some(pid)
+    })
+    .filter(|p| still_running(*p))
+    .collect()
 }
 
 /// One process as its /proc/<pid>/stat says.
@@ -164,5 +218,17 @@ mod tests {
         // Our own process is found in the real /proc.
         let me = std::process::id() as i32;
         assert!(proc_table().iter().any(|p| p.pid == me));
+    }
+
+    #[test]
+    fn stopped_processes_are_told_from_running_ones() {
+        let line = "7 (sh (x)) T 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 1000 25";
+        assert_eq!(state_pgrp(line), Some(('T', 42)));
+        assert!(halted('T') && halted('t') && halted('Z'));
+        assert!(!halted('R') && !halted('S') && !halted('D'));
+        // This test process runs (its own thread at least); a pid that does not exist does not.
+        let me = std::process::id() as i32;
+        assert!(still_running(me));
+        assert!(!still_running(i32::MAX));
     }
 }

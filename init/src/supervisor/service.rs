@@ -77,6 +77,9 @@ pub(super) struct Svc {
     /// The delay chosen for the latest restart (reported as `backoff_ms`).
     pub(super) backoff: Option<Duration>,
     pub(super) generation: u64,
+    /// Frozen by `pause` (SIGSTOP to its process group); it is never sent SIGCONT by a stop,
+    /// only SIGKILL. Cleared when its process exits.
+    pub(super) paused: bool,
 }
 
 impl Svc {
@@ -95,6 +98,7 @@ impl Svc {
             last_exit: None,
             backoff: None,
             generation: 0,
+            paused: false,
         }
     }
 
