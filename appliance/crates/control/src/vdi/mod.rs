@@ -578,6 +578,10 @@ impl Vdi {
         if let Err(e) = zigral_token::write_lease(&self.inner.state_dir, n, lease) {
             tracing::error!(desktop = n, error = %e, "cannot write the desktop's lease");
         }
+        // A new tenancy (or none) starts with its live view on (see api::live_view).
+        if let Err(e) = zigral_token::LiveViewFiles::new(&self.inner.state_dir).set_off(n, false) {
+            tracing::error!(desktop = n, error = %e, "cannot turn the desktop's live view on");
+        }
     }
 
     /// Session `session` ended: it leaves its desktop, which is destroyed when no session
