@@ -257,3 +257,37 @@ stop_timeout = "30s"
         assert!(!text.contains("TERM"), "{f} handled SIGTERM: thawed");
     }
 }
+
+#[test]
+fn a_paused_service_is_not_killed_for_missing_its_readiness_probe() {
+    let dir = scratch("pause-probe");
+    let file = dir.join("count");
+    let flag = dir.join("ready");
+    let probe = format!(
+        "ready = {{ path = \"{}\", timeout = \"1s\" }}\nstop_timeout = \"1s\"",
+        flag.display()
+    );
+    let init = Init::with_config(&dir, &counter("slow", &file.display().to_string(), &probe));
+    let s = init.wait_state("slow", &["starting"], Duration::from_secs(30));
+    let pid = pid_of(&s);
+    init.call(json!({"cmd":"pause","service":"slow"})).unwrap();
+    // The probe runs out while it is frozen: it probes again instead of killing it.
+    zigral_tests::wait_for(Duration::from_secs(30), "the probe to start over", || {
+        init.output()
+            .contains("slow: not ready within")
+            .then_some(())
+    });
+    let s = init.service("slow");
+    assert_eq!(
+        (s["state"].as_str(), s["paused"].as_bool(), pid_of(&s)),
+        (Some("starting"), Some(true), pid),
+        "{s}\n{}",
+        init.output()
+    );
+    assert!(alive(pid));
+    assert!(s["last_exit"].is_null(), "{s}");
+    init.call(json!({"cmd":"resume","service":"slow"})).unwrap();
+    std::fs::write(&flag, "").unwrap();
+    let s = init.wait_state("slow", &["ready"], Duration::from_secs(30));
+    assert_eq!((pid_of(&s), s["restarts"].as_u64()), (pid, Some(0)), "{s}");
+}
