@@ -146,6 +146,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let state = AppState::new(cfg, store.clone(), key);
     // Managed mode: reconcile with zigral-init, fill the warm pool, reap idle desktops.
     state.vdi().start();
+    // Recordings whose ffmpeg kept running while this process was down are adopted.
+    let adopt = state.clone();
+    tokio::spawn(async move { adopt.recordings().adopt(&adopt).await });
     let purge = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));

@@ -50,6 +50,12 @@ pub struct Config {
     pub log_typed_text: bool,
     /// Who creates desktops and how sessions get them.
     pub desktops: DesktopSettings,
+    /// Recordings (`<state>/recordings/`) together may take this many MiB; the oldest finished
+    /// ones are deleted first.
+    pub recordings_max_total_mb: u64,
+    /// A recording stops (cleanly, keeping what it wrote) when the state dir's filesystem has
+    /// less than this many MiB free, and none starts.
+    pub recordings_min_free_mb: u64,
 }
 
 /// Whether the control plane creates desktops through zigral-init.
@@ -167,6 +173,8 @@ impl std::fmt::Debug for Config {
             .field("x_connect_timeout_ms", &self.x_connect_timeout_ms)
             .field("log_typed_text", &self.log_typed_text)
             .field("desktops", &self.desktops)
+            .field("recordings_max_total_mb", &self.recordings_max_total_mb)
+            .field("recordings_min_free_mb", &self.recordings_min_free_mb)
             .finish()
     }
 }
@@ -195,6 +203,8 @@ impl Config {
             x_connect_timeout_ms: 3000,
             log_typed_text: false,
             desktops: DesktopSettings::default(),
+            recordings_max_total_mb: 4096,
+            recordings_min_free_mb: 256,
         }
     }
 
@@ -237,6 +247,8 @@ pub struct Layer {
     pub desktop_pids: Option<u64>,
     pub desktop_ready_timeout_secs: Option<u64>,
     pub proxy_url: Option<String>,
+    pub recordings_max_total_mb: Option<u64>,
+    pub recordings_min_free_mb: Option<u64>,
 }
 
 /// Why the configuration could not be built.
@@ -314,6 +326,10 @@ impl Layer {
                     l.desktop_ready_timeout_secs = Some(num(&v).map_err(bad)?)
                 }
                 "PROXY_URL" => l.proxy_url = Some(v),
+                "RECORDINGS_MAX_TOTAL_MB" => {
+                    l.recordings_max_total_mb = Some(num(&v).map_err(bad)?)
+                }
+                "RECORDINGS_MIN_FREE_MB" => l.recordings_min_free_mb = Some(num(&v).map_err(bad)?),
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
                 _ => {}
             }
@@ -355,7 +371,9 @@ impl Layer {
             desktop_memory_mib,
             desktop_pids,
             desktop_ready_timeout_secs,
-            proxy_url
+            proxy_url,
+            recordings_max_total_mb,
+            recordings_min_free_mb
         );
         self
     }
@@ -413,6 +431,12 @@ impl Layer {
         if let Some(x) = self.log_typed_text {
             c.log_typed_text = x;
         }
+        if let Some(x) = self.recordings_max_total_mb {
+            c.recordings_max_total_mb = x;
+        }
+        if let Some(x) = self.recordings_min_free_mb {
+            c.recordings_min_free_mb = x;
+        }
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key must be given together".into(),
@@ -438,6 +462,11 @@ impl Layer {
         if c.x_connect_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "x_connect_timeout_ms must be > 0".into(),
+            ));
+        }
+        if c.recordings_max_total_mb == 0 {
+            return Err(ConfigError::Invalid(
+                "recordings_max_total_mb must be > 0".into(),
             ));
         }
         if c.events_queue == 0 {

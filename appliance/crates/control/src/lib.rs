@@ -21,6 +21,7 @@ pub mod hitl;
 pub mod keyfile;
 pub mod mcp;
 pub mod metrics;
+pub mod recording;
 pub mod sealed;
 pub mod server;
 pub mod state;

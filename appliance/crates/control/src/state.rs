@@ -32,6 +32,7 @@ struct Inner {
     agents: Agents,
     control: ControlLeases,
     hitl: crate::hitl::Hitl,
+    recordings: crate::recording::Recordings,
 }
 
 /// Everything a handler needs: configuration, the store, the signing key, the events bus.
@@ -59,8 +60,9 @@ impl AppState {
             events.clone(),
             desktops.clone(),
         );
-        AppState {
+        let st = AppState {
             inner: Arc::new(Inner {
+                recordings: crate::recording::Recordings::new(&config),
                 desktops,
                 vdi,
                 typed_text: TypedTextLog::new(&config.state_dir, config.log_typed_text),
@@ -81,7 +83,25 @@ impl AppState {
                 crypto: Semaphore::new(2),
                 started: Instant::now(),
             }),
-        }
+        };
+        // A desktop's recording ends (and its files leave the desktop's directory) before
+        // the desktop's processes stop and its directory is purged.
+        let weak = Arc::downgrade(&st.inner);
+        st.inner.vdi.set_before_destroy(Arc::new(move |n| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                if let Some(inner) = weak.upgrade() {
+                    let st = AppState { inner };
+                    let _ = st.recordings().stop(&st, n, "desktop_destroyed").await;
+                }
+            })
+        }));
+        st
+    }
+
+    /// Desktop recordings.
+    pub fn recordings(&self) -> &crate::recording::Recordings {
+        &self.inner.recordings
     }
 
     pub fn config(&self) -> &Config {

@@ -22,6 +22,7 @@ pub mod health;
 pub mod hitl;
 pub mod live_view;
 pub mod messages;
+pub mod recordings;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
@@ -77,7 +78,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(control::routes())
         .merge(downloads::routes())
         .merge(live_view::routes())
-        .merge(hitl::routes());
+        .merge(hitl::routes())
+        .merge(recordings::routes());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
         .nest(API_PREFIX, v1);

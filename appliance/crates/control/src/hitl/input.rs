@@ -194,6 +194,15 @@ pub async fn ask(
         host: current_host(exec).await,
     };
     let id = pending.id;
+    // A 2FA prompt is open: the desktop's recording is frozen until it closes (the typed code
+    // then keeps it frozen until its field loses focus).
+    let _frozen = if req.kind == InputKind::TwoFa {
+        st.recordings()
+            .hold(st, s.desktop, "a person is asked for a 2FA code")
+            .await
+    } else {
+        None
+    };
     let mut rx = agent.ask_input(pending.clone()).ok_or(InputError::Busy)?;
     let prior = agent.status();
     // Whatever happens, the agent's state is what it was before the question.
@@ -411,7 +420,7 @@ async fn type_code(
         .vault()
         .add_transient(&s.owner, "2fa_code", code.clone(), CODE_REDACTED_FOR);
     let started = std::time::Instant::now();
-    let typed = super::secret::type_value(st, &s.id, &exec, &field, "2fa code", code).await;
+    let typed = super::secret::type_value(st, s, &exec, &field, "2fa code", code).await;
     let entry = NewAction {
         who: who.to_owned(),
         what: json!({"action": "human_input", "input": {"kind": "2fa", "id": pending.id},

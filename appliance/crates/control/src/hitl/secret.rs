@@ -75,12 +75,22 @@ fn host_of(url: &str) -> Result<String, SecretError> {
 /// may), and marks the field as holding a secret.
 pub async fn type_value(
     st: &AppState,
-    session: &str,
+    s: &SessionRecord,
     exec: &Executor,
     field: &zigral_browser::FocusedField,
     label: &str,
     value: &Zeroizing<String>,
 ) -> Result<(), SecretError> {
+    let session = s.id.as_str();
+    // The desktop's recording is frozen before the first keystroke and stays so until the
+    // field loses focus and the page repainted.
+    if let Some(hold) = st
+        .recordings()
+        .hold(st, s.desktop, &format!("secret typed: {label}"))
+        .await
+    {
+        frozen_while_focused(st.clone(), session.to_owned(), exec.clone(), hold);
+    }
     st.hitl().set_focus(
         session,
         SecretFocus {
@@ -149,7 +159,7 @@ pub async fn type_secret(
     let result = async {
         let (focused, host) = focused(exec).await?;
         let value = st.hitl().vault().value(&s.owner, name, field, &host)?;
-        type_value(st, &s.id, exec, &focused, name, &value).await?;
+        type_value(st, s, exec, &focused, name, &value).await?;
         Ok::<_, SecretError>(Typed {
             name: name.to_owned(),
             field,
@@ -258,6 +268,35 @@ impl ScreenGate for FocusGate {
             }
         })
     }
+}
+
+/// Keeps `hold` (a frozen recording) until `session`'s secret field lost focus (checked every
+/// 200 ms) and the page repainted.
+fn frozen_while_focused(
+    st: AppState,
+    session: String,
+    exec: Executor,
+    hold: crate::recording::Hold,
+) {
+    tokio::spawn(async move {
+        // The focus is set right after the freeze: give the typing a moment to begin.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Some(f) = st.hitl().focus(&session) {
+            let still = match exec.browser() {
+                Some(b) => b.is_focused(&f.handle).await.unwrap_or(false),
+                None => false,
+            };
+            if !still {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let _ = exec
+            .desktop()
+            .settle(Duration::from_millis(100), Duration::from_millis(1500))
+            .await;
+        drop(hold);
+    });
 }
 
 /// The note the model gets instead of a screenshot.

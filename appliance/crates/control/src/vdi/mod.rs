@@ -108,7 +108,13 @@ struct Inner {
     /// True once the table reflects what zigral-init runs (after the start-up reconcile):
     /// until then no desktop is handed out, so none is spawned twice.
     reconciled: watch::Sender<bool>,
+    /// Runs before a desktop's processes stop (its recording ends and leaves its directory).
+    before_destroy: std::sync::OnceLock<BeforeDestroy>,
 }
+
+/// What runs before desktop N is destroyed.
+pub type BeforeDestroy =
+    Arc<dyn Fn(u32) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// The desktop manager (cheap to clone).
 #[derive(Clone)]
@@ -196,6 +202,7 @@ impl Vdi {
                 refill: Notify::new(),
                 destroyed: Notify::new(),
                 reconciled: watch::channel(false).0,
+                before_destroy: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -232,6 +239,11 @@ impl Vdi {
         self.inner
             .events
             .publish(Event::new(kind, None, Some(owner), data));
+    }
+
+    /// Sets what runs before a desktop is destroyed (once).
+    pub fn set_before_destroy(&self, f: BeforeDestroy) {
+        let _ = self.inner.before_destroy.set(f);
     }
 
     /// Marks desktop `n` as used now (an action, a viewer, an agent turn).
@@ -654,6 +666,9 @@ impl Vdi {
             tracing::error!(desktop = n, error = %e, "cannot record the desktop");
         }
         self.write_lease(n, None);
+        if let Some(f) = self.inner.before_destroy.get() {
+            f(n).await;
+        }
         self.inner.executors.forget(n);
         self.publish("desktop.destroying", &rec, json!({"reason": reason}));
         // A desktop that is not running (a reboot ended it) still gets its files purged.
