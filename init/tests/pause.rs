@@ -86,8 +86,9 @@ fn pause_freezes_the_whole_process_group_and_resume_thaws_it() {
     let took = t0.elapsed();
     assert_eq!(r, json!({"service":"counter","paused":true}));
     assert!(took < Duration::from_secs(2), "pause took {took:?}");
-    // The reply means stopped: the shell (and its sleep, if any) are in state T right now.
-    assert_eq!(stat(pid).map(|s| s.0), Some('T'));
+    // The reply means stopped: the shell is in state T right now (or D, waiting in vfork for
+    // a child that is stopped itself).
+    assert!(matches!(stat(pid), Some(('T' | 'D', _))), "{:?}", stat(pid));
     let frozen = stays_frozen(&file);
     let s = init.service("counter");
     assert_eq!(s["paused"], true, "{s}");
@@ -290,4 +291,37 @@ fn a_paused_service_is_not_killed_for_missing_its_readiness_probe() {
     std::fs::write(&flag, "").unwrap();
     let s = init.wait_state("slow", &["ready"], Duration::from_secs(30));
     assert_eq!((pid_of(&s), s["restarts"].as_u64()), (pid, Some(0)), "{s}");
+}
+
+/// A shell that forks all the time is often caught between vfork and exec: the child stops,
+/// the shell waits in the kernel (state D) for it. It cannot run again either: every pause
+/// succeeds, and the shell is `T` once the child is released.
+#[test]
+fn a_service_forking_all_the_time_pauses_every_time() {
+    let dir = scratch("pause-fork");
+    let init = Init::with_config(
+        &dir,
+        r#"
+[[service]]
+name = "forker"
+command = "sh"
+args = ["-c", "while :; do /bin/true; done"]
+stop_timeout = "1s"
+"#,
+    );
+    let s = init.wait_state("forker", &["running"], Duration::from_secs(30));
+    let pid = pid_of(&s);
+    for round in 0..20 {
+        let t0 = Instant::now();
+        let r = init.call(json!({"cmd":"pause","service":"forker"}));
+        assert!(r.is_ok(), "round {round}: {r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        assert!(matches!(stat(pid), Some(('T' | 'D', _))), "{:?}", stat(pid));
+        init.call(json!({"cmd":"resume","service":"forker"}))
+            .unwrap();
+        zigral_tests::wait_for(Duration::from_secs(10), "the shell to run again", || {
+            (stat(pid)?.0 != 'T').then_some(())
+        });
+    }
+    assert_eq!(pid_of(&init.service("forker")), pid);
 }

@@ -1,5 +1,7 @@
 //! `pause` and `resume` of a service: SIGSTOP to its process group, answered once /proc shows
-//! every thread of every member stopped (or SIGCONT back and an error after
+//! every thread of every member stopped, or unable to run user code again before it stops (in
+//! an uninterruptible wait with SIGSTOP pending: see `procfs::still_running`), or SIGCONT back
+//! and an error after
 //! [`PAUSE_TIMEOUT_MS`]); SIGCONT to thaw it. A paused service is never thawed by a stop:
 //! [`Supervisor::send_stop`](super::Supervisor) sends it SIGKILL instead.
 

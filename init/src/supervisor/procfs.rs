@@ -53,17 +53,43 @@ fn halted(state: char) -> bool {
     matches!(state, 'T' | 't' | 'Z' | 'X' | 'x')
 }
 
-/// True while some thread of process `pid` is not stopped (a process that is gone, or a
-/// zombie, is not running).
+/// True when the task whose /proc directory is `task` has SIGSTOP pending (its own or its
+/// process's pending set, from `status`).
+fn stop_pending(task: &std::path::Path) -> bool {
+    const SIGSTOP_BIT: u64 = 1 << (libc::SIGSTOP - 1);
+    let Ok(s) = std::fs::read_to_string(task.join("status")) else {
+        return false;
+    };
+    s.lines()
+        .filter_map(|l| {
+            l.strip_prefix("SigPnd:")
+                .or_else(|| l.strip_prefix("ShdPnd:"))
+        })
+        .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .any(|m| m & SIGSTOP_BIT != 0)
+}
+
+/// True while the task in `/proc/.../<tid>` may still run user code after a SIGSTOP: it is not
+/// stopped, a zombie or dead, nor in an uninterruptible kernel wait (`D`) with the SIGSTOP
+/// still pending (it stops before it returns to user space: a shell waiting in vfork for a
+/// child that is itself stopped stays there until the child goes).
+fn task_running(task: &std::path::Path) -> Option<bool> {
+    let s = std::fs::read_to_string(task.join("stat")).ok()?;
+    let (st, _) = state_pgrp(&s)?;
+    let will_stop = st == 'D' && stop_pending(task);
+    Some(!(halted(st) || will_stop))
+}
+
+/// True while some thread of process `pid` may still run user code (see `task_running`; a
+/// process that is gone, or a zombie, does not).
 pub(super) fn still_running(pid: i32) -> bool {
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+    let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    if let Ok(rd) = std::fs::read_dir(dir.join("task")) {
         let mut any = false;
         for e in rd.flatten() {
             any = true;
-            let Ok(s) = std::fs::read_to_string(e.path().join("stat")) else {
-                continue; // that thread exited
-            };
-            if state_pgrp(&s).is_some_and(|(st, _)| !halted(st)) {
+            // A thread that exited meanwhile does not run.
+            if task_running(&e.path()) == Some(true) {
                 return true;
             }
         }
@@ -71,14 +97,11 @@ pub(super) fn still_running(pid: i32) -> bool {
             return false;
         }
     }
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| state_pgrp(&s))
-        .is_some_and(|(st, _)| !halted(st))
+    task_running(&dir) == Some(true)
 }
 
-/// The processes of process group `pgid` (and `pgid` itself) with a thread that is not
-/// stopped (one pass over /proc).
+/// The processes of process group `pgid` (and `pgid` itself) with a thread that may still run
+/// user code (one pass over /proc).
 pub(super) fn group_running(pgid: i32) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -230,5 +253,25 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(still_running(me));
         assert!(!still_running(i32::MAX));
+        // A stopped child does not run; after SIGCONT it does.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let t0 = std::time::Instant::now();
+        while still_running(pid.as_raw()) {
+            assert!(t0.elapsed().as_secs() < 10, "SIGSTOP did not stop sleep");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        let t0 = std::time::Instant::now();
+        while !still_running(pid.as_raw()) {
+            assert!(t0.elapsed().as_secs() < 10, "SIGCONT did not resume sleep");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }
