@@ -107,6 +107,9 @@ async fn list_recordings(
     who: Principal,
     Path(n): Path<u32>,
 ) -> ApiResult<Json<Vec<RecordingRecord>>> {
+    if n >= crate::config::DESKTOP_NUMBERS {
+        return Err(ApiError::not_found(format!("desktop {n} not found")));
+    }
     let mut all = st.store().list_recordings().map_err(ApiError::internal)?;
     all.retain(|r| r.desktop == n && (who.is_admin || r.owner == who.user_id));
     Ok(Json(all))
