@@ -183,7 +183,12 @@ pub fn layout(rec: &RecordingRecord, first: u64, duration_ms: u64) -> Sidecar {
     marks.sort_by_key(|m| m.unix_ms.max(first));
     let mut chapters: Vec<Chapter> = Vec::new();
     for m in marks {
-        let start = m.unix_ms.saturating_sub(first);
+        let mut start = m.unix_ms.saturating_sub(first);
+        if m.kind == "paused" && start >= duration_ms {
+            // Stopped while paused: the file ends where the pause began; its last moment
+            // says so.
+            start = duration_ms.saturating_sub(1);
+        }
         if start >= duration_ms && !chapters.is_empty() {
             continue;
         }
