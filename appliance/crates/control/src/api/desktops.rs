@@ -36,7 +36,11 @@ fn managed(st: &AppState) -> ApiResult<()> {
 }
 
 /// Desktop `n` if the caller may see it (its owner or an admin), else 404.
-pub(crate) fn visible(st: &AppState, who: &Principal, n: u32) -> ApiResult<zigral_store::DesktopRecord> {
+pub(crate) fn visible(
+    st: &AppState,
+    who: &Principal,
+    n: u32,
+) -> ApiResult<zigral_store::DesktopRecord> {
     let not_found = || ApiError::not_found(format!("desktop {n} not found"));
     let rec = st.vdi().record(n).ok_or_else(not_found)?;
     if who.is_admin || rec.owner.as_deref() == Some(who.user_id.as_str()) {
