@@ -53,6 +53,7 @@ bench: deps-test ui build
 	$(CARGO) bench -p zigral-control --bench actions
 	$(CARGO) bench -p zigral-control --bench agent_step
 	$(CARGO) bench -p zigral-tests --bench desktops
+	$(CARGO) bench -p zigral-tests --bench recording
 
 fmt:
 	$(CARGO) fmt --all
