@@ -684,7 +684,7 @@ pub fn document_refusals(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 /// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc(ms: u64) -> String {
+pub(crate) fn utc(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).

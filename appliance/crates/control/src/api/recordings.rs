@@ -166,24 +166,8 @@ fn rfc3339(ms: Option<u64>) -> String {
     let Some(ms) = ms else {
         return String::new();
     };
-    let (secs, milli) = (ms / 1000, ms % 1000);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = crate::control_lease::utc(ms);
+    format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms % 1000)
 }
 
 #[cfg(test)]
@@ -199,6 +183,16 @@ mod tests {
             super::rfc3339(Some(951_782_400_001)),
             "2000-02-29T00:00:00.001Z"
         );
+    }
+}
+
+/// A 202 while the recording is still being written, the 410 of a failed one, `None` once
+/// its files are there.
+fn unfinished(rec: &RecordingRecord) -> ApiResult<Option<Response>> {
+    match rec.state {
+        RecordingState::Recording | RecordingState::Finalizing => Ok(Some(not_yet(rec))),
+        RecordingState::Failed => Err(failed(rec)),
+        RecordingState::Ready => Ok(None),
     }
 }
 
@@ -228,10 +222,8 @@ async fn get_recording(
     Path((n, id)): Path<(u32, String)>,
 ) -> ApiResult<Response> {
     let rec = owned(&st, &who, n, &id)?;
-    match rec.state {
-        RecordingState::Recording | RecordingState::Finalizing => return Ok(not_yet(&rec)),
-        RecordingState::Failed => return Err(failed(&rec)),
-        RecordingState::Ready => {}
+    if let Some(wait) = unfinished(&rec)? {
+        return Ok(wait);
     }
     let path = files::own_path(st.recordings().dir(), &rec.id, "mp4");
     let file = tokio::fs::File::open(&path)
@@ -275,10 +267,8 @@ async fn get_chapters(
     Path((n, id)): Path<(u32, String)>,
 ) -> ApiResult<Response> {
     let rec = owned(&st, &who, n, &id)?;
-    match rec.state {
-        RecordingState::Recording | RecordingState::Finalizing => return Ok(not_yet(&rec)),
-        RecordingState::Failed => return Err(failed(&rec)),
-        RecordingState::Ready => {}
+    if let Some(wait) = unfinished(&rec)? {
+        return Ok(wait);
     }
     let path = files::own_path(st.recordings().dir(), &rec.id, "json");
     let data = tokio::fs::read(&path)
