@@ -37,6 +37,7 @@ use zigral_store::{
 use crate::events::Event;
 use crate::state::AppState;
 use crate::supervisor::{SupervisorError, request};
+use crate::vdi::init::status;
 
 /// The zigral-init template of recordings.
 pub const TEMPLATE: &str = "recording";
@@ -884,10 +885,6 @@ fn ended(s: &Status, n: u32) -> Option<Ended> {
                 .unwrap_or_else(|| x.state.as_str().to_owned()),
         )
     })
-}
-
-async fn status(socket: &Path) -> Result<Status, SupervisorError> {
-    request(socket, &Request::Status, Duration::from_secs(5)).await
 }
 
 async fn destroy(socket: &Path, n: u32) -> Result<serde_json::Value, SupervisorError> {
