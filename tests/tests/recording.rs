@@ -4,7 +4,8 @@
 //! secret is typed into a page that paints itself magenta while a filled secret field has
 //! focus. The downloaded file is H.264 of the recorded length with the chapters inside
 //! (ffprobe), no frame has a timestamp inside the paused interval, and no frame shows magenta.
-//! Another user sees none of it.
+//! Another user sees none of it. A disk that fills up stops a recording cleanly; what was
+//! written is kept and plays, and the record says why it stopped.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -364,5 +365,92 @@ fn a_recording_has_chapters_survives_the_control_plane_and_never_shows_a_secret(
             .join(format!("{id}.mp4"))
             .exists()
     );
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Unmounts a tmpfs when the test ends (before the stack removes its state dir).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn id_of(args: &[&str]) -> String {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(o.status.success(), "{args:?}");
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_full_disk_stops_a_recording_cleanly_and_keeps_what_was_written() {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let st = Stack::start(tmp, "recfull", 1, &[("ZIGRAL_RECORDINGS_MIN_FREE_MB", "8")]);
+    let admin = login_as(st.control, "admin", ADMIN_PW);
+    let (_, n, _) = st.session(&admin);
+    // The desktop's recording directory lives on a 16 MiB filesystem of its own.
+    let dir = st.state.join(format!("desktops/{n}/recording"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let uid = id_of(&["id", "-u", &format!("zigral-d{n}")]);
+    let gid = id_of(&["getent", "group", "zigral"]);
+    let gid = gid.split(':').nth(2).unwrap().to_owned();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o"])
+        .arg(format!("size=16m,mode=2770,uid={uid},gid={gid}"))
+        .arg("tmpfs")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _unmount = Unmount(dir.clone());
+
+    let base = format!("/api/v1/desktops/{n}/recordings");
+    let (code, rec) = st.api("POST", &base, &admin, Some(json!({"fps": 10})));
+    assert_eq!(code, 201, "{rec}");
+    let id = rec["id"].as_str().unwrap().to_owned();
+    wait_for(Duration::from_secs(20), "a fragment written", || {
+        let len = std::fs::metadata(dir.join(format!("{id}.mp4"))).ok()?.len();
+        (len > 1000).then_some(())
+    });
+    // The disk fills up (something else wrote 9 MiB): less than 8 MiB stay free.
+    let ok = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=9", "status=none"])
+        .arg(format!("of={}", dir.join("filler").display()))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let rec = wait_for(
+        Duration::from_secs(60),
+        "the recording stopped and finished",
+        || {
+            let v = st.ok("GET", &base, &admin, None);
+            let r = v.as_array()?.first()?.clone();
+            (r["state"] == "ready" || r["state"] == "failed").then_some(r)
+        },
+    );
+    assert_eq!(rec["state"], "ready", "{rec}");
+    assert_eq!(rec["stop_reason"], "disk_full", "{rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("keeps what was written"),
+        "{rec}"
+    );
+    assert_eq!(service(&st, &format!("recorder@{n}")), Value::Null);
+    let file = tmp.join(format!("{id}.mp4"));
+    assert_eq!(
+        download(st.control, &format!("{base}/{id}"), &admin, &file),
+        200
+    );
+    let probe = ffprobe(&["-show_streams", "-show_format"], &file);
+    assert_eq!(probe["streams"][0]["codec_name"], "h264", "{probe}");
+    let dur: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dur > 0.3, "duration {dur}");
     let _ = std::fs::remove_file(&file);
 }

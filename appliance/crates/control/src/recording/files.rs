@@ -58,7 +58,15 @@ pub fn collect(state_dir: &Path, dir: &Path, n: u32, id: &str) -> std::io::Resul
             let _ = std::fs::remove_file(&from);
             continue;
         }
-        std::fs::rename(&from, &to)?;
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            // The desktop's directory is on another filesystem: copy, never following a link.
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                copy_nofollow(&from, &to)?;
+                let _ = std::fs::remove_file(&from);
+            }
+            Err(e) => return Err(e),
+        }
         // Checked again where no desktop user can swap it.
         if !regular(&to) {
             let _ = std::fs::remove_file(&to);
@@ -67,6 +75,25 @@ pub fn collect(state_dir: &Path, dir: &Path, n: u32, id: &str) -> std::io::Resul
         video |= from_ext == "mp4";
     }
     Ok(video)
+}
+
+/// Copies the regular file `from` (opened without following a link) to a new `to`.
+fn copy_nofollow(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(from)?;
+    if !src.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)?;
+    std::io::copy(&mut src, &mut dst)?;
+    dst.sync_all()
 }
 
 /// The wall-clock time (ms since the epoch) of the first frame, from ffmpeg's report: the

@@ -318,7 +318,13 @@ impl Recordings {
         n: u32,
         reason: &str,
     ) -> Result<RecordingRecord, RecordingError> {
-        let id = self.current(n).ok_or(RecordingError::NotRecording(n))?;
+        let (id, ops) = lock(&self.inner.live)
+            .get(&n)
+            .map(|l| (l.id.clone(), l.ops.clone()))
+            .ok_or(RecordingError::NotRecording(n))?;
+        // A freeze or thaw in flight finishes first (a thaw whose end is already recorded
+        // must not meet a stop that kills the still-frozen ffmpeg).
+        let _ops = ops.lock().await;
         self.end(st, n, &id, reason, None)
             .await
             .ok_or(RecordingError::NotRecording(n))
@@ -623,7 +629,7 @@ impl Recordings {
                 if me.current(n).as_deref() != Some(id.as_str()) {
                     return;
                 }
-                if let Some(free) = files::free_mb(&me.inner.state_dir)
+                if let Some(free) = me.free_mb(n, &id)
                     && free < me.inner.min_free_mb
                 {
                     me.end(
@@ -652,6 +658,18 @@ impl Recordings {
         });
     }
 
+    /// Free space where the recording is written and where it will be kept, MiB (the
+    /// smaller; they are one filesystem unless the desktops' directories are mounted apart).
+    fn free_mb(&self, n: u32, id: &str) -> Option<u64> {
+        let raw = files::raw_path(&self.inner.state_dir, n, id, "mp4");
+        let here = raw.parent().and_then(files::free_mb);
+        let kept = files::free_mb(&self.inner.state_dir);
+        match (here, kept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Why ffmpeg ended by itself: a cap, a full disk, the desktop's end, or a failure.
     fn classify(
         &self,
@@ -663,7 +681,7 @@ impl Recordings {
         let rec = st.store().get_recording(id).ok().flatten();
         let report = files::raw_path(&self.inner.state_dir, n, id, "log");
         let log = std::fs::read_to_string(&report).unwrap_or_default();
-        if log.contains("No space left on device") {
+        if log.contains("No space left on device") || self.free_mb(n, id).is_some_and(|f| f < 2) {
             return (
                 "disk_full".into(),
                 Some("the disk filled up: the recording keeps what was written".into()),
