@@ -278,6 +278,13 @@ fn a_recording_has_chapters_survives_the_control_plane_and_never_shows_a_secret(
     assert_eq!(rec["state"], "ready", "{rec}");
 
     // ffprobe: H.264 of about the recorded length, with the chapters.
+    let report = st.state.join("recordings").join(format!("{id}.log"));
+    if std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < 1000 {
+        panic!(
+            "the file is nearly empty: {rec}\nffmpeg's report:\n{}",
+            std::fs::read_to_string(&report).unwrap_or_default()
+        );
+    }
     let probe = ffprobe(&["-show_streams", "-show_format", "-show_chapters"], &file);
     let v = &probe["streams"][0];
     assert_eq!(v["codec_name"], "h264", "{probe}");

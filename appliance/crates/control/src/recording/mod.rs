@@ -399,7 +399,7 @@ impl Recordings {
             Some(first) => files::finalize(&self.inner.dir, &rec, first, end).await,
             None => Err("no frame was captured".to_owned()),
         };
-        let _ = std::fs::remove_file(&report);
+        // ffmpeg's report stays beside the file (`<id>.log`): why a recording ended or failed.
         let done = now_ms();
         let updated = match result {
             Ok(f) => {
