@@ -699,15 +699,8 @@ impl Recordings {
             }
             return ("ended".into(), None);
         }
-        if log.contains("Can't open display")
-            || log.contains("Connection refused")
-            || log.contains("x11grab")
-                && log.contains("error")
-                && !Path::new(&self.inner.state_dir)
-                    .join("desktops")
-                    .join(n.to_string())
-                    .exists()
-        {
+        let desktop_dir = self.inner.state_dir.join("desktops").join(n.to_string());
+        if !desktop_dir.exists() || log.contains("Can't open display") {
             return ("desktop_gone".into(), Some("the desktop went away".into()));
         }
         (
