@@ -19,6 +19,19 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The event's `actions` names, comma-separated.
+fn action_names(d: &Value) -> String {
+    d.get("actions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 fn clip(t: String) -> String {
     if t.chars().count() <= MAX_TITLE {
         return t;
@@ -37,15 +50,7 @@ pub fn title(ev: &Event) -> Option<String> {
             let n = d.get("n").and_then(Value::as_u64).unwrap_or(0);
             let call = s(d, "call");
             let what = if call.is_empty() {
-                d.get("actions")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
+                action_names(d)
             } else {
                 call.to_owned()
             };
@@ -57,17 +62,7 @@ pub fn title(ev: &Event) -> Option<String> {
             format!("agent step {n}: {what}{failed}")
         }
         "actions.executed" => {
-            let names = d
-                .get("actions")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            format!("actions ({}): {names}", s(d, "via"))
+            format!("actions ({}): {}", s(d, "via"), action_names(d))
         }
         "session.control" => {
             let change = s(d, "change");
