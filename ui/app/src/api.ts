@@ -1,0 +1,74 @@
+// The control plane's REST API (`/api/v1`), authenticated by the HttpOnly session cookie that
+// `POST /auth/login` sets. Every failure becomes an `ApiError` with a sentence a person can
+// read; a 401 also tells the app the session is over (it returns to the login page).
+
+export const API = '/api/v1';
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Listener = () => void;
+const unauthorized: Listener[] = [];
+/** Called when any request answers 401 (expired or revoked session). */
+export function onUnauthorized(f: Listener): void {
+  unauthorized.push(f);
+}
+
+/** A plain-words message for an API error (what a person sees). */
+export function explain(e: unknown): string {
+  if (e instanceof ApiError) {
+    if (e.status === 403) return `Not allowed: ${e.message}`;
+    if (e.status === 0) return e.message;
+    return e.message || `The appliance answered ${e.status}.`;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(API + path, {
+      method,
+      credentials: 'same-origin',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'The appliance cannot be reached. Check the connection and try again.');
+  }
+  if (res.status === 401 && path !== '/auth/login') unauthorized.forEach((f) => f());
+  const text = await res.text();
+  let data: unknown = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+  if (!res.ok) {
+    const d = (data ?? {}) as { error?: string; message?: string };
+    throw new ApiError(res.status, d.error ?? `http_${res.status}`, d.message ?? `The appliance answered ${res.status}.`);
+  }
+  return data as T;
+}
+
+export const get = <T = unknown>(path: string) => api<T>('GET', path);
+export const post = <T = unknown>(path: string, body?: unknown) => api<T>('POST', path, body ?? {});
+export const put = <T = unknown>(path: string, body?: unknown) => api<T>('PUT', path, body ?? {});
+export const patch = <T = unknown>(path: string, body?: unknown) => api<T>('PATCH', path, body ?? {});
+export const del = <T = unknown>(path: string) => api<T>('DELETE', path);
+
+/** The signed-in user (`GET /auth/me`). */
+export interface Me {
+  id: string;
+  username: string;
+  is_admin: boolean;
+}
