@@ -1,6 +1,13 @@
 // Builds the web app (ui/app) into ui/dist/app, which the control plane serves at `/`.
 // Hashed file names under assets/ let the server mark them immutable; index.html is revalidated.
+//
+// Development: `ZIGRAL_API=http://127.0.0.1:8000 ZIGRAL_PROXY=http://127.0.0.1:6081 npx vite`
+// serves the app with /api going to a running control plane and /websockify to its proxy (the
+// app then opens the live view on its own origin).
 import { defineConfig } from 'vite';
+
+const api = process.env.ZIGRAL_API ?? 'http://127.0.0.1:8000';
+const proxy = process.env.ZIGRAL_PROXY ?? 'http://127.0.0.1:6081';
 
 export default defineConfig({
   root: 'app',
@@ -14,4 +21,11 @@ export default defineConfig({
     sourcemap: false,
   },
   optimizeDeps: { esbuildOptions: { target: 'es2022' } },
+  server: {
+    proxy: {
+      '/api': { target: api, ws: true, headers: { origin: api } },
+      // The proxy checks Origin: present the control plane's, which it allows.
+      '/websockify': { target: proxy, ws: true, headers: { origin: api } },
+    },
+  },
 });
