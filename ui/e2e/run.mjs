@@ -1,0 +1,336 @@
+// The end-to-end test of the web UI against a running stack (tests/tests/ui.rs starts one with
+// the fake provider and runs `node ui/e2e/run.mjs`): a person logs in, watches the desktop live,
+// chats with the agent, answers its prompts, drives the desktop through noVNC, records it, and an
+// administrator watches two users' desktops on the dashboard; the error states say what went
+// wrong in plain words. Every page and state is screenshotted at 1280 and 480 px and scanned
+// with axe-core. One line per step: `ok <step> (<ms>)`; a failed step prints why, leaves
+// `FAILED-<step>.png` in the artifacts directory and exits 1.
+//
+// Configuration (environment):
+//   ZIGRAL_E2E_BASE            the control plane serving the app, e.g. http://127.0.0.1:8000/
+//   ZIGRAL_E2E_ARTIFACTS       where screenshots, axe reports and the downloaded recording go
+//   ZIGRAL_E2E_ADMIN / ZIGRAL_E2E_ADMIN_PASSWORD       an administrator
+//   ZIGRAL_E2E_USER / ZIGRAL_E2E_USER_PASSWORD         the person of the scenario (not an admin)
+//   ZIGRAL_E2E_DISABLED / ZIGRAL_E2E_DISABLED_PASSWORD a disabled account (its login is a 403)
+//   ZIGRAL_E2E_PROFILE         the name of the agent profile (fake provider) the user picks
+//   ZIGRAL_E2E_CODE            the 2FA code the person enters when the agent asks
+//   ZIGRAL_E2E_OTHER_DESKTOP   the desktop of a second user (the dashboard shows it live)
+//   ZIGRAL_E2E_ONLY            optional: comma-separated step names to run (while developing)
+// It writes `facts.json` (the session and desktop it drove, what it typed) and `recording.mp4`
+// into the artifacts directory for the Rust test to check from outside.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Steps, StepFailed, apiClient, axe, env, launch, pageServer, rgb, shots } from './lib.mjs';
+
+const BASE = env('ZIGRAL_E2E_BASE');
+const ART = env('ZIGRAL_E2E_ARTIFACTS');
+const ADMIN = env('ZIGRAL_E2E_ADMIN');
+const ADMIN_PW = env('ZIGRAL_E2E_ADMIN_PASSWORD');
+const USER = env('ZIGRAL_E2E_USER');
+const USER_PW = env('ZIGRAL_E2E_USER_PASSWORD');
+const DISABLED = env('ZIGRAL_E2E_DISABLED');
+const DISABLED_PW = env('ZIGRAL_E2E_DISABLED_PASSWORD');
+const PROFILE = env('ZIGRAL_E2E_PROFILE');
+const CODE = env('ZIGRAL_E2E_CODE');
+const OTHER_DESKTOP = Number(env('ZIGRAL_E2E_OTHER_DESKTOP'));
+const ONLY = (process.env.ZIGRAL_E2E_ONLY ?? '').split(',').filter(Boolean);
+
+/** The colour painted on the desktop (a page whose background is all this colour). */
+const PAINT = 'ff8000';
+/** What the person types through noVNC. */
+const TYPED = 'hello through novnc';
+const AGENT_TIMEOUT = 90_000;
+
+const steps = new Steps(ART);
+const api = apiClient(BASE);
+const facts = { typed: TYPED, code: CODE };
+let browser;
+let pages;
+
+async function step(name, f) {
+  if (ONLY.length && !ONLY.includes(name)) return;
+  await steps.run(name, f);
+}
+
+/** Screenshots at both widths and an axe scan of the page as it is now. */
+async function look(page, name) {
+  await shots(page, ART, name);
+  await axe(page, ART, name);
+}
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  page.on('pageerror', (e) => console.log(`  page error: ${e.message}`));
+  steps.focus(page);
+  return page;
+}
+
+async function fillLogin(page, user, password) {
+  await page.goto(BASE);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/** The login form's error line once it says something. */
+async function loginError(page) {
+  const alert = page.locator('#login-error');
+  await page.waitForFunction(() => (document.getElementById('login-error')?.textContent ?? '').trim() !== '');
+  return (await alert.textContent()).trim();
+}
+
+async function logIn(page, user, password) {
+  await fillLogin(page, user, password);
+  await page.getByRole('button', { name: 'Log out' }).waitFor();
+}
+
+/** The bearer token of a page's login (its HttpOnly session cookie). */
+async function cookieToken(page) {
+  const c = (await page.context().cookies()).find((c) => c.name === 'zigral_session');
+  if (!c) throw new Error('no zigral_session cookie after logging in');
+  return c.value;
+}
+
+/** The centre pixel of the live view's noVNC canvas, or null before it has drawn. */
+function canvasPixelMatches(page, [r, g, b]) {
+  return page.waitForFunction(
+    ([r, g, b]) => {
+      const region = document.querySelector('[aria-label="Live view"]');
+      const canvas = region?.querySelector('canvas');
+      if (!canvas || !canvas.width || !canvas.height) return false;
+      const ctx = canvas.getContext('2d', { willReadFrequently: true });
+      if (!ctx) return false;
+      const [pr, pg, pb] = ctx.getImageData(Math.floor(canvas.width / 2), Math.floor(canvas.height / 2), 1, 1).data;
+      const near = (a, c) => Math.abs(a - c) <= 12;
+      return near(pr, r) && near(pg, g) && near(pb, b) ? [pr, pg, pb] : false;
+    },
+    [r, g, b],
+    { timeout: 30_000, polling: 200 },
+  );
+}
+
+function liveStatus(page) {
+  return page.getByRole('region', { name: 'Live view' }).getByTestId('live-status');
+}
+
+async function waitLive(page, state) {
+  await page.waitForFunction(
+    (want) => document.querySelector('[aria-label="Live view"] [data-testid="live-status"]')?.getAttribute('data-state') === want,
+    state,
+    { timeout: 30_000 },
+  );
+}
+
+/** Polls the desktop's page title through the actions API until `pred` holds. */
+async function desktopTitle(token, session, pred, what) {
+  const deadline = Date.now() + 30_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const r = await api.actions(token, session, [{ action: 'tab_list' }]);
+    last = JSON.stringify(r);
+    if (pred(last)) return last;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error(`timed out waiting for ${what}; the desktop's tabs: ${last}`);
+}
+
+async function main() {
+  browser = await launch();
+  pages = await pageServer();
+  const user = await newPage();
+  let userToken = '';
+  let sessionId = '';
+
+  // --- Logging in, and what goes wrong there ------------------------------------------------
+  await step('login-page', async () => {
+    await user.goto(BASE);
+    await user.getByRole('heading', { level: 1 }).waitFor();
+    await user.getByLabel('User name').waitFor();
+    await user.getByLabel('Password').waitFor();
+    await look(user, 'login');
+  });
+
+  await step('wrong-password', async () => {
+    await fillLogin(user, USER, 'not-the-password');
+    const msg = await loginError(user);
+    if (!/wrong user name or password/i.test(msg)) throw new Error(`a wrong password says ${JSON.stringify(msg)}`);
+    await look(user, 'login-wrong-password');
+  });
+
+  await step('disabled-account-403', async () => {
+    // The API answers 403 (this account is disabled); the page says so in words.
+    await fillLogin(user, DISABLED, DISABLED_PW);
+    const msg = await loginError(user);
+    if (!/disabled/i.test(msg) || !/administrator/i.test(msg)) throw new Error(`a disabled account's login says ${JSON.stringify(msg)}`);
+    await look(user, 'login-disabled-403');
+  });
+
+  await step('log-in', async () => {
+    await logIn(user, USER, USER_PW);
+    await user.getByRole('heading', { level: 1, name: 'Sessions' }).waitFor();
+    userToken = await cookieToken(user);
+    await look(user, 'sessions');
+  });
+
+  await step('non-admin-dashboard', async () => {
+    await user.goto(`${BASE}#/admin`);
+    await user.getByRole('alert').filter({ hasText: /administrator/i }).waitFor();
+    await look(user, 'dashboard-not-admin');
+  });
+
+  // --- A session with the agent -----------------------------------------------------------------
+  await step('new-session', async () => {
+    await user.goto(`${BASE}#/sessions`);
+    await user.getByRole('heading', { level: 1, name: 'Sessions' }).waitFor();
+    await user.getByRole('button', { name: 'New session' }).click();
+    await user.getByLabel('Title').fill('Rocket launch');
+    await user.getByLabel('Agent profile').selectOption({ label: PROFILE });
+    await look(user, 'sessions-new');
+    await user.getByRole('button', { name: 'Create' }).click();
+    await user.waitForURL(/#\/sessions\/[0-9a-f]+$/, { timeout: 90_000 });
+    sessionId = /#\/sessions\/([0-9a-f]+)$/.exec(user.url())[1];
+    const s = await api.call('GET', `/sessions/${sessionId}`, { token: userToken });
+    if (s.title !== 'Rocket launch') throw new Error(`the new session's title is ${JSON.stringify(s.title)}`);
+    facts.session = sessionId;
+    facts.desktop = s.desktop;
+  });
+
+  await step('live-view-shows-desktop', async () => {
+    await api.actions(userToken, sessionId, [{ action: 'navigate', url: `${pages.url}/colour/${PAINT}` }]);
+    await waitLive(user, 'connected');
+    await canvasPixelMatches(user, rgb(PAINT));
+    await look(user, 'session-live');
+  });
+
+  await step('chat-steps-stream-in', async () => {
+    await user.getByLabel('Message to the agent').fill('Launch the rocket, please.');
+    await user.getByRole('button', { name: 'Send' }).click();
+    // The scripted model takes a screenshot, then types (a gated action): steps stream in.
+    const list = user.getByRole('region', { name: 'Steps' }).getByRole('listitem');
+    await list.first().waitFor({ timeout: AGENT_TIMEOUT });
+    await look(user, 'session-steps');
+  });
+
+  const needs = user.getByRole('region', { name: 'Needs you' });
+
+  await step('answer-feedback', async () => {
+    // The feedback prompt of step 1: approve it.
+    const prompt = needs.locator('[data-kind="feedback"]').first();
+    await prompt.waitFor({ timeout: AGENT_TIMEOUT });
+    await look(user, 'session-feedback');
+    const before = await needs.locator('[data-kind="feedback"]').count();
+    await prompt.getByRole('button', { name: 'Approve' }).click();
+    await user.waitForFunction(
+      (n) => document.querySelectorAll('[aria-label="Needs you"] [data-kind="feedback"]').length < n,
+      before,
+    );
+  });
+
+  await step('approve-gated-action', async () => {
+    const prompt = needs.locator('[data-kind="approval"]');
+    await prompt.waitFor({ timeout: AGENT_TIMEOUT });
+    await look(user, 'session-approval');
+    await prompt.getByRole('button', { name: 'Approve' }).click();
+    await prompt.waitFor({ state: 'detached', timeout: AGENT_TIMEOUT });
+    // The approved action ran: the turn ends with the model's text.
+    await user.getByText('The rocket is launched.').first().waitFor({ timeout: AGENT_TIMEOUT });
+  });
+
+  await step('take-control-and-type', async () => {
+    await api.actions(userToken, sessionId, [{ action: 'navigate', url: `${pages.url}/type` }]);
+    await desktopTitle(userToken, sessionId, (t) => t.includes('typed:'), 'the typing page');
+    await user.getByRole('button', { name: 'Take control' }).click();
+    await user.getByRole('button', { name: 'Release control' }).waitFor();
+    await waitLive(user, 'connected');
+    const canvas = user.getByRole('region', { name: 'Live view' }).locator('canvas').first();
+    await canvas.click();
+    await user.keyboard.type(TYPED, { delay: 30 });
+    await desktopTitle(userToken, sessionId, (t) => t.includes(`typed:${TYPED}`), 'the typed text on the desktop');
+    await look(user, 'session-in-control');
+    await user.getByRole('button', { name: 'Release control' }).click();
+    await user.getByRole('button', { name: 'Take control' }).waitFor();
+  });
+
+  await step('enter-2fa-code', async () => {
+    await user.getByLabel('Message to the agent').fill('Now verify the account.');
+    await user.getByRole('button', { name: 'Send' }).click();
+    const prompt = needs.locator('[data-kind="input"]');
+    await prompt.waitFor({ timeout: AGENT_TIMEOUT });
+    await prompt.getByRole('alert').or(needs.getByRole('alert')).first().waitFor();
+    await look(user, 'session-2fa');
+    await prompt.getByRole('textbox').first().fill(CODE);
+    await prompt.getByRole('button', { name: 'Submit' }).click();
+    await prompt.waitFor({ state: 'detached', timeout: AGENT_TIMEOUT });
+    await desktopTitle(userToken, sessionId, (t) => t.includes(CODE), 'the 2FA code typed on the desktop');
+    await user.getByText('Verified.').first().waitFor({ timeout: AGENT_TIMEOUT });
+  });
+
+  await step('record-and-download', async () => {
+    await user.getByRole('button', { name: 'Start recording' }).click();
+    await user.getByRole('button', { name: 'Stop recording' }).waitFor();
+    // Something moves on the desktop while it records (a page load and a second colour).
+    await api.actions(userToken, sessionId, [{ action: 'navigate', url: `${pages.url}/colour/0080ff` }]);
+    await canvasPixelMatches(user, rgb('0080ff'));
+    await look(user, 'session-recording');
+    await user.getByRole('button', { name: 'Stop recording' }).click();
+    await user.getByRole('button', { name: 'Start recording' }).waitFor();
+    const link = user.getByRole('link', { name: 'Download' }).first();
+    await link.waitFor({ timeout: 60_000 });
+    const [download] = await Promise.all([user.waitForEvent('download', { timeout: 60_000 }), link.click()]);
+    const file = join(ART, 'recording.mp4');
+    await download.saveAs(file);
+    facts.recording = file;
+    await look(user, 'session-recorded');
+  });
+
+  await step('credentials-page', async () => {
+    await user.goto(`${BASE}#/credentials`);
+    await user.getByRole('heading', { level: 1, name: 'Credentials' }).waitFor();
+    await user.getByRole('button', { name: 'Save credential' }).waitFor();
+    await look(user, 'credentials');
+  });
+
+  // --- The administrator's dashboard ------------------------------------------------------------
+  await step('dashboard-two-desktops-live', async () => {
+    const admin = await newPage();
+    await logIn(admin, ADMIN, ADMIN_PW);
+    await admin.goto(`${BASE}#/admin`);
+    await admin.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
+    for (const n of [facts.desktop, OTHER_DESKTOP]) {
+      const sw = admin.getByRole('checkbox', { name: `Live view of desktop ${n}` });
+      await sw.waitFor();
+      if (!(await sw.isChecked())) throw new Error(`the live view of desktop ${n} is off on the dashboard`);
+      await admin.getByRole('checkbox', { name: `Recording of desktop ${n}` }).waitFor();
+    }
+    await look(admin, 'dashboard');
+    steps.focus(user);
+    await admin.context().close();
+  });
+
+  // --- An expired session ------------------------------------------------------------------------
+  await step('expired-session', async () => {
+    // The login the page holds is revoked elsewhere (as a logout from another device does);
+    // the next thing the person does returns them to the login page, which says why.
+    await api.call('POST', '/auth/logout', { token: userToken });
+    await user.goto(`${BASE}#/sessions`);
+    await user.getByText('Your session has expired').waitFor();
+    await user.getByLabel('User name').waitFor();
+    await look(user, 'login-session-expired');
+  });
+
+  writeFileSync(join(ART, 'facts.json'), JSON.stringify(facts, null, 2));
+  console.log(`all ${steps.passed.length} steps passed; artifacts in ${ART}`);
+}
+
+try {
+  await main();
+} catch (e) {
+  if (!(e instanceof StepFailed)) console.log(`FAILED: ${e && e.stack ? e.stack : e}`);
+  writeFileSync(join(ART, 'facts.json'), JSON.stringify(facts, null, 2));
+  process.exitCode = 1;
+} finally {
+  await browser?.close();
+  pages?.close();
+}
