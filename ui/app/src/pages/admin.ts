@@ -1,8 +1,0 @@
-// Placeholder: replaced by the page's owner.
-import type { Mount } from '../ctx';
-import { h } from '../dom';
-
-export const mount: Mount = (root, ctx) => {
-  ctx.setTitle('admin');
-  root.replaceChildren(h('h1', null, 'admin'));
-};

@@ -1,0 +1,136 @@
+// Dashboard services: the appliance's services under zigral-init (state, pid, restarts, last exit), versions and readiness.
+import { ApiError, explain, get } from '../../api';
+import { h } from '../../dom';
+import type { Section } from './index';
+import { KeyedTable, Messages, stateBadge } from './util';
+
+type Service = Record<string, unknown> & { name?: string };
+
+/** A cell for any JSON value: text for scalars, compact JSON for the rest. */
+function show(v: unknown): string {
+  if (v === null || v === undefined || v === '') return '—';
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  if (typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    // A last exit is usually {code, signal, at}: say it in words.
+    if ('code' in o || 'signal' in o) {
+      const parts: string[] = [];
+      if (o.code !== null && o.code !== undefined) parts.push(`code ${String(o.code)}`);
+      if (o.signal !== null && o.signal !== undefined) parts.push(`signal ${String(o.signal)}`);
+      const at = o.at_ms ?? o.at ?? o.unix_ms;
+      if (typeof at === 'number') parts.push(new Date(at).toLocaleString());
+      if (parts.length) return parts.join(', ');
+    }
+    return JSON.stringify(v);
+  }
+  return String(v);
+}
+
+const pick = (s: Service, ...keys: string[]) => {
+  for (const k of keys) if (k in s) return s[k];
+  return undefined;
+};
+
+export const render: Section = (root) => {
+  const msgs = new Messages();
+  let gone = false;
+  const healthBox = h('div', { class: 'adm-cards' });
+  const svcState = h('div');
+  const versionsBox = h('div');
+
+  const table = new KeyedTable<Service>(
+    'Services',
+    [
+      { head: 'Service', rowHeader: true, cell: (s) => String(pick(s, 'name', 'instance', 'id') ?? '?') },
+      { head: 'State', cell: (s) => stateBadge(String(pick(s, 'state', 'status') ?? 'unknown')) },
+      { head: 'PID', cell: (s) => show(pick(s, 'pid')) },
+      { head: 'Restarts', cell: (s) => show(pick(s, 'restarts', 'restart_count')) },
+      { head: 'Last exit', cell: (s) => show(pick(s, 'last_exit', 'exit', 'last_exit_status')) },
+      { head: 'Paused', cell: (s) => show(pick(s, 'paused')) },
+      { head: 'Version', cell: (s) => show(pick(s, 'version')) },
+    ],
+    (s) => String(pick(s, 'name', 'instance', 'id') ?? Math.random()),
+    'zigral-init reports no services.',
+  );
+
+  function card(title: string, value: string | Node, kind = ''): HTMLElement {
+    return h('div', { class: `card adm-stat ${kind}` }, h('h3', null, title), h('p', null, value));
+  }
+
+  async function readiness(): Promise<HTMLElement> {
+    try {
+      const r = await fetch('/readyz', { credentials: 'same-origin' });
+      const type = r.headers.get('content-type') ?? '';
+      if (!type.includes('json')) return card('Readiness', 'not reachable from this page (a development server?)', 'warn');
+      const j = (await r.json()) as { ready?: boolean; store?: string; supervisor?: string };
+      return card('Readiness', h('span', null, stateBadge(j.ready ? 'ok' : 'failed'), ` store: ${j.store ?? '?'}, supervisor: ${j.supervisor ?? '?'}`));
+    } catch {
+      return card('Readiness', 'The appliance cannot be reached.', 'bad');
+    }
+  }
+
+  async function load(): Promise<void> {
+    const [info, ready, svc] = await Promise.allSettled([get<{ version?: string; live_view_port?: number }>('/info'), readiness(), get<unknown>('/admin/services')]);
+    if (gone) return;
+    const cards: HTMLElement[] = [];
+    if (info.status === 'fulfilled') {
+      cards.push(card('Control plane version', info.value.version ?? 'unknown'));
+      cards.push(card('Live view port', String(info.value.live_view_port ?? '—')));
+    } else {
+      const e = info.reason;
+      cards.push(card('Control plane version', e instanceof ApiError && e.status === 404 ? 'not reported by this appliance yet' : explain(e), 'warn'));
+    }
+    if (ready.status === 'fulfilled') cards.push(ready.value);
+    healthBox.replaceChildren(...cards);
+
+    if (svc.status === 'rejected') {
+      const e = svc.reason;
+      table.update([]);
+      table.el.hidden = true;
+      let text: string;
+      if (e instanceof ApiError && e.status === 404) text = 'This appliance does not report its services yet (GET /api/v1/admin/services is missing): update the appliance to see them.';
+      else if (e instanceof ApiError && e.status === 503) text = `zigral-init did not answer: ${explain(e)} The services' state is unknown; try again in a moment.`;
+      else text = `The services could not be read: ${explain(e)}`;
+      svcState.replaceChildren(h('div', { class: 'notice', role: 'alert' }, text));
+      versionsBox.replaceChildren();
+      return;
+    }
+    const v = svc.value;
+    let list: Service[] = [];
+    let versions: unknown = null;
+    if (Array.isArray(v)) list = v as Service[];
+    else if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      list = (Array.isArray(o.services) ? o.services : []) as Service[];
+      versions = o.versions ?? null;
+    }
+    svcState.replaceChildren();
+    table.el.hidden = false;
+    table.update(list);
+    if (versions && typeof versions === 'object') {
+      const entries = Array.isArray(versions)
+        ? (versions as Record<string, unknown>[]).map((x) => [String(x.name ?? '?'), show(x.version)] as const)
+        : Object.entries(versions as Record<string, unknown>).map(([k, x]) => [k, show(x)] as const);
+      versionsBox.replaceChildren(
+        h('h3', null, 'Versions'),
+        h('dl', { class: 'adm-dl' }, entries.map(([k, x]) => [h('dt', null, k), h('dd', null, x)])),
+      );
+    } else versionsBox.replaceChildren();
+  }
+
+  const refresh = h('button', { type: 'button', class: 'secondary', onclick: () => void load() }, 'Refresh');
+  root.replaceChildren(
+    msgs.el,
+    h('section', { 'aria-labelledby': 'adm-health-h' }, h('div', { class: 'row adm-section-head' }, h('h2', { id: 'adm-health-h' }, 'Health and versions'), refresh), healthBox),
+    h('section', { 'aria-labelledby': 'adm-svc-h' }, h('h2', { id: 'adm-svc-h' }, 'Services'), svcState, table.el, versionsBox),
+  );
+  healthBox.appendChild(h('p', { class: 'muted', role: 'status' }, 'Loading…'));
+  void load();
+  const poll = window.setInterval(() => {
+    if (!document.hidden) void load();
+  }, 10000);
+  return () => {
+    gone = true;
+    clearInterval(poll);
+  };
+};
