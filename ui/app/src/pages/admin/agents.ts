@@ -2,7 +2,7 @@
 import { API, del, explain, get, post, put } from '../../api';
 import { h } from '../../dom';
 import type { Section } from './index';
-import { KeyedTable, Messages, checkField, confirmDialog, field, fmtTime, formDialog, loading } from './util';
+import { KeyedTable, Messages, checkField, confirmDialog, field, formDialog, loading } from './util';
 
 interface Hitl {
   approve_risky: boolean;
@@ -152,13 +152,14 @@ export const render: Section = (root) => {
     [
       { head: 'Name', rowHeader: true, cell: (p) => p.name },
       { head: 'Owner', cell: (p) => users.get(p.owner) ?? p.owner.slice(0, 8) },
-      { head: 'Provider and model', cell: (p) => [h('code', null, p.provider.generation), ' ', p.provider.model] },
-      { head: 'Base URL', cell: (p) => p.provider.base_url ?? 'provider default' },
+      {
+        head: 'Provider and model',
+        cell: (p) => [p.provider.model, h('div', { class: 'adm-small' }, h('code', null, p.provider.generation), ' · ', p.provider.base_url ?? 'public API')],
+      },
       { head: 'Allowed domains', cell: (p) => (p.allowed_domains.length ? p.allowed_domains.join(', ') : 'any') },
       { head: 'Step limit', cell: (p) => String(p.max_steps) },
       { head: 'Human in the loop', cell: (p) => hitlSummary(p.hitl) },
       { head: 'API key', cell: (p) => (p.api_key_set ? 'set' : p.provider.api_key_env ? `from $${p.provider.api_key_env}` : 'not set') },
-      { head: 'Updated', cell: (p) => fmtTime(p.updated_at) },
       {
         head: 'Actions',
         cell: (p) =>

@@ -109,12 +109,14 @@ export const render: Section = (root) => {
 
   function agentCell(ss: Session[]): string {
     const parts: string[] = [];
+    let idle = false;
     for (const s of ss) {
       const a = live.get(s.id)?.agent;
       if (!a) continue;
-      parts.push(`${a.state}, ${a.steps} step${a.steps === 1 ? '' : 's'}`);
+      if (!ACTIVE.includes(a.state)) idle = true;
+      else parts.push(`${a.state}, ${a.steps}\u00a0step${a.steps === 1 ? '' : 's'}`);
     }
-    return parts.length ? parts.join('; ') : '—';
+    return parts.length ? parts.join('; ') : idle ? 'idle' : '—';
   }
 
   function num(v: unknown): number | null {
@@ -123,11 +125,11 @@ export const render: Section = (root) => {
 
   function cpuText(d: Desktop): string {
     const pct = num(d.usage?.cpu_percent) ?? num(d.usage?.cpu_pct);
-    if (pct !== null) return `${pct.toFixed(pct < 10 ? 1 : 0)} %`;
+    if (pct !== null) return `${pct.toFixed(pct < 10 ? 1 : 0)}\u00a0%`;
     const p = cpuPrev.get(d.n);
-    if (p?.pct !== null && p?.pct !== undefined) return `${p.pct.toFixed(p.pct < 10 ? 1 : 0)} %`;
+    if (p?.pct !== null && p?.pct !== undefined) return `${p.pct.toFixed(p.pct < 10 ? 1 : 0)}\u00a0%`;
     const usec = num(d.usage?.cpu_usec) ?? num(d.cpu_usec);
-    return usec === null ? '—' : `${(usec / 1e6).toFixed(1)} s used`;
+    return usec === null ? '—' : `${(usec / 1e6).toFixed(1)}\u00a0s used`;
   }
 
   function memText(d: Desktop): string {
@@ -396,6 +398,8 @@ export const render: Section = (root) => {
   void (async () => {
     await loadNames();
     await Promise.all([loadDesktops(), loadSessions()]);
+    // A second sample soon, so CPU shows as a percentage without waiting for the poll.
+    timers.set('cpu', window.setTimeout(() => { timers.delete('cpu'); if (!gone) void loadDesktops(); }, 1500));
   })();
   // Usage and viewers are not events: poll them.
   const poll = window.setInterval(() => {

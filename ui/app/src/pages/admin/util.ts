@@ -13,7 +13,7 @@ export function fmtBytes(n: number | null | undefined): string {
     v /= 1000;
     i++;
   } while (v >= 1000 && i < units.length - 1);
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)}\u00a0${units[i]}`;
 }
 
 /** "1 h 02 min", "3 min 05 s", "12 s" for a length in milliseconds. */
