@@ -9,7 +9,8 @@ import { ms } from './types';
 export class Chat {
   readonly el: HTMLElement;
   private list = h('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite' });
-  private lastSeq = 0;
+  /** The newest message shown (-1: none; seqs start at 0). */
+  private lastSeq = -1;
   private stateBadge = h('span', { class: 'badge', 'data-testid': 'agent-state' }, 'agent: …');
   private usage = h('p', { class: 'usage muted', 'data-testid': 'token-usage' }, 'Tokens: …');
   private stop = h('button', { type: 'button', class: 'danger' }, 'Stop agent');
@@ -74,7 +75,7 @@ export class Chat {
     try {
       for (let i = 0; i < 20; i++) {
         const page = await get<{ messages: MessageRecord[]; next_after?: number | null }>(
-          this.path(`/messages?after=${this.lastSeq}&limit=200`),
+          this.path(`/messages?${this.lastSeq >= 0 ? `after=${this.lastSeq}&` : ''}limit=200`),
         );
         for (const m of page.messages) this.add(m);
         if (page.next_after == null || page.messages.length === 0) break;
@@ -85,7 +86,7 @@ export class Chat {
   }
 
   private add(m: MessageRecord): void {
-    if (m.seq <= this.lastSeq && this.lastSeq !== 0) return;
+    if (m.seq <= this.lastSeq) return;
     this.lastSeq = Math.max(this.lastSeq, m.seq);
     const text = m.content
       .map((b) => (typeof b.text === 'string' ? b.text : b.type === 'image' ? '[image]' : ''))
@@ -108,10 +109,10 @@ export class Chat {
   private async loadTurns(): Promise<void> {
     try {
       const all: AgentTurnRecord[] = [];
-      let after: number | null | undefined = 0;
+      let after: number | null | undefined = -1;
       for (let i = 0; i < 20 && after != null; i++) {
         const page: { turns: AgentTurnRecord[]; next_after?: number | null } = await get(
-          this.path(`/agent/turns?after=${after}&limit=200`),
+          this.path(`/agent/turns?${after >= 0 ? `after=${after}&` : ''}limit=200`),
         );
         all.push(...page.turns);
         after = page.turns.length ? page.next_after : null;

@@ -1,11 +1,11 @@
-// The clipboard panel: the desktop's clipboard comes in here; "Send to desktop" pastes it there.
+// The clipboard panel: the desktop's clipboard comes in here; "Copy to desktop" puts text there.
 import { h } from '../../dom';
 import type { LiveView } from './live';
 
 export function clipboardPanel(live: LiveView): HTMLElement {
   const text = h('textarea', { id: 'clipboard', rows: 2, placeholder: 'Copy on the desktop and it shows here' });
   const note = h('span', { class: 'muted', role: 'status' });
-  const send = h('button', { type: 'button', class: 'secondary' }, 'Send to desktop');
+  const send = h('button', { type: 'button', class: 'secondary' }, 'Copy to desktop');
   send.onclick = () => {
     note.textContent = live.paste(text.value)
       ? 'Sent: paste it on the desktop.'

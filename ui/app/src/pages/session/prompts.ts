@@ -154,9 +154,10 @@ export class Prompts {
   private inputCard(i: PendingInput): HTMLElement {
     const id = `input-${++uid}`;
     const err = errorLine();
-    const send = (body: Record<string, unknown>, btn: HTMLButtonElement) =>
+    const send = (body: Record<string, unknown>, btn: HTMLButtonElement, then?: () => void) =>
       void act(btn, err, async () => {
         await post(this.path('/input'), { id: i.id, ...body });
+        then?.();
         this.input = null;
         this.render();
       });
@@ -174,8 +175,7 @@ export class Prompts {
           err.textContent = 'Enter the code first.';
           return;
         }
-        send({ code: code.value }, submit);
-        code.value = '';
+        send({ code: code.value }, submit, () => (code.value = ''));
       };
       body.push(form, h('p', { class: 'muted' }, 'The code is typed straight into the focused field on the desktop and not stored.'));
     } else if (i.kind === 'confirm') {
