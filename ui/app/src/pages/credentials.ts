@@ -10,6 +10,7 @@ import { ms } from './session/types';
 import './credentials.css';
 
 export const mount: Mount = (root, ctx) => {
+  root.classList.add('cred-page');
   ctx.setTitle('Credentials');
   const tbody = h('tbody');
   const status = h('p', { class: 'muted', role: 'status' }, 'Loading…');
@@ -123,5 +124,8 @@ export const mount: Mount = (root, ctx) => {
   }
   void load();
   const off = subscribe('credential.', () => void load());
-  return () => off();
+  return () => {
+    off();
+    root.classList.remove('cred-page');
+  };
 };

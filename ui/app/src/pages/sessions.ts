@@ -15,6 +15,7 @@ interface Row {
 }
 
 export const mount: Mount = (root, ctx) => {
+  root.classList.add('sessions-page');
   ctx.setTitle('Sessions');
   const rows = new Map<string, Row>();
   const status = h('p', { class: 'muted', role: 'status' }, 'Loading your sessions…');
@@ -215,5 +216,8 @@ export const mount: Mount = (root, ctx) => {
   ];
 
   void load();
-  return () => offs.forEach((f) => f());
+  return () => {
+    offs.forEach((f) => f());
+    root.classList.remove('sessions-page');
+  };
 };

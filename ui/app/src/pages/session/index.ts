@@ -18,6 +18,7 @@ import './session.css';
 
 export const mount: Mount = (root, ctx, params) => {
   const id = params[0] ?? '';
+  root.classList.add('session-page');
   let cleanup: (() => void) | null = null;
   let gone = false;
   ctx.setTitle('Session');
@@ -39,6 +40,7 @@ export const mount: Mount = (root, ctx, params) => {
   return () => {
     gone = true;
     cleanup?.();
+    root.classList.remove('session-page');
   };
 };
 
@@ -51,7 +53,7 @@ function render(root: HTMLElement, ctx: Parameters<Mount>[1], s: SessionRecord):
   const prompts = new Prompts(s.id);
   const recording = new Recording(s.desktop);
   steps.seek = (n) => recording.seekStep(n);
-  prompts.onShots = (n, b, a) => steps.shots(n, b, a);
+  prompts.onShots = (n, b, a, call) => steps.shots(n, b, a, call);
   prompts.onCount = (n) => ctx.setTitle(n > 0 ? `(!) ${title}` : title);
   let first = true;
   chat.onStatus = (st) => {
@@ -103,6 +105,7 @@ function render(root: HTMLElement, ctx: Parameters<Mount>[1], s: SessionRecord):
         h(
           'section',
           { class: 'card live', 'aria-label': 'Live view' },
+          h('h2', { class: 'visually-hidden' }, 'Live view'),
           h('div', { class: 'row live-bar' }, live.status, control.holder, control.rtt, h('span', { class: 'spacer' }), control.button),
           control.error,
           live.screen,

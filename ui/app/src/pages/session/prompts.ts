@@ -20,7 +20,7 @@ export class Prompts {
   /** Told the number of waiting items after each change. */
   onCount: (n: number) => void = () => {};
   /** Told the before/after screens of feedback records (for the steps timeline). */
-  onShots: (step: number, before: string | null, after: string | null) => void = () => {};
+  onShots: (step: number, before: string | null, after: string | null, call?: string) => void = () => {};
 
   constructor(private sessionId: string) {
     const undoN = h('input', { id: 'undo-n', type: 'number', min: 1, max: 100, value: '1', inputmode: 'numeric' });
@@ -89,7 +89,7 @@ export class Prompts {
   private async loadFeedback(): Promise<void> {
     try {
       const all = await get<FeedbackView[]>(this.path('/feedback'));
-      for (const f of all) this.onShots(f.feedback.step, f.before_url ?? null, f.after_url ?? null);
+      for (const f of all) this.onShots(f.feedback.step, f.before_url ?? null, f.after_url ?? null, f.feedback.call);
       this.feedback = all.filter((f) => f.feedback.status === 'pending' && f.feedback.kind === 'prompt');
       this.render();
     } catch (e) {

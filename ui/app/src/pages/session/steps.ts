@@ -21,6 +21,8 @@ export class Steps {
   private empty = h('p', { class: 'muted' }, 'No steps yet. The agent’s actions appear here as it works.');
   private note = h('p', { class: 'muted', role: 'status' });
   private steps = new Map<number, Step>();
+  /** What feedback records told of steps (applied when the step shows). */
+  private extra = new Map<number, { before: string | null; after: string | null; call?: string }>();
   /** Seeks the recording to step `n`; false when no recording has it. */
   seek: (n: number) => boolean = () => false;
 
@@ -46,18 +48,27 @@ export class Steps {
     }
   }
 
-  /** Screens the feedback records have for a step. */
-  shots(n: number, before: string | null, after: string | null): void {
+  /** Screens (and the action) the feedback records have for a step. */
+  shots(n: number, before: string | null, after: string | null, call?: string): void {
+    this.extra.set(n, { before, after, call });
     const s = this.steps.get(n);
     if (!s) return;
-    if (before) s.before = before;
-    if (after && !s.after) s.after = after;
+    this.merge(s);
     this.render(s);
+  }
+
+  private merge(s: Step): void {
+    const x = this.extra.get(s.n);
+    if (!x) return;
+    if (x.call && !s.call) s.call = x.call;
+    if (x.before) s.before = x.before;
+    if (x.after && !s.after) s.after = x.after;
   }
 
   private put(d: Omit<Step, 'li'>): void {
     const old = this.steps.get(d.n);
     const s: Step = { ...d, li: old?.li ?? h('li', { class: 'step' }) };
+    this.merge(s);
     this.steps.set(d.n, s);
     if (!old) {
       const next = [...this.steps.keys()].filter((k) => k > d.n).sort((a, b) => a - b)[0];
