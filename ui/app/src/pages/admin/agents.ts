@@ -167,11 +167,11 @@ export const render: Section = (root) => {
             'div',
             { class: 'row adm-actions' },
             h('button', { type: 'button', class: 'secondary', 'aria-label': `Edit ${p.name}`, onclick: () => edit(p) }, 'Edit'),
-            h('button', { type: 'button', class: 'secondary', 'aria-label': `Set API key of ${p.name}`, onclick: () => setKey(p) }, 'Set key'),
+            h('button', { type: 'button', class: 'secondary', 'aria-label': `Set API key of ${p.name}`, onclick: () => setKey(p) }, 'Set API key'),
             p.api_key_set
-              ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove API key of ${p.name}`, onclick: () => void clearKey(p) }, 'Remove key')
+              ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove API key of ${p.name}`, onclick: () => void clearKey(p) }, 'Remove API key')
               : null,
-            h('a', { href: `${API}/agents/${encodeURIComponent(p.id)}/feedback/export`, download: `feedback-${p.id}.jsonl`, 'aria-label': `Export feedback of ${p.name}` }, 'Feedback export'),
+            h('a', { href: `${API}/agents/${encodeURIComponent(p.id)}/feedback/export`, download: `feedback-${p.id}.jsonl`, 'aria-label': `Feedback export of ${p.name}` }, 'Feedback export'),
             h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${p.name}`, onclick: () => void remove(p) }, 'Delete'),
           ),
       },
