@@ -69,11 +69,11 @@ export const mount: Mount = (root, ctx) => {
     void act(save, formErr, async () => {
       try {
         const info = await post<CredentialInfo>('/credentials', body);
+        pass.value = '';
         saved.textContent = `Saved “${info.name}”.`;
         name.value = user.value = domains.value = hours.value = '';
         await load();
       } finally {
-        pass.value = '';
         body.password = '';
       }
     });

@@ -62,7 +62,7 @@ export const mount: Mount = (root, ctx) => {
 
   function renderRow(r: Row): HTMLTableRowElement {
     const title = r.s.title || `Session ${r.s.id.slice(0, 8)}`;
-    const actions = h('td');
+    const actions = h('td', { 'data-label': 'Actions' });
     const delBtn = h(
       'button',
       { type: 'button', class: 'secondary', 'aria-label': `Delete ${title}`, onclick: () => confirmDelete() },
@@ -85,11 +85,11 @@ export const mount: Mount = (root, ctx) => {
     return h(
       'tr',
       { dataset: { session: r.s.id } },
-      h('td', null, h('a', { href: `#/sessions/${encodeURIComponent(r.s.id)}` }, title)),
-      h('td', null, h('span', { class: 'badge' }, r.s.state || '—')),
-      h('td', null, String(r.s.desktop)),
-      h('td', { class: 'driver' }, driver(r)),
-      h('td', null, h('time', { datetime: new Date(ms(r.s.created_at)).toISOString() }, ago(ms(r.s.created_at)))),
+      h('td', { 'data-label': 'Title' }, h('a', { href: `#/sessions/${encodeURIComponent(r.s.id)}` }, title)),
+      h('td', { 'data-label': 'State' }, h('span', { class: 'badge' }, r.s.state || '—')),
+      h('td', { 'data-label': 'Desktop' }, String(r.s.desktop)),
+      h('td', { class: 'driver', 'data-label': 'Who drives' }, driver(r)),
+      h('td', { 'data-label': 'Created' }, h('time', { datetime: new Date(ms(r.s.created_at)).toISOString() }, ago(ms(r.s.created_at)))),
       actions,
     );
   }

@@ -53,6 +53,7 @@ function render(root: HTMLElement, ctx: Parameters<Mount>[1], s: SessionRecord):
   const prompts = new Prompts(s.id);
   const recording = new Recording(s.desktop);
   steps.seek = (n) => recording.seekStep(n);
+  recording.onStep = (n, call) => steps.shots(n, null, null, call);
   prompts.onShots = (n, b, a, call) => steps.shots(n, b, a, call);
   prompts.onCount = (n) => ctx.setTitle(n > 0 ? `(!) ${title}` : title);
   let first = true;

@@ -18,6 +18,8 @@ export class Recording {
   private recs: RecordingRecord[] = [];
   private chapters = new Map<string, Chapter[]>();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Told each agent step a chapter names (its number and action). */
+  onStep: (n: number, call: string) => void = () => {};
 
   constructor(private desktop: number) {
     this.start.onclick = () =>
@@ -111,7 +113,13 @@ export class Recording {
     if (this.chapters.has(id)) return;
     try {
       const side = await api<{ chapters: Chapter[] } | null>('GET', `${this.base()}/${encodeURIComponent(id)}/chapters`);
-      if (side && Array.isArray(side.chapters)) this.chapters.set(id, side.chapters);
+      if (side && Array.isArray(side.chapters)) {
+        this.chapters.set(id, side.chapters);
+        for (const c of side.chapters) {
+          const m = /^agent step (\d+): (.*)$/.exec(c.title);
+          if (m) this.onStep(Number(m[1]), m[2]);
+        }
+      }
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 404)) this.err.show(e);
     }
