@@ -13,12 +13,13 @@ export interface Desktop {
   state: string;
   persistent: boolean;
   viewers: number | null;
-  memory_bytes?: number | null;
   cpu_usec?: number | null;
   tasks?: number | null;
   idle_secs?: number;
-  /** Being added: current usage, when present. */
-  usage?: Record<string, unknown> | null;
+  /** Limit, bytes (what it uses is in `usage`). */
+  memory_bytes?: number | null;
+  /** CPU and memory in use now (CPU in percent of one CPU); absent when unknown. */
+  usage?: { cpu_percent?: number; memory_bytes?: number } | null;
 }
 
 export interface Session {
@@ -124,23 +125,27 @@ export const render: Section = (root) => {
   }
 
   function cpuText(d: Desktop): string {
-    const pct = num(d.usage?.cpu_percent) ?? num(d.usage?.cpu_pct);
+    const pct = num(d.usage?.cpu_percent);
     if (pct !== null) return `${pct.toFixed(pct < 10 ? 1 : 0)}\u00a0%`;
+    if (d.usage) return '—';
     const p = cpuPrev.get(d.n);
     if (p?.pct !== null && p?.pct !== undefined) return `${p.pct.toFixed(p.pct < 10 ? 1 : 0)}\u00a0%`;
-    const usec = num(d.usage?.cpu_usec) ?? num(d.cpu_usec);
+    const usec = num(d.cpu_usec);
     return usec === null ? '—' : `${(usec / 1e6).toFixed(1)}\u00a0s used`;
   }
 
   function memText(d: Desktop): string {
-    const m = num(d.usage?.memory_bytes) ?? num(d.usage?.memory) ?? num(d.memory_bytes);
-    return m === null ? '—' : fmtBytes(m);
+    // `memory_bytes` at the top level is the desktop's limit; what it uses is `usage.memory_bytes`.
+    const m = num(d.usage?.memory_bytes);
+    if (m === null) return '—';
+    const limit = num(d.memory_bytes);
+    return limit !== null && limit >= m ? `${fmtBytes(m)} of ${fmtBytes(limit)}` : fmtBytes(m);
   }
 
   function sampleCpu(): void {
     const now = performance.now();
     for (const d of desktops) {
-      const usec = num(d.usage?.cpu_usec) ?? num(d.cpu_usec);
+      const usec = num(d.cpu_usec);
       if (usec === null) continue;
       const p = cpuPrev.get(d.n);
       let pct: number | null = p?.pct ?? null;

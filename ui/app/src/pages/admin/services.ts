@@ -2,9 +2,11 @@
 import { ApiError, explain, get } from '../../api';
 import { h } from '../../dom';
 import type { Section } from './index';
-import { KeyedTable, Messages, stateBadge } from './util';
+import { KeyedTable, Messages, fmtDuration, stateBadge } from './util';
 
 type Service = Record<string, unknown> & { name?: string };
+
+const VERSION_NAMES: Record<string, string> = { control: 'Control plane', init: 'zigral-init' };
 
 /** A cell for any JSON value: text for scalars, compact JSON for the rest. */
 function show(v: unknown): string {
@@ -36,20 +38,21 @@ export const render: Section = (root) => {
   let gone = false;
   const healthBox = h('div', { class: 'adm-cards' });
   const svcState = h('div');
-  const versionsBox = h('div');
+  const versionsBox = h('div', { class: 'adm-versions' });
 
   const table = new KeyedTable<Service>(
     'Services',
     [
       { head: 'Service', rowHeader: true, cell: (s) => String(pick(s, 'name', 'instance', 'id') ?? '?') },
+      { head: 'Part of', cell: (s) => show(pick(s, 'group')) },
       { head: 'State', cell: (s) => stateBadge(String(pick(s, 'state', 'status') ?? 'unknown')) },
       { head: 'PID', cell: (s) => show(pick(s, 'pid')) },
+      { head: 'Up for', cell: (s) => { const u = pick(s, 'uptime_ms'); return typeof u === 'number' ? fmtDuration(u) : '—'; } },
       { head: 'Restarts', cell: (s) => show(pick(s, 'restarts', 'restart_count')) },
       { head: 'Last exit', cell: (s) => show(pick(s, 'last_exit', 'exit', 'last_exit_status')) },
       { head: 'Paused', cell: (s) => show(pick(s, 'paused')) },
-      { head: 'Version', cell: (s) => show(pick(s, 'version')) },
     ],
-    (s) => String(pick(s, 'name', 'instance', 'id') ?? Math.random()),
+    (s) => `${String(pick(s, 'group') ?? '')}/${String(pick(s, 'name', 'instance', 'id') ?? '?')}`,
     'zigral-init reports no services.',
   );
 
@@ -89,7 +92,7 @@ export const render: Section = (root) => {
       table.el.hidden = true;
       let text: string;
       if (e instanceof ApiError && e.status === 404) text = 'This appliance does not report its services yet (GET /api/v1/admin/services is missing): update the appliance to see them.';
-      else if (e instanceof ApiError && e.status === 503) text = `zigral-init did not answer: ${explain(e)} The services' state is unknown; try again in a moment.`;
+      else if (e instanceof ApiError && e.status === 503) text = `The services could not be read: ${explain(e)}. Try again in a moment.`;
       else text = `The services could not be read: ${explain(e)}`;
       svcState.replaceChildren(h('div', { class: 'notice', role: 'alert' }, text));
       versionsBox.replaceChildren();
@@ -104,13 +107,16 @@ export const render: Section = (root) => {
       list = (Array.isArray(o.services) ? o.services : []) as Service[];
       versions = o.versions ?? null;
     }
-    svcState.replaceChildren();
+    const down = v && typeof v === 'object' && (v as Record<string, unknown>).shutting_down === true;
+    svcState.replaceChildren(...(down ? [h('div', { class: 'notice', role: 'alert' }, 'The appliance is shutting down: zigral-init is stopping every service.')] : []));
     table.el.hidden = false;
-    table.update(list);
+    // The appliance's own services first, then each desktop's and recording's.
+    const g = (s: Service) => String(pick(s, 'group') ?? '');
+    table.update([...list].sort((a, b) => (g(a) === g(b) ? 0 : !g(a) ? -1 : !g(b) ? 1 : g(a).localeCompare(g(b), undefined, { numeric: true }))));
     if (versions && typeof versions === 'object') {
       const entries = Array.isArray(versions)
         ? (versions as Record<string, unknown>[]).map((x) => [String(x.name ?? '?'), show(x.version)] as const)
-        : Object.entries(versions as Record<string, unknown>).map(([k, x]) => [k, show(x)] as const);
+        : Object.entries(versions as Record<string, unknown>).map(([k, x]) => [VERSION_NAMES[k] ?? k, x === null ? 'not reported' : show(x)] as const);
       versionsBox.replaceChildren(
         h('h3', null, 'Versions'),
         h('dl', { class: 'adm-dl' }, entries.map(([k, x]) => [h('dt', null, k), h('dd', null, x)])),

@@ -216,7 +216,7 @@ export class KeyedTable<T> {
 export function stateBadge(state: string | null | undefined): HTMLElement {
   const s = state ?? 'unknown';
   const ok = ['ready', 'running', 'recording', 'active', 'ok', 'enabled', 'idle', 'up'];
-  const warn = ['starting', 'finalizing', 'paused', 'waiting', 'destroying', 'restarting', 'stopping'];
+  const warn = ['starting', 'finalizing', 'paused', 'waiting', 'destroying', 'restarting', 'stopping', 'backoff'];
   const kind = ok.includes(s) ? 'ok' : warn.includes(s) ? 'warn' : ['failed', 'error', 'down', 'exited', 'disabled'].includes(s) ? 'bad' : '';
   return h('span', { class: `badge ${kind}` }, s);
 }
