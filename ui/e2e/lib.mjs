@@ -206,6 +206,16 @@ export async function pageServer() {
   return { url: `http://127.0.0.1:${port}`, close: () => server.close() };
 }
 
+/** Polls the async predicate `f` every 100 ms until it holds; fails after `timeout` ms. */
+export async function until(f, what, timeout = 30_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await f()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
 /** `#rrggbb` → [r, g, b]. */
 export function rgb(hex) {
   const n = parseInt(hex.replace('#', ''), 16);

@@ -14,13 +14,14 @@
 //   ZIGRAL_E2E_DISABLED / ZIGRAL_E2E_DISABLED_PASSWORD a disabled account (its login is a 403)
 //   ZIGRAL_E2E_PROFILE         the name of the agent profile (fake provider) the user picks
 //   ZIGRAL_E2E_CODE            the 2FA code the person enters when the agent asks
-//   ZIGRAL_E2E_OTHER_DESKTOP   the desktop of a second user (the dashboard shows it live)
+//   ZIGRAL_E2E_OTHER / ZIGRAL_E2E_OTHER_PASSWORD       a second user (not an admin) with
+//   ZIGRAL_E2E_OTHER_SESSION / ZIGRAL_E2E_OTHER_DESKTOP a session on a desktop of their own
 //   ZIGRAL_E2E_ONLY            optional: comma-separated step names to run (while developing)
 // It writes `facts.json` (the session and desktop it drove, what it typed) and `recording.mp4`
 // into the artifacts directory for the Rust test to check from outside.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Steps, StepFailed, apiClient, axe, env, launch, pageServer, rgb, shots } from './lib.mjs';
+import { Steps, StepFailed, apiClient, axe, env, launch, pageServer, rgb, shots, until } from './lib.mjs';
 
 const BASE = env('ZIGRAL_E2E_BASE');
 const ART = env('ZIGRAL_E2E_ARTIFACTS');
@@ -32,6 +33,9 @@ const DISABLED = env('ZIGRAL_E2E_DISABLED');
 const DISABLED_PW = env('ZIGRAL_E2E_DISABLED_PASSWORD');
 const PROFILE = env('ZIGRAL_E2E_PROFILE');
 const CODE = env('ZIGRAL_E2E_CODE');
+const OTHER = env('ZIGRAL_E2E_OTHER');
+const OTHER_PW = env('ZIGRAL_E2E_OTHER_PASSWORD');
+const OTHER_SESSION = env('ZIGRAL_E2E_OTHER_SESSION');
 const OTHER_DESKTOP = Number(env('ZIGRAL_E2E_OTHER_DESKTOP'));
 const ONLY = (process.env.ZIGRAL_E2E_ONLY ?? '').split(',').filter(Boolean);
 
@@ -195,6 +199,8 @@ async function main() {
     if (s.title !== 'Rocket launch') throw new Error(`the new session's title is ${JSON.stringify(s.title)}`);
     facts.session = sessionId;
     facts.desktop = s.desktop;
+    await user.getByRole('heading', { level: 1, name: 'Rocket launch' }).waitFor();
+    await user.getByRole('region', { name: 'Live view' }).waitFor();
   });
 
   await step('live-view-shows-desktop', async () => {
@@ -209,33 +215,40 @@ async function main() {
     await user.getByRole('button', { name: 'Send' }).click();
     // The scripted model takes a screenshot, then types (a gated action): steps stream in.
     const list = user.getByRole('region', { name: 'Steps' }).getByRole('listitem');
-    await list.first().waitFor({ timeout: AGENT_TIMEOUT });
+    await list.first().getByText('Step 1').waitFor({ timeout: AGENT_TIMEOUT });
     await look(user, 'session-steps');
   });
 
   const needs = user.getByRole('region', { name: 'Needs you' });
 
+  /** A prompt card in "Needs you" whose heading matches `name`. */
+  const card = (name) => needs.getByRole('article').filter({ has: user.getByRole('heading', { name }) });
+
   await step('answer-feedback', async () => {
-    // The feedback prompt of step 1: approve it.
-    const prompt = needs.locator('[data-kind="feedback"]').first();
+    // The feedback prompt of step 1 (the screenshot): approve it.
+    const prompt = card('How was step 1?');
     await prompt.waitFor({ timeout: AGENT_TIMEOUT });
+    await needs.getByRole('alert').waitFor();
     await look(user, 'session-feedback');
-    const before = await needs.locator('[data-kind="feedback"]').count();
+    await prompt.getByLabel('Rating').selectOption('5');
     await prompt.getByRole('button', { name: 'Approve' }).click();
-    await user.waitForFunction(
-      (n) => document.querySelectorAll('[aria-label="Needs you"] [data-kind="feedback"]').length < n,
-      before,
-    );
+    await prompt.waitFor({ state: 'detached' });
+    const fb = await api.call('GET', `/sessions/${sessionId}/feedback`, { token: userToken });
+    const one = fb.find((f) => f.feedback.step === 1);
+    if (!one || one.feedback.status !== 'answered') throw new Error(`step 1's feedback is not answered: ${JSON.stringify(one)}`);
   });
 
   await step('approve-gated-action', async () => {
-    const prompt = needs.locator('[data-kind="approval"]');
+    const prompt = card('Approve this action?');
     await prompt.waitFor({ timeout: AGENT_TIMEOUT });
+    await prompt.getByText('launch the rocket').first().waitFor();
     await look(user, 'session-approval');
     await prompt.getByRole('button', { name: 'Approve' }).click();
     await prompt.waitFor({ state: 'detached', timeout: AGENT_TIMEOUT });
-    // The approved action ran: the turn ends with the model's text.
-    await user.getByText('The rocket is launched.').first().waitFor({ timeout: AGENT_TIMEOUT });
+    // The approved action ran: the turn ends with the model's answer in the chat.
+    await user.getByRole('list', { name: 'Messages' }).getByText('The rocket is launched.').waitFor({ timeout: AGENT_TIMEOUT });
+    await user.getByRole('region', { name: 'Steps' }).getByRole('listitem').nth(1).waitFor();
+    await look(user, 'session-turn-done');
   });
 
   await step('take-control-and-type', async () => {
@@ -256,15 +269,16 @@ async function main() {
   await step('enter-2fa-code', async () => {
     await user.getByLabel('Message to the agent').fill('Now verify the account.');
     await user.getByRole('button', { name: 'Send' }).click();
-    const prompt = needs.locator('[data-kind="input"]');
+    const prompt = card('The agent needs a code');
     await prompt.waitFor({ timeout: AGENT_TIMEOUT });
-    await prompt.getByRole('alert').or(needs.getByRole('alert')).first().waitFor();
+    await needs.getByRole('alert').waitFor();
     await look(user, 'session-2fa');
-    await prompt.getByRole('textbox').first().fill(CODE);
+    await prompt.getByLabel('Enter the code we texted you').fill(CODE);
     await prompt.getByRole('button', { name: 'Submit' }).click();
     await prompt.waitFor({ state: 'detached', timeout: AGENT_TIMEOUT });
-    await desktopTitle(userToken, sessionId, (t) => t.includes(CODE), 'the 2FA code typed on the desktop');
-    await user.getByText('Verified.').first().waitFor({ timeout: AGENT_TIMEOUT });
+    // The code was typed into the desktop's focused field; the API shows it redacted.
+    await desktopTitle(userToken, sessionId, (t) => t.includes(`typed:${TYPED}<secret:2fa_code>`), 'the 2FA code typed on the desktop');
+    await user.getByRole('list', { name: 'Messages' }).getByText('Verified.').waitFor({ timeout: AGENT_TIMEOUT });
   });
 
   await step('record-and-download', async () => {
@@ -285,28 +299,51 @@ async function main() {
     await look(user, 'session-recorded');
   });
 
+  // --- The administrator's dashboard ------------------------------------------------------------
+  await step('dashboard-two-desktops-live', async () => {
+    // (The person's page stays on the session: its live view is a viewer the dashboard counts.)
+    const admin = await newPage();
+    await logIn(admin, ADMIN, ADMIN_PW);
+    await admin.goto(`${BASE}#/admin`);
+    await admin.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
+    const row = (n) =>
+      admin.getByRole('row').filter({ has: admin.getByRole('rowheader', { name: `Desktop ${n}`, exact: true }) });
+    for (const [n, owner] of [
+      [facts.desktop, USER],
+      [OTHER_DESKTOP, OTHER],
+    ]) {
+      await row(n).getByRole('cell', { name: owner, exact: true }).waitFor();
+      const sw = row(n).getByRole('checkbox', { name: `Live view of desktop ${n}` });
+      await until(async () => (await sw.isChecked()) && (await sw.isEnabled()), `the live view switch of desktop ${n} on and usable`);
+      await row(n).getByRole('checkbox', { name: `Recording of desktop ${n}` }).waitFor();
+    }
+    // Live: the person watching desktop N counts as its viewer (polled), and the other user
+    // taking control of their desktop shows up at once (an event), without a reload.
+    await admin.waitForFunction(
+      (n) => {
+        const table = [...document.querySelectorAll('table')].find((t) => [...t.querySelectorAll('th')].some((th) => th.textContent?.trim() === `Desktop ${n}`));
+        if (!table) return false;
+        const col = [...table.querySelectorAll('thead th')].findIndex((th) => th.textContent?.trim() === 'Viewers');
+        const r = [...table.querySelectorAll('tbody tr')].find((tr) => tr.children[0]?.textContent?.trim() === `Desktop ${n}`);
+        return col >= 0 && !!r && Number(r.children[col]?.textContent) >= 1;
+      },
+      facts.desktop,
+      { timeout: 30_000 },
+    );
+    const otherToken = await api.login(OTHER, OTHER_PW);
+    await api.call('POST', `/sessions/${OTHER_SESSION}/control`, { token: otherToken });
+    await row(OTHER_DESKTOP).locator('.adm-driver').filter({ hasText: OTHER }).waitFor();
+    await look(admin, 'dashboard');
+    await api.call('DELETE', `/sessions/${OTHER_SESSION}/control`, { token: otherToken });
+    steps.focus(user);
+    await admin.context().close();
+  });
+
   await step('credentials-page', async () => {
     await user.goto(`${BASE}#/credentials`);
     await user.getByRole('heading', { level: 1, name: 'Credentials' }).waitFor();
     await user.getByRole('button', { name: 'Save credential' }).waitFor();
     await look(user, 'credentials');
-  });
-
-  // --- The administrator's dashboard ------------------------------------------------------------
-  await step('dashboard-two-desktops-live', async () => {
-    const admin = await newPage();
-    await logIn(admin, ADMIN, ADMIN_PW);
-    await admin.goto(`${BASE}#/admin`);
-    await admin.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
-    for (const n of [facts.desktop, OTHER_DESKTOP]) {
-      const sw = admin.getByRole('checkbox', { name: `Live view of desktop ${n}` });
-      await sw.waitFor();
-      if (!(await sw.isChecked())) throw new Error(`the live view of desktop ${n} is off on the dashboard`);
-      await admin.getByRole('checkbox', { name: `Recording of desktop ${n}` }).waitFor();
-    }
-    await look(admin, 'dashboard');
-    steps.focus(user);
-    await admin.context().close();
   });
 
   // --- An expired session ------------------------------------------------------------------------
