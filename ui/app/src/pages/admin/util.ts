@@ -111,6 +111,9 @@ export function makeSwitch(id: string, label: string, onchange: (on: boolean, sw
   const input = h('input', { type: 'checkbox', id, class: 'adm-switch' });
   const state = h('span', { class: 'adm-switch-state', 'aria-hidden': 'true' }, 'Off');
   const el = h('div', { class: 'adm-switch-wrap' }, input, h('label', { for: id }, h('span', { class: 'adm-sr' }, label), state));
+  // While busy the switch stays focusable (a disabled control would drop the keyboard focus)
+  // but ignores presses.
+  let busy = false;
   const sw: Switch = {
     el,
     input,
@@ -119,11 +122,16 @@ export function makeSwitch(id: string, label: string, onchange: (on: boolean, sw
       state.textContent = on ? 'On' : 'Off';
     },
     busy(b) {
-      input.disabled = b;
+      busy = b;
       input.setAttribute('aria-busy', String(b));
+      if (b) input.setAttribute('aria-disabled', 'true');
+      else input.removeAttribute('aria-disabled');
       if (b) state.textContent = '…';
     },
   };
+  input.addEventListener('click', (ev) => {
+    if (busy) ev.preventDefault();
+  });
   input.addEventListener('change', () => onchange(input.checked, sw));
   return sw;
 }
