@@ -70,6 +70,13 @@ pub struct Args {
     /// The proxy's URL, asked how many viewers each desktop has [default: http://127.0.0.1:6081].
     #[arg(long, value_name = "URL")]
     pub proxy_url: Option<String>,
+    /// The built web app served at `/` (e.g. ui/dist/app); none: no web UI.
+    #[arg(long, value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// The port browsers open the live view on (the proxy's public port) [default: the port
+    /// of --proxy-url].
+    #[arg(long, value_name = "PORT")]
+    pub live_view_port: Option<u16>,
 }
 
 /// Keeps the resident set small: password hashing allocates ~19 MiB per argon2 call, which
@@ -115,6 +122,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_desktops: args.max_desktops,
         max_desktops_per_user: args.max_desktops_per_user,
         proxy_url: args.proxy_url,
+        web_dir: args.web_dir,
+        live_view_port: args.live_view_port,
         ..Layer::default()
     };
     let cfg = file.overlay(env).overlay(flags).resolve()?;

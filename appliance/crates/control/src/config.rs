@@ -56,6 +56,11 @@ pub struct Config {
     /// A recording stops (cleanly, keeping what it wrote) when the state dir's filesystem has
     /// less than this many MiB free, and none starts.
     pub recordings_min_free_mb: u64,
+    /// The built web app (`ui/dist/app`) served at `/`; `None`: no web UI (`/` answers 404).
+    pub web_dir: Option<PathBuf>,
+    /// The port browsers open the live view's WebSocket on (the proxy's public port); `None`:
+    /// the port of `desktops.proxy_url` (see [`Config::live_view_port`]).
+    pub live_view_port: Option<u16>,
 }
 
 /// Whether the control plane creates desktops through zigral-init.
@@ -175,6 +180,8 @@ impl std::fmt::Debug for Config {
             .field("desktops", &self.desktops)
             .field("recordings_max_total_mb", &self.recordings_max_total_mb)
             .field("recordings_min_free_mb", &self.recordings_min_free_mb)
+            .field("web_dir", &self.web_dir)
+            .field("live_view_port", &self.live_view_port)
             .finish()
     }
 }
@@ -205,7 +212,21 @@ impl Config {
             desktops: DesktopSettings::default(),
             recordings_max_total_mb: 4096,
             recordings_min_free_mb: 256,
+            web_dir: None,
+            live_view_port: None,
         }
+    }
+
+    /// The port browsers open the live view on: `live_view_port` if set, else the port of
+    /// `proxy_url` (default 6081), else 6081 when `proxy_url` is empty.
+    pub fn live_view_port(&self) -> u16 {
+        if let Some(p) = self.live_view_port {
+            return p;
+        }
+        url::Url::parse(&self.desktops.proxy_url)
+            .ok()
+            .and_then(|u| u.port_or_known_default())
+            .unwrap_or(DEFAULT_LIVE_VIEW_PORT)
     }
 
     /// Whether TLS is configured.
@@ -249,6 +270,8 @@ pub struct Layer {
     pub proxy_url: Option<String>,
     pub recordings_max_total_mb: Option<u64>,
     pub recordings_min_free_mb: Option<u64>,
+    pub web_dir: Option<PathBuf>,
+    pub live_view_port: Option<u16>,
 }
 
 /// Why the configuration could not be built.
@@ -263,6 +286,9 @@ pub enum ConfigError {
 }
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/zigral";
+
+/// The proxy's default port.
+const DEFAULT_LIVE_VIEW_PORT: u16 = 6081;
 
 impl Layer {
     /// Parses a TOML file.
@@ -330,6 +356,8 @@ impl Layer {
                     l.recordings_max_total_mb = Some(num(&v).map_err(bad)?)
                 }
                 "RECORDINGS_MIN_FREE_MB" => l.recordings_min_free_mb = Some(num(&v).map_err(bad)?),
+                "WEB_DIR" => l.web_dir = Some(v.into()),
+                "LIVE_VIEW_PORT" => l.live_view_port = Some(num(&v).map_err(bad)?),
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
                 _ => {}
             }
@@ -373,7 +401,9 @@ impl Layer {
             desktop_ready_timeout_secs,
             proxy_url,
             recordings_max_total_mb,
-            recordings_min_free_mb
+            recordings_min_free_mb,
+            web_dir,
+            live_view_port
         );
         self
     }
@@ -437,6 +467,14 @@ impl Layer {
         if let Some(x) = self.recordings_min_free_mb {
             c.recordings_min_free_mb = x;
         }
+        // An empty path (`ZIGRAL_WEB_DIR=`) switches the web UI off.
+        c.web_dir = self.web_dir.filter(|d| !d.as_os_str().is_empty());
+        if self.live_view_port == Some(0) {
+            return Err(ConfigError::Invalid(
+                "live_view_port must be 1..=65535".into(),
+            ));
+        }
+        c.live_view_port = self.live_view_port;
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key must be given together".into(),
@@ -646,5 +684,44 @@ mod tests {
             let e = layer.resolve().expect_err(want);
             assert!(e.to_string().contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn web_dir_and_live_view_port_layer_and_default_from_proxy_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "web_dir = \"/usr/share/zigral/ui/app\"\n").expect("write");
+        let c = Layer::from_file(&f).expect("file").resolve().expect("cfg");
+        assert_eq!(c.web_dir, Some(PathBuf::from("/usr/share/zigral/ui/app")));
+        // No live_view_port: the proxy_url's port (default http://127.0.0.1:6081).
+        assert_eq!(c.live_view_port(), 6081);
+        let c = Layer {
+            proxy_url: Some("http://127.0.0.1:16081/".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .expect("cfg");
+        assert_eq!((c.web_dir.as_ref(), c.live_view_port()), (None, 16081));
+        let env = Layer::from_env([
+            ("ZIGRAL_WEB_DIR".to_string(), String::new()),
+            ("ZIGRAL_LIVE_VIEW_PORT".to_string(), "443".to_string()),
+        ])
+        .expect("env");
+        let c = Layer::from_file(&f)
+            .expect("file")
+            .overlay(env)
+            .resolve()
+            .expect("cfg");
+        assert_eq!((c.web_dir, c.live_view_port()), (None, 443));
+        let e = Layer::from_env([("ZIGRAL_LIVE_VIEW_PORT".into(), "70000".into())])
+            .expect_err("port out of range");
+        assert!(e.to_string().contains("ZIGRAL_LIVE_VIEW_PORT"), "{e}");
+        let e = Layer {
+            live_view_port: Some(0),
+            ..Layer::default()
+        }
+        .resolve()
+        .expect_err("port 0");
+        assert!(e.to_string().contains("live_view_port"), "{e}");
     }
 }

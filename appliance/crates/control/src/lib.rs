@@ -30,6 +30,7 @@ pub mod tokens_estimate;
 pub mod typed_text;
 pub mod vault;
 pub mod vdi;
+pub mod web;
 
 pub use config::Config;
 pub use server::{load_tls, openapi, router, serve, serve_tls};

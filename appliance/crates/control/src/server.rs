@@ -1,6 +1,7 @@
-//! Router assembly and serving: the documented API plus `/api/v1/openapi.json`, JSON
-//! fallbacks, body limit, panic catcher, and one middleware that assigns request ids, records
-//! metrics and logs internal errors once. Plain TCP or TLS (rustls with ring).
+//! Router assembly and serving: the documented API plus `/api/v1/openapi.json`, the web app
+//! at `/` (when `web_dir` is set, see [`crate::web`]), JSON fallbacks, body limit, panic
+//! catcher, and one middleware that assigns request ids, records metrics and logs internal
+//! errors once. Plain TCP or TLS (rustls with ring).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody, InternalDetail};
 use crate::state::AppState;
+use crate::web::WebApp;
 
 /// Header carrying the request id (accepted from the client if sane, else generated).
 pub const REQUEST_ID: &str = "x-request-id";
@@ -57,6 +59,9 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = crate::api::openapi_router().split_for_parts();
     let doc = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
     let max_body = state.config().max_body_bytes;
+    // The web app at `/` (setting web_dir): what the API does not route and is not under an
+    // API prefix.
+    let web = WebApp::from_config(state.config()).map(Arc::new);
     api.route(
         "/api/v1/openapi.json",
         get(move |_who: Principal| {
@@ -70,7 +75,15 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .nest_service("/mcp", crate::mcp::router(state.clone()))
-    .fallback(|| async { ApiError::not_found("no such endpoint") })
+    .fallback(move |req: Request| {
+        let web = web.clone();
+        async move {
+            match web {
+                Some(w) if WebApp::serves(req.method(), req.uri().path()) => w.respond(req).await,
+                _ => ApiError::not_found("no such endpoint").into_response(),
+            }
+        }
+    })
     .method_not_allowed_fallback(|| async {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -1,7 +1,7 @@
 //! Every route in the served OpenAPI document (so routes added later are covered without
 //! editing this test) refuses: no credentials, an expired token, a revoked token, a garbage
 //! token — and, for session routes, another user's valid token on someone else's session.
-//! Only /healthz, /readyz and POST /api/v1/auth/login are public.
+//! Only /healthz, /readyz, GET /api/v1/info and POST /api/v1/auth/login are public.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -11,9 +11,10 @@ use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const PUBLIC: [(&str, &str); 3] = [
+const PUBLIC: [(&str, &str); 4] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/api/v1/info"),
     ("post", "/api/v1/auth/login"),
 ];
 

@@ -1,5 +1,5 @@
-//! `/api/v1/admin/*`: audit log, runtime configuration values and clean power-off through the
-//! supervisor (administrators only).
+//! `/api/v1/admin/*`: audit log, runtime configuration values, the appliance's services as
+//! zigral-init reports them, and clean power-off through the supervisor (administrators only).
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit))
         .routes(routes!(list_config))
         .routes(routes!(put_config, delete_config))
+        .routes(routes!(services))
 }
 
 /// Audit page query.
@@ -46,6 +47,44 @@ pub struct ShutdownAccepted {
 pub struct ConfigEntry {
     pub key: String,
     pub value: Value,
+}
+
+/// One service of the appliance as zigral-init reports it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// The template instance it belongs to (`desktop@0`, `recording@3`); null for the
+    /// appliance's own services (proxy, control, sshd, ...).
+    pub group: Option<String>,
+    /// `starting`, `ready`, `running`, `backoff`, `stopping`, `stopped` or `failed`.
+    pub state: String,
+    pub pid: Option<i32>,
+    /// Restarts since zigral-init started it.
+    pub restarts: u32,
+    /// How it last ended (`exit status 1`, `signal 9`), if it did.
+    pub last_exit: Option<String>,
+    /// Time since its current process started, ms.
+    pub uptime_ms: Option<u64>,
+    /// Frozen by zigral-init (a recording while a secret is on screen).
+    pub paused: bool,
+}
+
+/// Versions of the appliance's parts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Versions {
+    /// The control plane's.
+    pub control: String,
+    /// zigral-init's, when its status reports one (today it does not: null).
+    pub init: Option<String>,
+}
+
+/// The appliance's services and versions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServicesReport {
+    pub versions: Versions,
+    /// zigral-init is stopping everything (power-off or reboot under way).
+    pub shutting_down: bool,
+    pub services: Vec<ServiceInfo>,
 }
 
 fn check_key(k: &str) -> Result<(), ApiError> {
@@ -170,4 +209,48 @@ async fn delete_config(
     st.audit(&who.actor(), "config.delete", &key, json!({}))
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The appliance's services (zigral-init's `status`: state, pid, restarts, last exit, paused)
+/// and versions. 503 when zigral-init cannot be reached (e.g. a control plane run without it,
+/// as with `desktop_mode = "static"`).
+#[utoipa::path(get, path = "/admin/services", tag = "admin",
+    responses((status = 200, body = ServicesReport),
+        (status = 503, description = "zigral-init cannot be reached", body = ErrorBody),
+        CommonErrors))]
+async fn services(State(st): State<AppState>, who: Principal) -> ApiResult<Json<ServicesReport>> {
+    who.require_admin()?;
+    let status = crate::vdi::init::status(&st.config().init_socket)
+        .await
+        .map_err(|e| {
+            let hint = if st.vdi().managed() {
+                ""
+            } else {
+                " (desktop_mode is \"static\": the control plane may be running without zigral-init)"
+            };
+            ApiError::unavailable(format!(
+                "the appliance's services are unknown: zigral-init does not answer: {e}{hint}"
+            ))
+        })?;
+    Ok(Json(ServicesReport {
+        versions: Versions {
+            control: super::info::VERSION.to_owned(),
+            init: None,
+        },
+        shutting_down: status.shutting_down,
+        services: status
+            .services
+            .into_iter()
+            .map(|s| ServiceInfo {
+                name: s.name,
+                group: s.group,
+                state: s.state.as_str().to_owned(),
+                pid: s.pid,
+                restarts: s.restarts,
+                last_exit: s.last_exit,
+                uptime_ms: s.uptime_ms,
+                paused: s.paused,
+            })
+            .collect(),
+    }))
 }

@@ -20,6 +20,7 @@ pub mod downloads;
 pub mod events;
 pub mod health;
 pub mod hitl;
+pub mod info;
 pub mod live_view;
 pub mod messages;
 pub mod recordings;
@@ -35,8 +36,8 @@ pub const API_PREFIX: &str = "/api/v1";
     info(
         title = "Zigral control plane",
         description = "Sessions, conversation context, auth and events of the Zigral appliance. \
-                       Every endpoint except /healthz, /readyz and POST /api/v1/auth/login needs \
-                       a bearer token or the session cookie."
+                       Every endpoint except /healthz, /readyz, GET /api/v1/info and \
+                       POST /api/v1/auth/login needs a bearer token or the session cookie."
     ),
     modifiers(&SecuritySchemes),
     security(("bearer" = []), ("cookie" = [])),
@@ -56,7 +57,7 @@ impl Modify for SecuritySchemes {
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::COOKIE))),
         );
-        openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        openapi.info.version = info::VERSION.to_owned();
     }
 }
 
@@ -79,6 +80,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(downloads::routes())
         .merge(live_view::routes())
         .merge(hitl::routes())
+        .merge(info::routes())
         .merge(recordings::routes());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())

@@ -14,11 +14,13 @@
 //!   carry it and the proxy refuses tokens of an earlier lease.
 //!
 //! `init.rs` speaks to zigral-init; `background.rs` keeps the pool full and reaps idle
-//! desktops; `limits.rs` resolves a user's limits.
+//! desktops; `limits.rs` resolves a user's limits; `usage.rs` turns zigral-init's CPU time
+//! into a current percentage.
 
 mod background;
 pub mod init;
 mod limits;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +37,7 @@ use crate::desktops::Desktops;
 use crate::events::{ADMINS_ONLY, Event, EventBus};
 use init::SpawnParams;
 pub use limits::effective_limits;
+pub use usage::Usage;
 
 /// Why a desktop could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,8 @@ struct Inner {
     reconciled: watch::Sender<bool>,
     /// Runs before a desktop's processes stop (its recording ends and leaves its directory).
     before_destroy: std::sync::OnceLock<BeforeDestroy>,
+    /// The last CPU reading of each desktop (for `usage.cpu_percent`).
+    cpu: usage::CpuSamples,
 }
 
 /// What runs before desktop N is destroyed.
@@ -132,16 +137,18 @@ enum Plan {
     Cold(u32, DesktopRecord, Option<u32>),
 }
 
-/// One desktop as listed by the API.
+/// One desktop as listed by the API (`memory_bytes`, `millicpus` and `pids` are its limits;
+/// what it uses now is in `usage`).
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DesktopView {
     #[serde(flatten)]
     pub record: DesktopRecord,
     /// Live viewers (WebSocket connections at the proxy); null when not counted.
     pub viewers: Option<u32>,
-    /// Memory in use, bytes (cgroup `memory.current`, else the processes' RSS).
-    pub memory_bytes: Option<u64>,
-    /// CPU time used, microseconds.
+    /// CPU and memory in use now; absent when zigral-init does not report the desktop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// CPU time used since it started, microseconds.
     pub cpu_usec: Option<u64>,
     /// Processes.
     pub tasks: Option<u64>,
@@ -203,6 +210,7 @@ impl Vdi {
                 destroyed: Notify::new(),
                 reconciled: watch::channel(false).0,
                 before_destroy: std::sync::OnceLock::new(),
+                cpu: usage::CpuSamples::default(),
             }),
         }
     }
@@ -725,8 +733,28 @@ impl Vdi {
 
     /// Every desktop with its usage and viewers.
     pub async fn list(&self) -> Vec<DesktopView> {
-        let status = init::status(&self.inner.socket).await.ok();
-        let viewers = background::viewers(&self.inner.settings.proxy_url).await;
+        let socket = &self.inner.socket;
+        let (status, viewers) = tokio::join!(
+            init::status(socket),
+            background::viewers(&self.inner.settings.proxy_url)
+        );
+        let mut status = status.ok();
+        // A desktop without a recent CPU reading gets one now and another a moment later, so
+        // even the first listing shows a current percentage.
+        if let Some(s) = &status {
+            let readings = self.cpu_readings(s);
+            if self.inner.cpu.stale(&readings, Instant::now()) {
+                self.inner.cpu.record(&readings, Instant::now());
+                tokio::time::sleep(usage::BASELINE_WAIT).await;
+                if let Ok(again) = init::status(socket).await {
+                    status = Some(again);
+                }
+            }
+        }
+        let cpu = status
+            .as_ref()
+            .map(|s| self.inner.cpu.record(&self.cpu_readings(s), Instant::now()))
+            .unwrap_or_default();
         let t = self.table();
         t.values()
             .map(|e| {
@@ -738,12 +766,26 @@ impl Vdi {
                     viewers: viewers
                         .as_ref()
                         .map(|v| v.get(&e.rec.n).copied().unwrap_or(0)),
-                    memory_bytes: g.and_then(|g| g.memory_bytes),
+                    usage: g.map(|g| Usage {
+                        cpu_percent: cpu.get(&e.rec.n).copied(),
+                        memory_bytes: g.memory_bytes,
+                    }),
                     cpu_usec: g.and_then(|g| g.cpu_usec),
                     tasks: g.and_then(|g| g.tasks),
                     cgroup: g.and_then(|g| g.cgroup.clone()),
                     idle_secs: e.last_active.elapsed().as_secs(),
                 }
+            })
+            .collect()
+    }
+
+    /// (desktop, CPU µs used) of the desktops in the table that zigral-init reports.
+    fn cpu_readings(&self, status: &zigral_init_protocol::Status) -> Vec<(u32, u64)> {
+        self.table()
+            .keys()
+            .filter_map(|&n| {
+                let g = status.group(&init::group_name(n))?;
+                Some((n, g.cpu_usec?))
             })
             .collect()
     }

@@ -1,0 +1,37 @@
+//! `GET /api/v1/info`: what the web app needs before anyone logs in: the control plane's
+//! version and the port its live view connects to (the proxy, on the same host name).
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::Json;
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(info))
+}
+
+/// The control plane's version (this build's `zigral` package version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Public facts about this appliance.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Info {
+    /// The control plane's version.
+    pub version: String,
+    /// The port browsers open the live view's WebSocket on (`ws://<this host>:<port>/websockify`):
+    /// the `live_view_port` setting, else the port of `proxy_url`.
+    pub live_view_port: u16,
+}
+
+/// The version and the live view's port. No authentication.
+#[utoipa::path(get, path = "/info", tag = "health", security(()),
+    responses((status = 200, body = Info)))]
+async fn info(State(st): State<AppState>) -> Json<Info> {
+    Json(Info {
+        version: VERSION.to_owned(),
+        live_view_port: st.config().live_view_port(),
+    })
+}
