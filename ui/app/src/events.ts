@@ -57,8 +57,9 @@ export function subscribe(prefix: string, f: Handler): () => void {
   return () => handlers.delete(h);
 }
 
-/** Follows the connection state (true = connected). */
+/** Follows the connection state (true = connected), starting with the current one. */
 export function onEventsState(f: (up: boolean) => void): () => void {
   stateListeners.add(f);
+  f(ws?.readyState === WebSocket.OPEN);
   return () => stateListeners.delete(f);
 }

@@ -12,6 +12,8 @@ let me: Me | null = null;
 let unmount: (() => void) | void = undefined;
 /** Why the login page is shown (expired session, logout). */
 let loginNotice = '';
+/** The top bar's listener of the events connection (replaced at each render). */
+let unfollowEvents: () => void = () => {};
 
 type Route = { re: RegExp; load: () => Promise<{ mount: Mount }>; admin?: boolean };
 const routes: Route[] = [
@@ -33,13 +35,15 @@ function setTitle(title: string): void {
 
 function renderTopbar(): void {
   if (!me) {
+    unfollowEvents();
     fill(topbar, h('span', { class: 'brand' }, 'Zigral'));
     return;
   }
   const link = (href: string, text: string) =>
     h('a', { href: `#${href}`, 'aria-current': location.hash.startsWith(`#${href}`) ? 'page' : null }, text);
   const dot = h('span', { class: 'events-dot', title: 'live updates: connecting', role: 'img', 'aria-label': 'live updates: connecting' });
-  onEventsState((up) => {
+  unfollowEvents();
+  unfollowEvents = onEventsState((up) => {
     dot.dataset.up = String(up);
     const label = up ? 'live updates: connected' : 'live updates: reconnecting';
     dot.title = label;
