@@ -712,7 +712,7 @@ mod tests {
             .overlay(env)
             .resolve()
             .expect("cfg");
-        assert_eq!((c.web_dir, c.live_view_port()), (None, 443));
+        assert_eq!((c.web_dir.as_ref(), c.live_view_port()), (None, 443));
         let e = Layer::from_env([("ZIGRAL_LIVE_VIEW_PORT".into(), "70000".into())])
             .expect_err("port out of range");
         assert!(e.to_string().contains("ZIGRAL_LIVE_VIEW_PORT"), "{e}");

@@ -44,7 +44,7 @@ fn web_dir() -> (tempfile::TempDir, PathBuf) {
     (tmp, web)
 }
 
-fn header<'a>(r: &'a reqwest::Response, name: impl reqwest::header::AsHeaderName) -> &'a str {
+fn header(r: &reqwest::Response, name: impl reqwest::header::AsHeaderName) -> &str {
     r.headers()
         .get(name)
         .map(|v| v.to_str().unwrap())
