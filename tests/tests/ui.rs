@@ -18,12 +18,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use std::time::Duration;
-
 use zigral_tests::api::{http, login_as};
 use zigral_tests::fake_llm::FakeLlm;
 use zigral_tests::stack::{ADMIN_PW, Stack};
-use zigral_tests::{Proc, free_port, repo_root, wait_for};
+use zigral_tests::{Proc, repo_root};
 
 /// The 2FA code the person enters when the agent asks.
 const CODE: &str = "493817";
@@ -70,28 +68,14 @@ fn node() -> String {
     std::env::var("ZIGRAL_NODE").unwrap_or_else(|_| "node".into())
 }
 
-/// Where the app is: the control plane at `/`. While the control plane of this tree does not
-/// serve it yet (`/` is not HTML), a Vite dev server in front of the stack (it proxies /api and
-/// the live view) stands in; the guard keeps it running.
-fn app_base(st: &Stack) -> (String, Option<Proc>) {
+/// The app at the control plane's `/` (the built ui/dist/app); fails unless `/` serves it.
+fn app_base(st: &Stack) -> String {
     let (status, body) = http(st.control, "GET", "/", None, None).unwrap();
-    if status == 200 && body.contains("<main") {
-        return (format!("http://127.0.0.1:{}/", st.control), None);
-    }
-    eprintln!("GET / is {status} (not the app): using a Vite dev server in front of the stack");
-    let port = free_port();
-    let mut cmd = Command::new(node());
-    cmd.current_dir(repo_root().join("ui"))
-        .args(["node_modules/vite/bin/vite.js", "--port", &port.to_string()])
-        .args(["--strictPort", "--host", "127.0.0.1"])
-        .env("ZIGRAL_API", format!("http://127.0.0.1:{}", st.control))
-        .env("ZIGRAL_PROXY", format!("http://127.0.0.1:{}", st.proxy))
-        .stdout(Stdio::null());
-    let p = Proc::spawn(cmd);
-    wait_for(Duration::from_secs(30), "the Vite dev server", || {
-        matches!(http(port, "GET", "/", None, None), Ok((200, _))).then_some(())
-    });
-    (format!("http://127.0.0.1:{port}/"), Some(p))
+    assert!(
+        status == 200 && body.contains("<main"),
+        "the control plane does not serve the web app at / ({status}): {body}"
+    );
+    format!("http://127.0.0.1:{}/", st.control)
 }
 
 #[test]
@@ -109,6 +93,7 @@ fn a_person_uses_the_web_ui_from_login_to_the_dashboard() {
         art.display()
     );
 
+    let web_dir = root.join("ui/dist/app").display().to_string();
     let fake = FakeLlm::start("fake-key-ui-e2e");
     let st = Stack::start(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
@@ -118,6 +103,8 @@ fn a_person_uses_the_web_ui_from_login_to_the_dashboard() {
             ("ZIGRAL_DESKTOP_POLICY", "per-user"),
             ("ZIGRAL_WARM_POOL", "0"),
             ("ZIGRAL_DESKTOP_IDLE_SECS", "0"),
+            // The built app (what config/host.toml passes as --web-dir ${ui_dir}/app).
+            ("ZIGRAL_WEB_DIR", &web_dir),
         ],
     );
     let admin = login_as(st.control, "admin", ADMIN_PW);
@@ -151,7 +138,7 @@ fn a_person_uses_the_web_ui_from_login_to_the_dashboard() {
     );
     fake.script(script());
 
-    let (base, _dev) = app_base(&st);
+    let base = app_base(&st);
     let mut cmd = Command::new(node());
     cmd.arg(root.join("ui/e2e/run.mjs"))
         .current_dir(root.join("ui"))

@@ -67,6 +67,9 @@ async function newPage() {
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   page.on('pageerror', (e) => console.log(`  page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.log(`  console error: ${m.text()}`);
+  });
   steps.focus(page);
   return page;
 }
