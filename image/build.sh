@@ -101,6 +101,10 @@ make_payload() { # make_payload DIR
   strip --strip-debug "$p/bin/zigral" "$p/bin/zigral-init" 2>/dev/null || true
   if [[ -n "$ui_dir" ]]; then
     [[ -f "$ui_dir/index.html" ]] || die "--ui-dir $ui_dir has no index.html"
+    # The whole tree: index.html + novnc/ (the proxy's viewer) and app/ (the web app the
+    # control plane serves at /, --web-dir /usr/share/zigral/ui/app).
+    [[ -f "$ui_dir/app/index.html" ]] ||
+      echo "image/build.sh: warning: $ui_dir has no app/index.html (run ui/build.sh): the appliance's http://HOST:8000/ will answer 404" >&2
     cp -a "$ui_dir" "$p/ui"
   fi
   cp -a "$here/overlay" "$p/overlay"
