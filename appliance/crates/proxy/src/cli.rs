@@ -56,8 +56,9 @@ pub struct Args {
     /// With --cert: refuse plain (non-TLS) connections.
     #[arg(long, requires = "cert")]
     pub ssl_only: bool,
-    /// Browser origin allowed to open WebSockets (repeatable; `*` = any). The proxy's own
-    /// origin and clients without an Origin header are always allowed.
+    /// Browser origin allowed to open WebSockets (repeatable; `*` = any; `http://*:8000` = the
+    /// proxy's own host name at port 8000). The proxy's own origin and clients without an
+    /// Origin header are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
     /// Most simultaneous connections (0 = unlimited).

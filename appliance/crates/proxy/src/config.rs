@@ -109,7 +109,9 @@ pub enum OriginPolicy {
     /// Any origin (`--allow-origin '*'`).
     Any,
     /// No Origin header (non-browser clients), the proxy's own origin (`Origin` host equals
-    /// `Host`), or one of these exact origins (`scheme://host[:port]`, lower-case).
+    /// `Host`), or one of these origins (`scheme://host[:port]`, lower-case). `scheme://*:port`
+    /// is the proxy's own host name at another port (the control plane's web app reached by
+    /// whatever name the browser used, e.g. a DHCP address).
     List(Vec<String>),
 }
 
@@ -121,7 +123,7 @@ impl OriginPolicy {
             OriginPolicy::Any => true,
             OriginPolicy::List(list) => {
                 let o = origin.trim().to_ascii_lowercase();
-                if list.contains(&o) {
+                if list.contains(&o) || list.iter().any(|e| same_host_at_port(e, &o, host)) {
                     return true;
                 }
                 o.split_once("://")
@@ -131,6 +133,28 @@ impl OriginPolicy {
             }
         }
     }
+}
+
+/// Whether `origin` matches the pattern `scheme://*:port`: same scheme and port, and the host
+/// name of the `Host` header (the name the browser used to reach the proxy).
+fn same_host_at_port(pattern: &str, origin: &str, host: Option<&str>) -> bool {
+    let Some((scheme, port)) = pattern
+        .split_once("://*:")
+        .filter(|(_, p)| p.parse::<u16>().is_ok())
+    else {
+        return false;
+    };
+    let Some(host) = host.map(|h| h.trim().to_ascii_lowercase()) else {
+        return false;
+    };
+    // `name:port` or `[v6]:port`; a Host header without a port is the name itself.
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
+            n
+        }
+        _ => host.as_str(),
+    };
+    origin == format!("{scheme}://{name}:{port}")
 }
 
 /// Everything the proxy server needs; build with [`Config::new`] and adjust fields.
@@ -234,5 +258,15 @@ mod tests {
         assert!(p.allows(Some("http://proxy:6081"), Some("proxy:6081")));
         assert!(!p.allows(Some("http://evil.example"), Some("proxy:6081")));
         assert!(OriginPolicy::Any.allows(Some("http://evil.example"), None));
+
+        // The web app on port 8000 of whatever name the browser used for the proxy.
+        let p = OriginPolicy::List(vec!["http://*:8000".into()]);
+        assert!(p.allows(Some("http://10.0.2.15:8000"), Some("10.0.2.15:6081")));
+        assert!(p.allows(Some("http://vm.lan:8000"), Some("VM.lan:6081")));
+        assert!(p.allows(Some("http://[fe80::1]:8000"), Some("[fe80::1]:6081")));
+        assert!(!p.allows(Some("http://evil.example:8000"), Some("10.0.2.15:6081")));
+        assert!(!p.allows(Some("https://10.0.2.15:8000"), Some("10.0.2.15:6081")));
+        assert!(!p.allows(Some("http://10.0.2.15:8001"), Some("10.0.2.15:6081")));
+        assert!(!p.allows(Some("http://10.0.2.15:8000"), None));
     }
 }
