@@ -268,7 +268,7 @@ fn two_users_get_their_own_desktops_and_nothing_of_each_other() {
     let listed = st.ok("GET", "/api/v1/desktops", &admin, None);
     for d in listed.as_array().unwrap() {
         assert!(
-            d["memory_bytes"].as_u64().unwrap_or(0) > 0,
+            d["usage"]["memory_bytes"].as_u64().unwrap_or(0) > 0,
             "no memory figure: {d}"
         );
         assert!(d["tasks"].as_u64().unwrap_or(0) > 0, "no task count: {d}");
