@@ -401,6 +401,12 @@ fn network_profile_boot_use_power_button_reboot() {
         login_fails(vm.http, "wrong-password-123"),
         "a wrong password must not log in"
     );
+    // The web app is served at / (the image carries ui/dist/app), its assets cached for good.
+    let (st, page) = http(vm.http, "GET", "/", None, None).expect("GET /");
+    assert!(
+        st == 200 && page.contains("<title>Zigral</title>"),
+        "the web app at /: {st} {page}"
+    );
     let token = login(vm.http, &password);
     let session = create_session(vm.http, &token, "image test");
     click_and_screenshot(vm.http, &token, &session);
