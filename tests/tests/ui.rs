@@ -93,7 +93,6 @@ fn a_person_uses_the_web_ui_from_login_to_the_dashboard() {
         art.display()
     );
 
-    let web_dir = root.join("ui/dist/app").display().to_string();
     let fake = FakeLlm::start("fake-key-ui-e2e");
     let st = Stack::start(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
@@ -103,8 +102,6 @@ fn a_person_uses_the_web_ui_from_login_to_the_dashboard() {
             ("ZIGRAL_DESKTOP_POLICY", "per-user"),
             ("ZIGRAL_WARM_POOL", "0"),
             ("ZIGRAL_DESKTOP_IDLE_SECS", "0"),
-            // The built app (what config/host.toml passes as --web-dir ${ui_dir}/app).
-            ("ZIGRAL_WEB_DIR", &web_dir),
         ],
     );
     let admin = login_as(st.control, "admin", ADMIN_PW);
