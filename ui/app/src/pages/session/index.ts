@@ -55,7 +55,25 @@ function render(root: HTMLElement, ctx: Parameters<Mount>[1], s: SessionRecord):
   steps.seek = (n) => recording.seekStep(n);
   recording.onStep = (n, call) => steps.shots(n, null, null, call);
   prompts.onShots = (n, b, a, call) => steps.shots(n, b, a, call);
-  prompts.onCount = (n) => ctx.setTitle(n > 0 ? `(!) ${title}` : title);
+  // On a narrow window the prompts sit below the live view: a button at the top leads to them.
+  const jump = h(
+    'button',
+    {
+      type: 'button',
+      class: 'needs-you-jump',
+      hidden: true,
+      onclick: () => {
+        prompts.el.setAttribute('tabindex', '-1');
+        prompts.el.scrollIntoView({ block: 'start' });
+        prompts.el.focus({ preventScroll: true });
+      },
+    },
+    'The agent needs you: go to the prompts',
+  );
+  prompts.onCount = (n) => {
+    ctx.setTitle(n > 0 ? `(!) ${title}` : title);
+    jump.hidden = n === 0;
+  };
   let first = true;
   chat.onStatus = (st) => {
     control.agentBusy = !!st && st.state !== 'idle';
@@ -95,6 +113,7 @@ function render(root: HTMLElement, ctx: Parameters<Mount>[1], s: SessionRecord):
         `Desktop ${s.desktop} · ${s.state} · created ${new Date(ms(s.created_at)).toLocaleString()} · `,
         h('a', { href: '#/sessions' }, 'All sessions'),
       ),
+      jump,
     ),
     notice ? h('div', { class: 'notice error', role: 'alert' }, notice) : null,
     h(
