@@ -346,6 +346,27 @@ async function main() {
     await admin.context().close();
   });
 
+  // Each of the dashboard's other tabs shows what it is for (screenshots and axe of each).
+  await step('dashboard-tabs', async () => {
+    const admin = await newPage();
+    await logIn(admin, ADMIN, ADMIN_PW);
+    const main = admin.getByRole('main');
+    for (const [path, heading, shows] of [
+      ['users', 'Users', () => main.getByRole('table').getByText(OTHER, { exact: true }).first()],
+      ['agents', 'Agent profiles', () => main.getByText(PROFILE).first()],
+      ['recordings', 'Recordings', () => main.getByRole('link', { name: 'Download' }).first()],
+      ['services', 'Services', () => main.getByRole('table').getByText('control', { exact: true }).first()],
+      ['audit', 'Audit log', () => main.getByText('recording.start').first()],
+    ]) {
+      await admin.goto(`${BASE}#/admin/${path}`);
+      await admin.getByRole('heading', { level: 2, name: heading, exact: true }).waitFor();
+      await shows().waitFor();
+      await look(admin, `dashboard-${path}`);
+    }
+    steps.focus(user);
+    await admin.context().close();
+  });
+
   await step('credentials-page', async () => {
     await user.goto(`${BASE}#/credentials`);
     await user.getByRole('heading', { level: 1, name: 'Credentials' }).waitFor();
