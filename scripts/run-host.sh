@@ -53,12 +53,15 @@ for p in "$vnc_base:ZIGRAL_VNC_BASE:VNC" "$cdp_base:ZIGRAL_CDP_BASE:Chrome DevTo
   fi
 done
 
-if [[ ! -f ui/dist/index.html || ui/package-lock.json -nt ui/dist/index.html ]]; then
+# The web app and viewer are rebuilt when any of their sources is newer than the build.
+if [[ ! -f ui/dist/app/index.html ]] ||
+   [[ -n "$(find ui/app ui/viewer ui/package-lock.json ui/vite.config.ts ui/build.sh \
+            -newer ui/dist/app/index.html -print -quit)" ]]; then
   if ! command -v npm >/dev/null; then
-    echo "run-host: npm is needed once to fetch noVNC for the web viewer: apt-get install npm" >&2
+    echo "run-host: npm is needed to build the web app (ui/build.sh): apt-get install npm" >&2
     exit 1
   fi
-  echo "run-host: building the web viewer (ui/build.sh)"
+  echo "run-host: building the web app and viewer (ui/build.sh)"
   ui/build.sh
 fi
 
