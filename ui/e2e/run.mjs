@@ -45,6 +45,10 @@ const PAINT = 'ff8000';
 const TYPED = 'hello through novnc';
 const AGENT_TIMEOUT = 90_000;
 
+/** Requests a page made to anywhere but the appliance (the app must work offline: no CDN). */
+const foreign = [];
+const APPLIANCE_HOST = new URL(BASE).hostname;
+
 const steps = new Steps(ART);
 const api = apiClient(BASE);
 const facts = { typed: TYPED, code: CODE };
@@ -64,6 +68,10 @@ async function look(page, name) {
 
 async function newPage() {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  context.on('request', (r) => {
+    const u = new URL(r.url());
+    if (!['data:', 'blob:'].includes(u.protocol) && u.hostname !== APPLIANCE_HOST) foreign.push(r.url());
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   page.on('pageerror', (e) => console.log(`  page error: ${e.message}`));
@@ -387,6 +395,10 @@ async function main() {
     await look(user, 'login-session-expired');
   });
 
+  await step('nothing-but-the-appliance', async () => {
+    if (foreign.length) throw new Error(`the app made requests outside the appliance: ${[...new Set(foreign)].join(', ')}`);
+  });
+
   writeFileSync(join(ART, 'facts.json'), JSON.stringify(facts, null, 2));
   console.log(`all ${steps.passed.length} steps passed; artifacts in ${ART}`);
 }
@@ -395,6 +407,10 @@ try {
   await main();
 } catch (e) {
   if (!(e instanceof StepFailed)) console.log(`FAILED: ${e && e.stack ? e.stack : e}`);
+  await step('nothing-but-the-appliance', async () => {
+    if (foreign.length) throw new Error(`the app made requests outside the appliance: ${[...new Set(foreign)].join(', ')}`);
+  });
+
   writeFileSync(join(ART, 'facts.json'), JSON.stringify(facts, null, 2));
   process.exitCode = 1;
 } finally {
