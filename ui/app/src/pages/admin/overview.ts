@@ -4,6 +4,7 @@ import { ago, h } from '../../dom';
 import { subscribe, type AppEvent } from '../../events';
 import type { Section } from './index';
 import { KeyedTable, Messages, fmtBytes, makeSwitch, stateBadge, type Switch } from './util';
+import type { SessionRecord } from '../session/types';
 
 /** `GET /desktops` (a `DesktopView`: the record flattened with its usage). */
 export interface Desktop {
@@ -22,17 +23,8 @@ export interface Desktop {
   usage?: { cpu_percent?: number; memory_bytes?: number } | null;
 }
 
-export interface Session {
-  id: string;
-  owner: string;
-  title: string;
-  desktop: number;
-  state: string;
-  created_at: number;
-  updated_at: number;
-  message_count: number;
-  agent: string | null;
-}
+/** A session as GET /api/v1/sessions lists it (the session pages' shape). */
+export type Session = SessionRecord;
 
 interface Holder {
   session_id: string;
