@@ -20,7 +20,7 @@ image/build.sh --os-only > target/os-layer.log 2>&1 &
 os_pid=$!
 trap 'kill "$os_pid" 2>/dev/null || true' EXIT
 
-step "web viewer (ui/build.sh)"
+step "web app and viewer (ui/build.sh)"
 ui/build.sh
 step "Python test tools (scripts/setup-python.sh)"
 scripts/setup-python.sh
