@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use zigral_init_protocol::{
-    Destroyed, GroupLimits, GroupStatus, MAX_LINE, PauseReply, Reply, Request, ServiceReply,
-    ServiceState, ServiceStatus, ShutdownAction as Action, ShutdownReply, Spawned, Status,
+    BootTimeline, Destroyed, GroupLimits, GroupStatus, MAX_LINE, PauseReply, Reply, Request,
+    ServiceReply, ServiceState, ServiceStatus, ShutdownAction as Action, ShutdownReply, Spawned,
+    Status,
 };
 
 /// Parses one request line.
@@ -110,6 +111,7 @@ pub fn status_table(result: &Value) -> String {
         "RESTARTS".into(),
         "LAST EXIT".into(),
         "NEXT RESTART".into(),
+        "READY AT".into(),
     ]];
     let empty = vec![];
     let list = result
@@ -137,9 +139,17 @@ pub fn status_table(result: &Value) -> String {
             g("restarts"),
             g("last_exit"),
             next,
+            match s.get("ready_at_ms").and_then(Value::as_u64) {
+                Some(ms) => format!("+{:.1} s", ms as f64 / 1000.0),
+                None => "-".into(),
+            },
         ]);
     }
     let mut out = table(&rows);
+    if let Ok(st) = serde_json::from_value::<Status>(result.clone()) {
+        out.push_str(&boot_timeline(&st));
+        out.push('\n');
+    }
     let groups = result
         .get("groups")
         .and_then(Value::as_array)
@@ -192,9 +202,66 @@ pub fn status_table(result: &Value) -> String {
     out
 }
 
+/// One line for the console: where the boot's time went, e.g.
+/// `boot timeline: kernel 11.7 s | zigral-init +0.0 s | control ready +5.0 s | … | all ready +13.5 s`
+/// (`+` = since zigral-init started; services in the order they became ready).
+pub fn boot_timeline(st: &Status) -> String {
+    let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    let mut parts = Vec::new();
+    if let Some(k) = st.boot.as_ref().and_then(|b| b.kernel_ms) {
+        parts.push(format!("kernel {}", secs(k)));
+    }
+    parts.push("zigral-init +0.0 s".to_string());
+    let mut ready: Vec<(u64, &str)> = st
+        .services
+        .iter()
+        .filter_map(|s| s.ready_at_ms.map(|t| (t, s.name.as_str())))
+        .collect();
+    ready.sort();
+    parts.extend(
+        ready
+            .iter()
+            .map(|(t, n)| format!("{n} ready +{}", secs(*t))),
+    );
+    if let Some(all) = st.boot.as_ref().and_then(|b| b.all_ready_ms) {
+        parts.push(format!("all ready +{}", secs(all)));
+    }
+    format!("boot timeline: {}", parts.join(" | "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_timeline_lists_services_in_the_order_they_became_ready() {
+        let st: Status = serde_json::from_value(serde_json::json!({
+            "services": [
+                {"name": "chromium@0", "group": "desktop@0", "state": "ready", "pid": 3,
+                 "restarts": 0, "last_exit": null, "next_restart_ms": null, "backoff_ms": null,
+                 "uptime_ms": 1, "ready_ms": 900, "ready_at_ms": 13_400},
+                {"name": "control", "group": null, "state": "ready", "pid": 2, "restarts": 0,
+                 "last_exit": null, "next_restart_ms": null, "backoff_ms": null,
+                 "uptime_ms": 1, "ready_ms": 4_000, "ready_at_ms": 5_000},
+                {"name": "sshd", "group": null, "state": "running", "pid": 4, "restarts": 0,
+                 "last_exit": null, "next_restart_ms": null, "backoff_ms": null,
+                 "uptime_ms": 1, "ready_ms": null}
+            ],
+            "shutting_down": false,
+            "boot": {"kernel_ms": 11_700, "uptime_ms": 20_000, "all_ready_ms": 13_500}
+        }))
+        .unwrap();
+        assert_eq!(
+            boot_timeline(&st),
+            "boot timeline: kernel 11.7 s | zigral-init +0.0 s | control ready +5.0 s | \
+             chromium@0 ready +13.4 s | all ready +13.5 s"
+        );
+        // An older zigral-init's status (no timeline) still reads, with nothing to show.
+        let old: Status =
+            serde_json::from_value(serde_json::json!({"services": [], "shutting_down": false}))
+                .unwrap();
+        assert_eq!(boot_timeline(&old), "boot timeline: zigral-init +0.0 s");
+    }
 
     #[test]
     fn parses_requests() {

@@ -196,8 +196,31 @@ port = 1
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     let web = init.wait_state("web", &["ready"], Duration::from_secs(30));
-    assert!(web["ready_ms"].as_u64().is_some());
+    let ready_ms = web["ready_ms"].as_u64().unwrap();
     assert_eq!(init.service("client")["state"], "stopped");
+
+    // The boot timeline: the kernel's uptime at start, when `web` became ready (since
+    // zigral-init started, so no earlier than its own start-to-ready time) and when everything
+    // wanted at start was; the console gets it as one line.
+    let st = init.call(json!({"cmd":"status"})).unwrap();
+    let at = web["ready_at_ms"].as_u64().expect("ready_at_ms");
+    assert!(
+        at >= ready_ms && at <= st["boot"]["uptime_ms"].as_u64().unwrap(),
+        "{st}"
+    );
+    assert!(st["boot"]["kernel_ms"].as_u64().unwrap() > 0, "{st}");
+    let all = st["boot"]["all_ready_ms"].as_u64().expect("all_ready_ms");
+    assert!(all >= at, "{st}");
+    zigral_tests::wait_for(
+        Duration::from_secs(10),
+        "the boot timeline on the console",
+        || {
+            init.output()
+                .lines()
+                .find(|l| l.starts_with("boot timeline: kernel ") && l.contains(" | web ready +"))
+                .map(str::to_owned)
+        },
+    );
 
     // Errors are replies, not disconnects.
     let e = init
@@ -236,6 +259,8 @@ port = 1
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("SERVICE"), "{table}");
+    assert!(table.contains("READY AT"), "{table}");
+    assert!(table.contains("boot timeline: "), "{table}");
     assert!(
         table
             .lines()

@@ -301,6 +301,9 @@ pub struct ServiceStatus {
     pub uptime_ms: Option<u64>,
     /// Time from start to the readiness probe passing.
     pub ready_ms: Option<u64>,
+    /// When it last became ready, in ms since zigral-init started (the boot timeline).
+    #[serde(default)]
+    pub ready_at_ms: Option<u64>,
     /// Frozen by a `pause` request (SIGSTOP) and not resumed yet; cleared when it exits.
     #[serde(default)]
     pub paused: bool,
@@ -342,6 +345,21 @@ pub struct Status {
     #[serde(default)]
     pub groups: Vec<GroupStatus>,
     pub shutting_down: bool,
+    /// The boot timeline: where the time from kernel start to everything ready went.
+    #[serde(default)]
+    pub boot: Option<BootTimeline>,
+}
+
+/// When zigral-init started and when all wanted services were first ready (each service's own
+/// moment is its `ready_at_ms`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootTimeline {
+    /// The kernel's uptime when zigral-init started (as PID 1: kernel and initramfs time).
+    pub kernel_ms: Option<u64>,
+    /// Since zigral-init started.
+    pub uptime_ms: u64,
+    /// When every service wanted at start was first ready, since zigral-init started.
+    pub all_ready_ms: Option<u64>,
 }
 
 impl Status {
@@ -546,10 +564,16 @@ mod tests {
                 backoff_ms: Some(100),
                 uptime_ms: Some(5120),
                 ready_ms: Some(930),
+                ready_at_ms: Some(14_200),
                 paused: true,
             }],
             groups: vec![],
             shutting_down: false,
+            boot: Some(BootTimeline {
+                kernel_ms: Some(11_700),
+                uptime_ms: 20_000,
+                all_ready_ms: Some(14_200),
+            }),
         };
         let line = Reply::ok(&st).to_line();
         assert!(line.starts_with(r#"{"ok":true,"result":{"#), "{line}");

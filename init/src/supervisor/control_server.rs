@@ -559,6 +559,10 @@ impl Supervisor {
                 backoff_ms: s.backoff.map(ms),
                 uptime_ms: s.pid.and(s.started_at).map(|t| ms(t.elapsed())),
                 ready_ms: s.ready_after.map(ms),
+                ready_at_ms: s
+                    .started_at
+                    .zip(s.ready_after)
+                    .map(|(t, r)| ms(t.saturating_duration_since(self.started) + r)),
                 paused: s.paused,
             })
             .collect();
@@ -576,6 +580,11 @@ impl Supervisor {
             services,
             groups,
             shutting_down: self.shutdown.is_some(),
+            boot: Some(control::BootTimeline {
+                kernel_ms: self.kernel_ms,
+                uptime_ms: ms(self.started.elapsed()),
+                all_ready_ms: self.all_ready.map(ms),
+            }),
         }
     }
 }

@@ -105,6 +105,10 @@ pub struct Supervisor {
     pending_destroy: Vec<PendingDestroy>,
     power_button: Option<std::fs::File>,
     started: Instant,
+    /// The kernel's uptime when zigral-init started (`/proc/uptime`).
+    kernel_ms: Option<u64>,
+    /// When every service wanted at start was first ready (the boot timeline).
+    all_ready: Option<Duration>,
     announced: bool,
     logs_dir: PathBuf,
     /// `[settings] state_user`'s uid (root only): it may use the control socket.
@@ -302,6 +306,8 @@ impl Supervisor {
             pending_destroy: Vec::new(),
             power_button,
             started: Instant::now(),
+            kernel_ms: kernel_uptime_ms(),
+            all_ready: None,
             announced: false,
             logs_dir,
             state_uid: state_owner.map(|o| o.uid.as_raw()),
@@ -492,18 +498,18 @@ impl Supervisor {
             return;
         }
         self.announced = true;
-        tracing::info!(
-            "all {} services ready in {} ms",
-            wanted.len(),
-            ms(self.started.elapsed())
-        );
+        let all = self.started.elapsed();
+        self.all_ready = Some(all);
+        tracing::info!("all {} services ready in {} ms", wanted.len(), ms(all));
+        let timeline = crate::control::boot_timeline(&self.status());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{timeline}");
         if let Some(m) = &self.cfg.settings.ready_message
             && let Ok(text) = expand(m, &self.cfg.vars)
         {
-            let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", text.trim_end());
-            let _ = out.flush();
         }
+        let _ = out.flush();
     }
 
     fn start(&mut self, i: usize) {
@@ -1089,4 +1095,12 @@ fn set_nonblocking(fd: RawFd) -> Result<(), nix::Error> {
         ),
     )?;
     Ok(())
+}
+
+/// The kernel's uptime now, from `/proc/uptime` (as PID 1 at start: the kernel's and the
+/// initramfs' share of the boot).
+fn kernel_uptime_ms() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some((secs * 1000.0) as u64)
 }
