@@ -321,6 +321,7 @@ fn fake_status(t0: Instant) -> Status {
         backoff_ms: None,
         uptime_ms: Some(5000),
         ready_ms: Some(10),
+        ready_at_ms: Some(900),
         paused: false,
     };
     let mut proxy = svc("proxy", None, ServiceState::Ready, Some(101));
@@ -361,6 +362,11 @@ fn fake_status(t0: Instant) -> Status {
             tasks: Some(12),
         }],
         shutting_down: false,
+        boot: Some(zigral_init_protocol::BootTimeline {
+            kernel_ms: Some(11_700),
+            uptime_ms: 60_000,
+            all_ready_ms: Some(13_400),
+        }),
     }
 }
 
@@ -384,6 +390,15 @@ async fn services_and_desktop_usage_come_from_zigral_init() {
     assert_eq!(v["versions"]["control"], env!("CARGO_PKG_VERSION"));
     assert!(v["versions"]["init"].is_null(), "{v}");
     assert_eq!(v["shutting_down"], false);
+    // The boot timeline: the kernel's share, everything ready, each service's moment.
+    assert_eq!(
+        (
+            v["boot"]["kernel_ms"].as_u64(),
+            v["boot"]["all_ready_ms"].as_u64()
+        ),
+        (Some(11_700), Some(13_400)),
+        "{v}"
+    );
     let proxy = v["services"]
         .as_array()
         .unwrap()
@@ -392,6 +407,7 @@ async fn services_and_desktop_usage_come_from_zigral_init() {
         .unwrap();
     assert_eq!(proxy["state"], "ready");
     assert_eq!(proxy["pid"], 101);
+    assert_eq!(proxy["ready_at_ms"], 900);
     assert_eq!(proxy["restarts"], 2);
     assert_eq!(proxy["last_exit"], "exit status 1");
     assert_eq!(proxy["paused"], false);

@@ -65,6 +65,8 @@ pub struct ServiceInfo {
     pub last_exit: Option<String>,
     /// Time since its current process started, ms.
     pub uptime_ms: Option<u64>,
+    /// When it last became ready, ms since zigral-init started (the boot timeline).
+    pub ready_at_ms: Option<u64>,
     /// Frozen by zigral-init (a recording while a secret is on screen).
     pub paused: bool,
 }
@@ -85,6 +87,20 @@ pub struct ServicesReport {
     /// zigral-init is stopping everything (power-off or reboot under way).
     pub shutting_down: bool,
     pub services: Vec<ServiceInfo>,
+    /// The boot timeline: the kernel's time before zigral-init, and when everything wanted at
+    /// start was first ready (each service's moment is its `ready_at_ms`).
+    pub boot: Option<BootInfo>,
+}
+
+/// Where the boot's time went.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BootInfo {
+    /// The kernel's uptime when zigral-init started (in the VM: kernel and initramfs), ms.
+    pub kernel_ms: Option<u64>,
+    /// Since zigral-init started, ms.
+    pub uptime_ms: u64,
+    /// When every service wanted at start was first ready, ms since zigral-init started.
+    pub all_ready_ms: Option<u64>,
 }
 
 fn check_key(k: &str) -> Result<(), ApiError> {
@@ -238,6 +254,11 @@ async fn services(State(st): State<AppState>, who: Principal) -> ApiResult<Json<
             init: None,
         },
         shutting_down: status.shutting_down,
+        boot: status.boot.map(|b| BootInfo {
+            kernel_ms: b.kernel_ms,
+            uptime_ms: b.uptime_ms,
+            all_ready_ms: b.all_ready_ms,
+        }),
         services: status
             .services
             .into_iter()
@@ -249,6 +270,7 @@ async fn services(State(st): State<AppState>, who: Principal) -> ApiResult<Json<
                 restarts: s.restarts,
                 last_exit: s.last_exit,
                 uptime_ms: s.uptime_ms,
+                ready_at_ms: s.ready_at_ms,
                 paused: s.paused,
             })
             .collect(),
