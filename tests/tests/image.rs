@@ -410,6 +410,20 @@ fn network_profile_boot_use_power_button_reboot() {
     let token = login(vm.http, &password);
     let session = create_session(vm.http, &token, "image test");
     click_and_screenshot(vm.http, &token, &session);
+    // The boot timeline zigral-init prints on the console once everything is up (reported
+    // here, not asserted on: TCG's speed depends on the machine).
+    let serial = vm.serial.clone();
+    let timeline = vm.wait(
+        BOOT_TIMEOUT,
+        "the boot timeline on the serial console",
+        || {
+            let text = String::from_utf8_lossy(&std::fs::read(&serial).ok()?).into_owned();
+            text.lines()
+                .find(|l| l.contains("boot timeline: kernel "))
+                .map(|l| l.trim().to_owned())
+        },
+    );
+    eprintln!("{timeline}");
     let vt = view_token(vm.http, &token, &session);
     let proxy_port = vm.proxy;
     let greeting = vm.wait(
