@@ -354,7 +354,8 @@ pub struct Status {
 /// moment is its `ready_at_ms`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootTimeline {
-    /// The kernel's uptime when zigral-init started (as PID 1: kernel and initramfs time).
+    /// The kernel's uptime when zigral-init started as PID 1 (kernel and initramfs time);
+    /// null when it is not PID 1.
     pub kernel_ms: Option<u64>,
     /// Since zigral-init started.
     pub uptime_ms: u64,

@@ -105,7 +105,8 @@ pub struct Supervisor {
     pending_destroy: Vec<PendingDestroy>,
     power_button: Option<std::fs::File>,
     started: Instant,
-    /// The kernel's uptime when zigral-init started (`/proc/uptime`).
+    /// The kernel's uptime when zigral-init started as PID 1 (`/proc/uptime`): the kernel's
+    /// and initramfs' share of the boot. None otherwise (a host's uptime says nothing).
     kernel_ms: Option<u64>,
     /// When every service wanted at start was first ready (the boot timeline).
     all_ready: Option<Duration>,
@@ -306,7 +307,7 @@ impl Supervisor {
             pending_destroy: Vec::new(),
             power_button,
             started: Instant::now(),
-            kernel_ms: kernel_uptime_ms(),
+            kernel_ms: (std::process::id() == 1).then(kernel_uptime_ms).flatten(),
             all_ready: None,
             announced: false,
             logs_dir,

@@ -95,7 +95,8 @@ pub struct ServicesReport {
 /// Where the boot's time went.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BootInfo {
-    /// The kernel's uptime when zigral-init started (in the VM: kernel and initramfs), ms.
+    /// The kernel's uptime when zigral-init started as PID 1 (in the VM: kernel and
+    /// initramfs), ms; null when it is not PID 1 (host mode).
     pub kernel_ms: Option<u64>,
     /// Since zigral-init started, ms.
     pub uptime_ms: u64,
