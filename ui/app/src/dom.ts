@@ -61,3 +61,17 @@ export function toast(text: string, kind: 'info' | 'error' = 'info'): void {
   box.appendChild(t);
   setTimeout(() => t.remove(), 6000);
 }
+
+/** "1.2 MB"-style size (decimal units, like file managers). */
+export function fmtBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '—';
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1000;
+    i++;
+  } while (v >= 1000 && i < units.length - 1);
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)}\u00a0${units[i]}`;
+}

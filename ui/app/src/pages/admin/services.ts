@@ -28,6 +28,9 @@ function show(v: unknown): string {
   return String(v);
 }
 
+/** Milliseconds as seconds with one decimal: `13.4 s`. */
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
 const pick = (s: Service, ...keys: string[]) => {
   for (const k of keys) if (k in s) return s[k];
   return undefined;
@@ -48,7 +51,7 @@ export const render: Section = (root) => {
       { head: 'State', cell: (s) => stateBadge(String(pick(s, 'state', 'status') ?? 'unknown')) },
       { head: 'PID', cell: (s) => show(pick(s, 'pid')) },
       { head: 'Up for', cell: (s) => { const u = pick(s, 'uptime_ms'); return typeof u === 'number' ? fmtDuration(u) : '—'; } },
-      { head: 'Ready at', cell: (s) => { const t = pick(s, 'ready_at_ms'); return typeof t === 'number' ? `+${(t / 1000).toFixed(1)} s` : '—'; } },
+      { head: 'Ready at', cell: (s) => { const t = pick(s, 'ready_at_ms'); return typeof t === 'number' ? `+${secs(t)}` : '—'; } },
       { head: 'Restarts', cell: (s) => show(pick(s, 'restarts', 'restart_count')) },
       { head: 'Last exit', cell: (s) => show(pick(s, 'last_exit', 'exit', 'last_exit_status')) },
       { head: 'Paused', cell: (s) => show(pick(s, 'paused')) },
@@ -104,10 +107,9 @@ export const render: Section = (root) => {
       | { kernel_ms?: number | null; all_ready_ms?: number | null }
       | null;
     if (boot) {
-      const sec = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
       const parts = [
-        typeof boot.kernel_ms === 'number' ? `kernel ${sec(boot.kernel_ms)}` : null,
-        typeof boot.all_ready_ms === 'number' ? `all services ready ${sec(boot.all_ready_ms)} after zigral-init started` : 'services still starting',
+        typeof boot.kernel_ms === 'number' ? `kernel ${secs(boot.kernel_ms)}` : null,
+        typeof boot.all_ready_ms === 'number' ? `all services ready ${secs(boot.all_ready_ms)} after zigral-init started` : 'services still starting',
       ].filter(Boolean);
       healthBox.appendChild(card('Boot', parts.join('; ')));
     }

@@ -1,20 +1,8 @@
 // Shared bits of the dashboard: formatters, a confirm dialog, message regions, switches and a keyed table.
 import { explain } from '../../api';
 import { h, fill, type Child } from '../../dom';
+export { fmtBytes } from '../../dom';
 
-/** "1.2 MB"-style size (decimal units, like file managers). */
-export function fmtBytes(n: number | null | undefined): string {
-  if (n === null || n === undefined || !Number.isFinite(n)) return '—';
-  if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  do {
-    v /= 1000;
-    i++;
-  } while (v >= 1000 && i < units.length - 1);
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)}\u00a0${units[i]}`;
-}
 
 /** "1 h 02 min", "3 min 05 s", "12 s" for a length in milliseconds. */
 export function fmtDuration(ms: number | null | undefined): string {

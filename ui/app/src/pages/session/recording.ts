@@ -1,7 +1,7 @@
 // Recording of the session's desktop: start and stop, the list with downloads, and a player that
 // seeks to an agent step's chapter.
 import { ApiError, api, del, get, post } from '../../api';
-import { h, fill } from '../../dom';
+import { fill, fmtBytes, h } from '../../dom';
 import type { AppEvent } from '../../events';
 import { act, errorLine } from './act';
 import type { Chapter, RecordingRecord } from './types';
@@ -80,7 +80,7 @@ export class Recording {
   private render(): void {
     const rows = [...this.recs].reverse().map((r) => {
       const started = new Date(ms(r.started_at));
-      const size = r.size_bytes != null ? `${(r.size_bytes / 1e6).toFixed(1)} MB` : '';
+      const size = r.size_bytes != null ? fmtBytes(r.size_bytes) : '';
       const dur = r.duration_ms != null ? `${Math.round(r.duration_ms / 1000)} s` : '';
       const url = `/api/v1/desktops/${this.desktop}/recordings/${encodeURIComponent(r.id)}`;
       return h(
