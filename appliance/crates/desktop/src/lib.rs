@@ -594,8 +594,13 @@ impl Desktop {
     pub async fn hold_key(&self, combo: &str, duration: Duration) -> Result<(), DesktopError> {
         check_duration("hold", duration)?;
         parse_combo(combo)?;
-        self.key_down(combo).await?;
+        // Armed before the press: once `key_down` has queued the press, a cancellation at
+        // any later await (even before its reply) queues the release right behind it.
         let guard = owner::ReleaseGuard::new(self.inner.clone(), combo.to_string());
+        if let Err(e) = self.key_down(combo).await {
+            guard.disarm();
+            return Err(e);
+        }
         tokio::time::sleep(duration).await;
         guard.release().await
     }

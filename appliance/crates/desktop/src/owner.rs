@@ -282,6 +282,11 @@ impl ReleaseGuard {
         }
     }
 
+    /// Forgets the combo (its press failed, so there is nothing to release).
+    pub(crate) fn disarm(mut self) {
+        self.combo = None;
+    }
+
     pub(crate) async fn release(mut self) -> Result<(), DesktopError> {
         let combo = self.combo.take().unwrap_or_default();
         self.handle
