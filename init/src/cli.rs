@@ -33,6 +33,8 @@ pub enum Cmd {
     Check(RunArgs),
     /// Talk to a running supervisor over its control socket.
     Ctl(CtlArgs),
+    /// Signed A/B updates: `apply` (run as root by the `updater` template), `status`.
+    Update(crate::update::UpdateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -195,6 +197,7 @@ pub fn main() -> i32 {
     match cli.cmd {
         Some(Cmd::Check(a)) => check(&a),
         Some(Cmd::Ctl(a)) => ctl(&a),
+        Some(Cmd::Update(a)) => crate::update::main(&a),
         Some(Cmd::Run(a)) => run(&a, pid1),
         None if pid1 => run(
             &RunArgs {
@@ -314,6 +317,19 @@ fn run(a: &RunArgs, pid1: bool) -> i32 {
         if std::env::var_os("HOME").is_none() {
             // SAFETY: still single-threaded (no probe thread started yet).
             unsafe { std::env::set_var("HOME", "/root") };
+        }
+    }
+    if let Some(dir) = &cfg.settings.slots {
+        // Before any service starts: an update cut short by a reboot goes back to the good slot.
+        let status = cfg
+            .state_dir
+            .join(zigral_update::UPDATES_DIR)
+            .join(zigral_update::STATUS_FILE);
+        match crate::update::slots::recover_at_boot(&crate::update::slots::Slots::new(dir), &status)
+        {
+            Ok(Some(line)) => println!("{line}"),
+            Ok(None) => {}
+            Err(e) => eprintln!("zigral-init: update slots {dir}: {e}"),
         }
     }
     let sup = match Supervisor::new(cfg, Options { pid1 }, sigset) {

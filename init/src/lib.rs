@@ -15,4 +15,5 @@ pub mod privilege;
 pub mod probe;
 pub mod spawn;
 pub mod supervisor;
+pub mod update;
 pub mod vars;

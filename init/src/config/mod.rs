@@ -11,7 +11,7 @@
 mod schema;
 mod spec;
 mod template;
-mod units;
+pub mod units;
 mod validate;
 
 pub use schema::{

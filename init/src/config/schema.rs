@@ -31,6 +31,10 @@ pub struct Settings {
     /// removed at exit), so no desktop user reaches another desktop's VNC or DevTools.
     #[serde(default)]
     pub private_ports: Vec<String>,
+    /// The A/B slots directory of signed updates (the appliance image:
+    /// `/usr/lib/zigral/slots`). At start, before any service, an update that a reboot or
+    /// power cut interrupted is rolled back to the good slot.
+    pub slots: Option<String>,
 }
 
 /// Ports per `private_ports` entry (desktop N of a template uses base + N).

@@ -134,6 +134,12 @@ impl Init {
         }
     }
 
+    /// Stops it (SIGTERM, ordered) but keeps its directory, for a restart on the same state.
+    pub fn stop_keeping_state(mut self, timeout: Duration) {
+        self.terminate(timeout);
+        self.dir = PathBuf::new();
+    }
+
     /// Sends SIGTERM and waits for exit; returns the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let mut p = self.proc.take()?;
