@@ -25,6 +25,8 @@
 #   --bin-dir DIR           where zigral and zigral-init are (default: newest of
 #                           $ZIGRAL_BIN_DIR, $CARGO_TARGET_DIR/release, target/release)
 #   --ui-dir DIR            built UI (default ui/dist when present)
+#   --update-key FILE       minisign public key of signed updates, baked in as /etc/zigral/update.pub
+#                           (default: the development key of scripts/update-key.sh)
 #   --mirror SRC            apt source for the OS layer (deb822 file or URL; default: host's)
 #   --os-only               build/refresh the cached OS+base layers only (CI cache warm-up)
 #   --payload DIR           only assemble the layer payload into DIR (used by packer/)
@@ -37,7 +39,7 @@ step() { printf '[image %6.1fs] %s\n' "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'B
 die() { echo "image/build.sh: error: $*" >&2; exit 1; }
 
 out="$here/build/zigral.qcow2" profile=network disk_size=4G compress=zstd
-bin_dir="" ui_dir="" mirror="" os_only=0 payload_only="" force=0 pw_file=""
+bin_dir="" ui_dir="" update_key="" mirror="" os_only=0 payload_only="" force=0 pw_file=""
 ssh_keys=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -49,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     --compress) compress=$2; shift 2 ;;
     --bin-dir) bin_dir=$2; shift 2 ;;
     --ui-dir) ui_dir=$2; shift 2 ;;
+    --update-key) update_key=$2; shift 2 ;;
     --mirror) mirror=$2; shift 2 ;;
     --os-only) os_only=1; shift ;;
     --payload) payload_only=$2; shift 2 ;;
@@ -114,7 +117,17 @@ make_payload() { # make_payload DIR
   if [[ ${#ssh_keys[@]} -gt 0 ]]; then cat "${ssh_keys[@]}" > "$p/authorized_keys"; fi
   if [[ -n "$admin_pw" ]]; then (umask 077; printf '%s\n' "$admin_pw" > "$p/admin-password"); fi
   cp "$here/lib/layer.sh" "$p/layer.sh"
+  # The update key the appliance trusts (development key pair from scripts/update-key.sh unless
+  # --update-key names the production public key).
+  if [[ -z "$update_key" ]]; then update_key=$("$repo/scripts/update-key.sh"); fi
+  [[ -r "$update_key" ]] || die "--update-key $update_key: not readable"
+  grep -q '^untrusted comment: minisign public key' "$update_key" || die "--update-key $update_key: not a minisign public key"
+  cp "$update_key" "$p/update.pub"
   {
+    echo "version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml")"
+    # Bundles built later (serial = their build time) count as newer than the image.
+    echo "serial=$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)"
+    echo "schema=$(sed -n 's/^pub const SCHEMA_VERSION: u64 = \([0-9]*\);/\1/p' "$repo/appliance/crates/store/src/migrate.rs")"
     echo "profile=$profile"
     echo "git=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD -- 2>/dev/null || echo +dirty)"
     echo "zigral_sha256=$(sha256sum < "$p/bin/zigral" | cut -c1-16)"

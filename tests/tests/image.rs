@@ -716,15 +716,100 @@ fn dev_profile_ssh_tunnel() {
     assert!(st.success(), "QEMU exit status after admin shutdown: {st}");
 }
 
-/// Power cut: QEMU is killed (SIGKILL) while messages are being written; on the next boot the
-/// store opens and every message the API acknowledged is there.
+/// Builds a signed update bundle with `scripts/update-bundle.sh` (the image's development key);
+/// `zigral` replaces the binary (a broken one for the rollback). Returns the bundle's path.
+fn update_bundle(dir: &TempDir, version: &str, zigral: Option<&Path>) -> PathBuf {
+    let out = dir.path(&format!("bundle-{version}"));
+    let mut cmd = Command::new(repo_root().join("scripts/update-bundle.sh"));
+    cmd.arg("--out")
+        .arg(&out)
+        .args(["--version", version, "--serial", "1"]);
+    cmd.arg("--zigral").arg(
+        zigral
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| bin("zigral")),
+    );
+    eprintln!("{}", run(&mut cmd));
+    out.join(format!("zigral-{version}-1.tar.zst"))
+}
+
+/// `POST /api/v1/admin/update` (multipart, as a person would with curl): status and body.
+fn upload_update(port: u16, token: &str, bundle: &Path, signature: &Path) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg("-F")
+        .arg(format!("bundle=@{}", bundle.display()))
+        .arg("-F")
+        .arg(format!("signature=@{}", signature.display()))
+        .arg(format!("http://127.0.0.1:{port}/api/v1/admin/update"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+    )
+}
+
+/// Waits until `GET /api/v1/admin/update` reports update `id` finished (the control plane is
+/// down for part of it); returns the status.
+fn await_update(vm: &mut Vm, token: &str, id: &str) -> Value {
+    let port = vm.http;
+    vm.wait(
+        Duration::from_secs(400),
+        &format!("update {id} to finish"),
+        || {
+            let (st, body) = http(port, "GET", "/api/v1/admin/update", Some(token), None).ok()?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            let u = &v["update"];
+            (st == 200
+                && u["id"] == id
+                && ["committed", "rolled_back", "failed"].contains(&u["phase"].as_str()?))
+            .then(|| u.clone())
+        },
+    )
+}
+
+fn running_version(port: u16) -> String {
+    let info = json_ok(port, "GET", "/api/v1/info", None, None);
+    info["release"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Power cuts and signed updates, on one disk over two boots, while a writer appends messages
+/// the whole time: a bundle with a bad signature is refused; a good one is applied and its
+/// version answers; a broken one (its control plane never becomes ready) rolls back by itself;
+/// QEMU is killed (SIGKILL) while another broken update holds its health gate; the next boot
+/// comes back on the working slot, says the update was interrupted, and has every message the
+/// API acknowledged before, during and after the updates.
 #[test]
 #[ignore = "boots the VM image under QEMU for minutes: run by scripts/test.sh (make test) with --ignored"]
 fn power_cut_keeps_acknowledged_messages() {
     require_tools(VM_TOOLS);
+    require_tools(&["minisign", "zstd", "curl"]);
     let _g = vm_lock();
     let image = image();
     let dir = TempDir::new("cut");
+    let good = update_bundle(&dir, "0.2.0", None);
+    let broken_bin = dir.path("broken-zigral");
+    std::fs::write(&broken_bin, "#!/bin/sh\nexec sleep 100000\n").expect("write");
+    std::fs::set_permissions(
+        &broken_bin,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let broken = update_bundle(&dir, "0.3.0", Some(&broken_bin));
+    let sig = |b: &Path| PathBuf::from(format!("{}.minisig", b.display()));
+    let tampered = dir.path("tampered.tar.zst");
+    let mut bytes = std::fs::read(&good).expect("bundle");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&tampered, bytes).expect("write");
+
     let pw_file = dir.path("admin-password");
     let password = "power-cut-secret-42";
     std::fs::write(&pw_file, password).expect("write password");
@@ -739,8 +824,11 @@ fn power_cut_keeps_acknowledged_messages() {
     vm.wait_ready(vm.http);
     let token = login(vm.http, password);
     let session = create_session(vm.http, &token, "power cut");
+    let image_version = running_version(vm.http);
 
-    // Writer thread: sequential appends, recording each acknowledged one.
+    // Writer thread: sequential appends, recording each acknowledged one. During an update
+    // the control plane is restarting (connection refused) or refuses writes (503): those
+    // are not acknowledged and the writer goes on.
     let acked = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -754,7 +842,7 @@ fn power_cut_keeps_acknowledged_messages() {
         std::thread::spawn(move || {
             let mut i = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let text = format!("message {i} before the power cut");
+                let text = format!("message {i} of the writer");
                 match post_message(port, &token, &session, &text) {
                     Ok(201) => acked.lock().unwrap_or_else(|e| e.into_inner()).push(text),
                     Ok(_) | Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -763,10 +851,64 @@ fn power_cut_keeps_acknowledged_messages() {
             }
         })
     };
-    wait_for(Duration::from_secs(300), "40 acknowledged writes", || {
-        (acked.lock().unwrap_or_else(|e| e.into_inner()).len() >= 40).then_some(())
+    let acked_now = || acked.lock().unwrap_or_else(|e| e.into_inner()).len();
+    wait_for(Duration::from_secs(300), "20 acknowledged writes", || {
+        (acked_now() >= 20).then_some(())
     });
-    // Pull the plug mid-stream.
+
+    // A tampered bundle: refused at once, nothing changed.
+    let (st, body) = upload_update(vm.http, &token, &tampered, &sig(&good));
+    assert_eq!(st, 400, "tampered bundle: {body}");
+    assert!(body.to_string().contains("does not match"), "{body}");
+    assert_eq!(running_version(vm.http), image_version);
+
+    // A good bundle: applied, and version 0.2.0 answers.
+    let (st, body) = upload_update(vm.http, &token, &good, &sig(&good));
+    assert_eq!(st, 202, "good bundle: {body}");
+    let before = acked_now();
+    let u = await_update(&mut vm, &token, body["id"].as_str().expect("id"));
+    assert_eq!(u["phase"], "committed", "{u}");
+    assert_eq!(running_version(vm.http), "0.2.0");
+    wait_for(Duration::from_secs(120), "writes after the update", || {
+        (acked_now() > before + 5).then_some(())
+    });
+
+    // A broken bundle: its gate fails and it rolls back to 0.2.0 by itself.
+    let (st, body) = upload_update(vm.http, &token, &broken, &sig(&broken));
+    assert_eq!(st, 202, "broken bundle: {body}");
+    let t0 = Instant::now();
+    let u = await_update(&mut vm, &token, body["id"].as_str().expect("id"));
+    eprintln!(
+        "rollback of a broken update took {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(u["phase"], "rolled_back", "{u}");
+    assert!(
+        u["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("failed its health check"),
+        "{u}"
+    );
+    assert_eq!(running_version(vm.http), "0.2.0");
+    let before = acked_now();
+    wait_for(
+        Duration::from_secs(120),
+        "writes after the rollback",
+        || (acked_now() > before + 5).then_some(()),
+    );
+
+    // Pull the plug while the broken bundle holds its health gate.
+    let (st, body) = upload_update(vm.http, &token, &broken, &sig(&broken));
+    assert_eq!(st, 202, "broken bundle again: {body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let serial = vm.serial.clone();
+    vm.wait(Duration::from_secs(300), "the update's health gate", || {
+        vm_serial(&serial)
+            .lines()
+            .any(|l| l.contains(&format!("zigral-update: {id}: waiting up to")))
+            .then_some(())
+    });
     vm.qemu.signal(nix::sys::signal::Signal::SIGKILL);
     vm.qemu.wait_timeout(Duration::from_secs(30));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -776,12 +918,22 @@ fn power_cut_keeps_acknowledged_messages() {
 
     let mut vm2 = Vm::boot(&opts, &dir, "cut2");
     vm2.wait_ready(vm2.http);
+    assert!(
+        vm2.serial_text()
+            .contains("zigral-update: a restart interrupted the update to 0.3.0"),
+        "no rollback line on the console:\n{}",
+        vm2.tail()
+    );
     let token = login(vm2.http, password);
+    assert_eq!(running_version(vm2.http), "0.2.0");
+    let u = json_ok(vm2.http, "GET", "/api/v1/admin/update", Some(&token), None);
+    assert_eq!(u["update"]["id"], id.as_str(), "{u}");
+    assert_eq!(u["update"]["phase"], "rolled_back", "{u}");
     let texts = message_texts(vm2.http, &token, &session);
     for m in &acked {
         assert!(
             texts.contains(m),
-            "acknowledged {m:?} lost in the power cut"
+            "acknowledged {m:?} lost across the updates and the power cut"
         );
     }
     // Nothing invented: every stored message is one the writer sent, in order.

@@ -46,7 +46,8 @@ pub struct ApplyArgs {
     /// Our services, in start order (stopped in reverse), comma-separated.
     #[arg(long, default_value = "proxy,control")]
     pub restart: String,
-    /// Services that must be ready again for the new slot to be kept, comma-separated.
+    /// Services that must be ready again for the new slot to be kept, comma-separated;
+    /// `chromium@*` means every instance of that template service.
     #[arg(long, default_value = "proxy,control")]
     pub gate: String,
     /// How long the gate waits.
@@ -139,7 +140,20 @@ impl Run {
             let mut missing = Vec::new();
             match self.status() {
                 Ok(st) => {
-                    for g in &gate {
+                    // `chromium@*`: every instance of that template service (none is fine).
+                    let names: Vec<String> = gate
+                        .iter()
+                        .flat_map(|g| match g.strip_suffix('*') {
+                            Some(prefix) => st
+                                .services
+                                .iter()
+                                .filter(|s| s.name.starts_with(prefix))
+                                .map(|s| s.name.clone())
+                                .collect::<Vec<_>>(),
+                            None => vec![g.clone()],
+                        })
+                        .collect();
+                    for g in &names {
                         let ok = st.service(g).is_some_and(|s| {
                             matches!(s.state, ServiceState::Ready | ServiceState::Running)
                                 && s.ready_at_ms
