@@ -125,7 +125,8 @@ if ((dry)); then printf '%q ' "${args[@]}"; echo; exit 0; fi
 profile_note=${profile:-"as built ($(sed -n 's/^profile=//p' "$image.release" 2>/dev/null || echo network))"}
 cat >&2 <<EOF
 Zigral appliance: booting $(basename "$disk") with QEMU ($accel, $smp vCPU, $mem MiB), profile $profile_note.
-Under TCG expect ~30 s to the control plane and ~60-90 s until Chromium is up.
+Under TCG (no KVM) expect ~15-20 s to the control plane and ~25-30 s until Chromium is up
+(zigral-init prints the boot timeline on this console once everything is ready).
   UI and API   http://127.0.0.1:$http_port/        (network profile)
   viewer proxy ws://127.0.0.1:$proxy_port/
   login        user 'admin'; the password is printed ONCE on this console at first boot

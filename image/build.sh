@@ -183,7 +183,7 @@ work="$here/build/.work-$(echo "$out" | hash)"
 mkdir -p "$here/build"
 rm -rf "$work"; mkdir -p "$work"
 make_payload "$work/payload"
-stamp=$( (echo "$base_key $disk_size $compress"; cd "$work/payload" && find . -type f ! -name release -print0 | sort -z | xargs -0 sha256sum) | hash)
+stamp=$( (echo "$base_key $disk_size $compress"; cat "$here/grub.cfg" "$here/lib/disk.sh"; cd "$work/payload" && find . -type f ! -name release -print0 | sort -z | xargs -0 sha256sum) | hash)
 if ((force == 0)) && [[ -f "$out" && "$(cat "$out.stamp" 2>/dev/null)" == "$stamp" ]]; then
   rm -rf "$work"
   step "up to date: $out ($(du -h "$out" | cut -f1), profile $profile)"
