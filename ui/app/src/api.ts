@@ -37,8 +37,9 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
     res = await fetch(API + path, {
       method,
       credentials: 'same-origin',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      // A FormData body (file uploads) goes as multipart, with the browser's own boundary.
+      headers: body === undefined || body instanceof FormData ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, 'network', 'The appliance cannot be reached. Check the connection and try again.');

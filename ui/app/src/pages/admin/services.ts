@@ -1,7 +1,8 @@
-// Dashboard services: the appliance's services under zigral-init (state, pid, restarts, last exit), versions and readiness.
+// Dashboard services: the appliance's services under zigral-init (state, pid, restarts, last exit), versions, readiness and software updates.
 import { ApiError, explain, get } from '../../api';
 import { h } from '../../dom';
 import type { Section } from './index';
+import { updatePanel } from './update';
 import { KeyedTable, Messages, fmtDuration, stateBadge } from './util';
 
 type Service = Record<string, unknown> & { name?: string };
@@ -139,10 +140,12 @@ export const render: Section = (root) => {
   }
 
   const refresh = h('button', { type: 'button', class: 'secondary', onclick: () => void load() }, 'Refresh');
+  const upd = updatePanel();
   root.replaceChildren(
     msgs.el,
     h('section', { 'aria-labelledby': 'adm-health-h' }, h('div', { class: 'row adm-section-head' }, h('h2', { id: 'adm-health-h' }, 'Health and versions'), refresh), healthBox),
     h('section', { 'aria-labelledby': 'adm-svc-h' }, h('h2', { id: 'adm-svc-h' }, 'Services'), svcState, table.el, versionsBox),
+    upd.el,
   );
   healthBox.appendChild(h('p', { class: 'muted', role: 'status' }, 'Loading…'));
   void load();
@@ -152,5 +155,6 @@ export const render: Section = (root) => {
   return () => {
     gone = true;
     clearInterval(poll);
+    upd.stop();
   };
 };
