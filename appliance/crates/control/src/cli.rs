@@ -77,6 +77,17 @@ pub struct Args {
     /// of --proxy-url].
     #[arg(long, value_name = "PORT")]
     pub live_view_port: Option<u16>,
+    /// The minisign public key update bundles must be signed with; none: updates are
+    /// unavailable.
+    #[arg(long, value_name = "FILE")]
+    pub update_key: Option<PathBuf>,
+    /// The running slot's `release` file (version, serial, schema, git) [default: none: this
+    /// build's version, serial 0].
+    #[arg(long, value_name = "FILE")]
+    pub release_file: Option<PathBuf>,
+    /// Largest accepted update bundle, bytes [default: 536870912 (512 MiB)].
+    #[arg(long, value_name = "N")]
+    pub update_max_bytes: Option<u64>,
 }
 
 /// Keeps the resident set small: password hashing allocates ~19 MiB per argon2 call, which
@@ -124,6 +135,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         proxy_url: args.proxy_url,
         web_dir: args.web_dir,
         live_view_port: args.live_view_port,
+        update_key: args.update_key,
+        release_file: args.release_file,
+        update_max_bytes: args.update_max_bytes,
         ..Layer::default()
     };
     let cfg = file.overlay(env).overlay(flags).resolve()?;
@@ -158,6 +172,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Recordings whose ffmpeg kept running while this process was down are adopted.
     let adopt = state.clone();
     tokio::spawn(async move { adopt.recordings().adopt(&adopt).await });
+    // Bundles dropped into <state>/updates/, and the outcome of the updater's runs.
+    crate::update::start_watcher(state.clone());
     let purge = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));

@@ -61,6 +61,14 @@ pub struct Config {
     /// The port browsers open the live view's WebSocket on (the proxy's public port); `None`:
     /// the port of `desktops.proxy_url` (see [`Config::live_view_port`]).
     pub live_view_port: Option<u16>,
+    /// The minisign public key update bundles must be signed with; `None`: updates are
+    /// unavailable (see [`crate::update`]).
+    pub update_key: Option<PathBuf>,
+    /// The running slot's `release` file (`version=`, `serial=`, `schema=`, `git=` lines);
+    /// `None` or absent: this build's version, serial 0.
+    pub release_file: Option<PathBuf>,
+    /// Largest accepted update bundle, bytes.
+    pub update_max_bytes: u64,
 }
 
 /// Whether the control plane creates desktops through zigral-init.
@@ -182,6 +190,9 @@ impl std::fmt::Debug for Config {
             .field("recordings_min_free_mb", &self.recordings_min_free_mb)
             .field("web_dir", &self.web_dir)
             .field("live_view_port", &self.live_view_port)
+            .field("update_key", &self.update_key)
+            .field("release_file", &self.release_file)
+            .field("update_max_bytes", &self.update_max_bytes)
             .finish()
     }
 }
@@ -214,6 +225,9 @@ impl Config {
             recordings_min_free_mb: 256,
             web_dir: None,
             live_view_port: None,
+            update_key: None,
+            release_file: None,
+            update_max_bytes: DEFAULT_UPDATE_MAX_BYTES,
         }
     }
 
@@ -272,6 +286,9 @@ pub struct Layer {
     pub recordings_min_free_mb: Option<u64>,
     pub web_dir: Option<PathBuf>,
     pub live_view_port: Option<u16>,
+    pub update_key: Option<PathBuf>,
+    pub release_file: Option<PathBuf>,
+    pub update_max_bytes: Option<u64>,
 }
 
 /// Why the configuration could not be built.
@@ -286,6 +303,9 @@ pub enum ConfigError {
 }
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/zigral";
+
+/// Default largest update bundle: 512 MiB.
+pub const DEFAULT_UPDATE_MAX_BYTES: u64 = 512 << 20;
 
 /// The proxy's default port.
 const DEFAULT_LIVE_VIEW_PORT: u16 = 6081;
@@ -358,6 +378,9 @@ impl Layer {
                 "RECORDINGS_MIN_FREE_MB" => l.recordings_min_free_mb = Some(num(&v).map_err(bad)?),
                 "WEB_DIR" => l.web_dir = Some(v.into()),
                 "LIVE_VIEW_PORT" => l.live_view_port = Some(num(&v).map_err(bad)?),
+                "UPDATE_KEY" => l.update_key = Some(v.into()),
+                "RELEASE_FILE" => l.release_file = Some(v.into()),
+                "UPDATE_MAX_BYTES" => l.update_max_bytes = Some(num(&v).map_err(bad)?),
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
                 _ => {}
             }
@@ -403,7 +426,10 @@ impl Layer {
             recordings_max_total_mb,
             recordings_min_free_mb,
             web_dir,
-            live_view_port
+            live_view_port,
+            update_key,
+            release_file,
+            update_max_bytes
         );
         self
     }
@@ -475,6 +501,15 @@ impl Layer {
             ));
         }
         c.live_view_port = self.live_view_port;
+        // Empty paths (`ZIGRAL_UPDATE_KEY=`) mean unset.
+        c.update_key = self.update_key.filter(|d| !d.as_os_str().is_empty());
+        c.release_file = self.release_file.filter(|d| !d.as_os_str().is_empty());
+        if let Some(x) = self.update_max_bytes {
+            if x == 0 {
+                return Err(ConfigError::Invalid("update_max_bytes must be > 0".into()));
+            }
+            c.update_max_bytes = x;
+        }
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key must be given together".into(),
@@ -723,5 +758,37 @@ mod tests {
         .resolve()
         .expect_err("port 0");
         assert!(e.to_string().contains("live_view_port"), "{e}");
+    }
+
+    #[test]
+    fn update_settings_layer_and_default() {
+        let c = Layer::default().resolve().expect("cfg");
+        assert_eq!(
+            (c.update_key.as_ref(), c.release_file.as_ref()),
+            (None, None)
+        );
+        assert_eq!(c.update_max_bytes, 512 << 20);
+        let env = Layer::from_env([
+            (
+                "ZIGRAL_UPDATE_KEY".to_string(),
+                "/etc/zigral/update.pub".to_string(),
+            ),
+            ("ZIGRAL_RELEASE_FILE".to_string(), String::new()),
+            ("ZIGRAL_UPDATE_MAX_BYTES".to_string(), "1048576".to_string()),
+        ])
+        .expect("env");
+        let c = env.resolve().expect("cfg");
+        assert_eq!(c.update_key, Some(PathBuf::from("/etc/zigral/update.pub")));
+        assert_eq!((c.release_file, c.update_max_bytes), (None, 1 << 20));
+        let e = Layer {
+            update_max_bytes: Some(0),
+            ..Layer::default()
+        }
+        .resolve()
+        .expect_err("0 bytes");
+        assert!(e.to_string().contains("update_max_bytes"), "{e}");
+        let e = Layer::from_env([("ZIGRAL_UPDATE_MAX_BYTES".into(), "lots".into())])
+            .expect_err("bad number");
+        assert!(e.to_string().contains("ZIGRAL_UPDATE_MAX_BYTES"), "{e}");
     }
 }

@@ -28,6 +28,7 @@ pub mod state;
 pub mod supervisor;
 pub mod tokens_estimate;
 pub mod typed_text;
+pub mod update;
 pub mod vault;
 pub mod vdi;
 pub mod web;

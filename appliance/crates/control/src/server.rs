@@ -92,6 +92,11 @@ pub fn router(state: AppState) -> Router {
         )
     })
     .layer(DefaultBodyLimit::max(max_body))
+    // While an update's health gate runs, writes wait (503 + Retry-After).
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::update::pause_writes,
+    ))
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
         redact_responses,

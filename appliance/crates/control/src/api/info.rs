@@ -1,5 +1,6 @@
 //! `GET /api/v1/info`: what the web app needs before anyone logs in: the control plane's
-//! version and the port its live view connects to (the proxy, on the same host name).
+//! version, the running slot's release and the port its live view connects to (the proxy, on
+//! the same host name).
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,9 @@ pub struct Info {
     /// The port browsers open the live view's WebSocket on (`ws://<this host>:<port>/websockify`):
     /// the `live_view_port` setting, else the port of `proxy_url`.
     pub live_view_port: u16,
+    /// The running slot's release (its `release` file; without one: this build's version,
+    /// serial 0, the store's schema, git `unknown`).
+    pub release: crate::update::ReleaseInfo,
 }
 
 /// The version and the live view's port. No authentication.
@@ -33,5 +37,6 @@ async fn info(State(st): State<AppState>) -> Json<Info> {
     Json(Info {
         version: VERSION.to_owned(),
         live_view_port: st.config().live_view_port(),
+        release: crate::update::running_release(st.config()).into(),
     })
 }

@@ -81,7 +81,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(live_view::routes())
         .merge(hitl::routes())
         .merge(info::routes())
-        .merge(recordings::routes());
+        .merge(recordings::routes())
+        .merge(crate::update::api::routes());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
         .nest(API_PREFIX, v1);
