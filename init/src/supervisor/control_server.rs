@@ -34,7 +34,8 @@ pub(super) fn bind_socket(path: &std::path::Path) -> Result<UnixListener, Superv
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     }
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // 0o177: the socket is born 0600 (no moment at which a client sees it wider).
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let l = UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let l = l.map_err(io_err(format!("binding control socket {}", path.display())))?;
