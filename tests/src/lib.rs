@@ -87,7 +87,10 @@ pub fn free_port() -> u16 {
 /// ports from each base, closed to desktop users by nftables) then never cover a port that a
 /// test server got from `bind(0)`, which a desktop's browser must reach.
 pub fn free_port_range(n: u16) -> u16 {
-    assert!(n <= 600, "free_port_range: {n} ports is more than the tests need");
+    assert!(
+        n <= 600,
+        "free_port_range: {n} ports is more than the tests need"
+    );
     for _ in 0..200 {
         let base = 20000 + (rand_u32() % 12000) as u16;
         if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
