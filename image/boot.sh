@@ -11,8 +11,11 @@
 #   --ssh-port N        host port -> guest 22   (SSH, the dev-mode door) (default 2222)
 #   --profile dev|network  force the listeners' bind address for this boot (kernel argument
 #                       ZIGRAL_BIND; implies --kernel-boot). Default: what the image was built with.
-#   --kernel-boot       boot vmlinuz/initrd.img next to the image directly (skips GRUB, ~5-10 s
-#                       faster under TCG); default is to boot the disk itself (GRUB in the MBR)
+#   --kernel-boot       boot the image's kernel and initramfs directly (IMAGE.vmlinuz and
+#                       IMAGE.initrd from image/build.sh, else vmlinuz/initrd.img beside it): the
+#                       default when IMAGE.vmlinuz exists (skips BIOS disk reads by GRUB, seconds
+#                       faster under TCG)
+#   --disk-boot         boot the disk itself (GRUB in the MBR), as a cloud or another hypervisor does
 #   --append "ARGS"     extra kernel arguments (implies --kernel-boot)
 #   --ssh-key FILE      authorize this public key at boot (QEMU fw_cfg opt/zigral/authorized_keys)
 #   --admin-password-file FILE  first-boot admin password (fw_cfg opt/zigral/admin_password)
@@ -33,7 +36,7 @@ die() { echo "image/boot.sh: error: $*" >&2; exit 1; }
 
 image="$here/build/zigral.qcow2"
 http_port=${ZIGRAL_VM_HTTP_PORT:-8000} proxy_port=${ZIGRAL_VM_PROXY_PORT:-6081} ssh_port=${ZIGRAL_VM_SSH_PORT:-2222}
-profile="" kernel_boot=0 append="" ssh_key="" pw_file="" overlay="" snapshot=0 mem=2048 smp=2
+profile="" kernel_boot=auto append="" ssh_key="" pw_file="" overlay="" snapshot=0 mem=2048 smp=2
 accel=auto serial_log="" monitor="" dry=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -43,6 +46,7 @@ while [[ $# -gt 0 ]]; do
     --ssh-port) ssh_port=$2; shift 2 ;;
     --profile) profile=$2; kernel_boot=1; shift 2 ;;
     --kernel-boot) kernel_boot=1; shift ;;
+    --disk-boot) kernel_boot=0; shift ;;
     --append) append=$2; kernel_boot=1; shift 2 ;;
     --ssh-key) ssh_key=$2; shift 2 ;;
     --admin-password-file) pw_file=$2; shift 2 ;;
@@ -98,14 +102,20 @@ args=(qemu-system-x86_64 -name zigral "${cpu[@]}" -smp "$smp" -m "$mem" -machine
   -nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$http_port-:8000,hostfwd=tcp:127.0.0.1:$proxy_port-:6081,hostfwd=tcp:127.0.0.1:$ssh_port-:22"
   -device virtio-rng-pci -no-reboot)
 ((snapshot)) && args+=(-snapshot)
+if [[ "$kernel_boot" == auto ]]; then
+  if [[ -f "$image.vmlinuz" && -f "$image.initrd" ]]; then kernel_boot=1; else kernel_boot=0; fi
+fi
 if ((kernel_boot)); then
-  dir=$(dirname "$image")
-  [[ -f "$dir/vmlinuz" && -f "$dir/initrd.img" ]] || die "--kernel-boot needs vmlinuz and initrd.img next to $image"
+  kernel="$image.vmlinuz" initrd="$image.initrd"
+  if [[ ! -f "$kernel" || ! -f "$initrd" ]]; then
+    kernel="$(dirname "$image")/vmlinuz" initrd="$(dirname "$image")/initrd.img"
+  fi
+  [[ -f "$kernel" && -f "$initrd" ]] || die "--kernel-boot needs $image.vmlinuz and $image.initrd (or vmlinuz and initrd.img next to it)"
   # Same kernel command line as the disk's GRUB menu (image/grub.cfg, first entry).
   cmdline=$(grep -m1 -E '^\s*linux /vmlinuz' "$here/grub.cfg" | sed -E 's/^\s*linux \/vmlinuz //')
   [[ -n "$bind" ]] && cmdline+=" ZIGRAL_BIND=$bind"
   [[ -n "$append" ]] && cmdline+=" $append"
-  args+=(-kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$cmdline")
+  args+=(-kernel "$kernel" -initrd "$initrd" -append "$cmdline")
 fi
 [[ -n "$ssh_key" ]] && args+=(-fw_cfg "name=opt/zigral/authorized_keys,file=$ssh_key")
 [[ -n "$pw_file" ]] && args+=(-fw_cfg "name=opt/zigral/admin_password,file=$pw_file")

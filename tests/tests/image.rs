@@ -133,6 +133,8 @@ struct VmOpts<'a> {
     overlay: &'a Path,
     ssh_key: Option<&'a Path>,
     admin_password_file: Option<&'a Path>,
+    /// Boot through the disk's GRUB instead of the image's kernel directly (boot.sh's default).
+    disk_boot: bool,
 }
 
 /// One QEMU process (image/boot.sh execs qemu, so the child IS qemu).
@@ -169,6 +171,9 @@ impl Vm {
         }
         if let Some(p) = o.admin_password_file {
             cmd.arg("--admin-password-file").arg(p);
+        }
+        if o.disk_boot {
+            cmd.arg("--disk-boot");
         }
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -391,11 +396,12 @@ fn network_profile_boot_use_power_button_reboot() {
         overlay: &overlay,
         ssh_key: None,
         admin_password_file: None,
+        disk_boot: true,
     };
     let mut vm = Vm::boot(&opts, &dir, "boot1");
     let password = admin_password_from_serial(&mut vm);
     let ready_s = vm.wait_ready(vm.http);
-    eprintln!("boot_to_control_ready_s: {ready_s:.1}");
+    eprintln!("boot_grub_to_control_ready_s: {ready_s:.1}");
 
     assert!(
         login_fails(vm.http, "wrong-password-123"),
@@ -523,6 +529,7 @@ fn dev_profile_ssh_tunnel() {
             overlay: &overlay,
             ssh_key: None,
             admin_password_file: None,
+            disk_boot: false,
         },
         &dir,
         "dev",
@@ -819,9 +826,11 @@ fn power_cut_keeps_acknowledged_messages() {
         overlay: &overlay,
         ssh_key: None,
         admin_password_file: Some(&pw_file),
+        disk_boot: false,
     };
     let mut vm = Vm::boot(&opts, &dir, "cut1");
-    vm.wait_ready(vm.http);
+    let ready_s = vm.wait_ready(vm.http);
+    eprintln!("boot_direct_kernel_to_control_ready_s: {ready_s:.1}");
     let token = login(vm.http, password);
     let session = create_session(vm.http, &token, "power cut");
     let image_version = running_version(vm.http);
@@ -918,6 +927,14 @@ fn power_cut_keeps_acknowledged_messages() {
 
     let mut vm2 = Vm::boot(&opts, &dir, "cut2");
     vm2.wait_ready(vm2.http);
+    let serial2 = vm2.serial.clone();
+    let timeline = vm2.wait(BOOT_TIMEOUT, "the boot timeline", || {
+        vm_serial(&serial2)
+            .lines()
+            .find(|l| l.contains("boot timeline: kernel "))
+            .map(|l| l.trim().to_owned())
+    });
+    eprintln!("direct kernel boot, {timeline}");
     assert!(
         vm2.serial_text()
             .contains("zigral-update: a restart interrupted the update to 0.3.0"),
@@ -1041,6 +1058,7 @@ fn packer_build_produces_a_bootable_sealed_image() {
             overlay: &overlay,
             ssh_key: None,
             admin_password_file: None,
+            disk_boot: false,
         },
         &dir,
         "packer",
