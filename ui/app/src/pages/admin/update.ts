@@ -81,7 +81,7 @@ export function updatePanel(): { el: HTMLElement; stop: () => void } {
     const r = info.running;
     const rows: Node[] = [
       h('dt', null, 'Running version'),
-      h('dd', null, `${r.version} (build ${r.serial}, ${r.git}, store schema ${r.schema})`),
+      h('dd', null, `${r.version} (${[r.serial ? `build ${r.serial}` : '', r.git !== 'unknown' ? `source ${r.git}` : '', `store schema ${r.schema}`].filter(Boolean).join(', ')})`),
     ];
     const u = info.update;
     if (u) {
@@ -96,7 +96,8 @@ export function updatePanel(): { el: HTMLElement; stop: () => void } {
       h('dl', { class: 'adm-dl' }, rows),
       ...(info.available ? [] : [h('p', { class: 'notice' }, 'Updates are not available on this appliance (no update key is configured, or zigral-init has no updater).')]),
     );
-    send.disabled = !info.available || (u !== null && !FINISHED.includes(u.phase));
+    form.hidden = !info.available;
+    send.disabled = u !== null && !FINISHED.includes(u.phase);
     schedule(u && !FINISHED.includes(u.phase) ? 2000 : 15000);
   }
 
@@ -126,23 +127,18 @@ export function updatePanel(): { el: HTMLElement; stop: () => void } {
     void load();
   }
 
-  const el = h(
-    'section',
-    { 'aria-labelledby': 'adm-upd-h' },
-    h('h2', { id: 'adm-upd-h' }, 'Software update'),
-    status,
-    h(
-      'form',
-      { class: 'adm-update-form', onsubmit: (e: Event) => void submit(e) },
-      h('label', { for: 'upd-bundle' }, 'Bundle (.tar.zst)'),
-      bundle,
-      h('label', { for: 'upd-sig' }, 'Signature (.minisig)'),
-      sig,
-      h('label', { class: 'check' }, force, ' Install even if it is not newer than the running version'),
-      h('div', { class: 'row' }, send),
-      result,
-    ),
+  const form = h(
+    'form',
+    { class: 'adm-update-form', hidden: true, onsubmit: (e: Event) => void submit(e) },
+    h('label', { for: 'upd-bundle' }, 'Bundle (.tar.zst)'),
+    bundle,
+    h('label', { for: 'upd-sig' }, 'Signature (.minisig)'),
+    sig,
+    h('label', { class: 'check' }, force, ' Install even if it is not newer than the running version'),
+    h('div', { class: 'row' }, send),
+    result,
   );
+  const el = h('section', { 'aria-labelledby': 'adm-upd-h' }, h('h2', { id: 'adm-upd-h' }, 'Software update'), status, form);
   void load();
   return {
     el,
