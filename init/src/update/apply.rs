@@ -294,29 +294,36 @@ pub fn main(a: &ApplyArgs) -> i32 {
             return 1;
         }
     };
-    match switch_and_gate(&mut run, &slots, &active, &manifest, deadline) {
-        Ok(()) => 0,
-        Err(e) => {
-            run.set(
-                Phase::RolledBack,
-                format!("{e}; the update did not complete and the error above says how far it got"),
-            );
-            1
-        }
-    }
+    switch_and_gate(&mut run, &slots, &active, &manifest, deadline)
 }
 
+/// Undoes [`switch_and_gate`]'s steps before the switch: our services run again, writes resume.
+fn abandon(run: &mut Run, services: &[String], gate_file: &Path, e: UpdaterError) -> i32 {
+    let _ = run.start(services);
+    let _ = std::fs::remove_file(gate_file);
+    run.set(
+        Phase::Failed,
+        format!("stopped before the switch, nothing changed: {e}"),
+    );
+    1
+}
+
+/// Everything from the gate file to the end; the exit code. Failures before the switch end as
+/// [`Phase::Failed`] with the old services restarted; any failure after it (the gate, or
+/// zigral-init not answering) switches back.
 fn switch_and_gate(
     run: &mut Run,
     slots: &Slots,
     active: &str,
     manifest: &Manifest,
     deadline: Duration,
-) -> Result<(), UpdaterError> {
+) -> i32 {
     let target = Slots::other(active).to_string();
     let services = list(&run.args.restart);
     let gate_file = run.updates.join(GATE_FILE);
-    write_atomic(&gate_file, b"update in progress\n", 0o644)?;
+    if let Err(e) = write_atomic(&gate_file, b"update in progress\n", 0o644) {
+        return abandon(run, &services, &gate_file, e);
+    }
     run.set(
         Phase::Snapshot,
         format!(
@@ -324,92 +331,109 @@ fn switch_and_gate(
             services.join(", ")
         ),
     );
-    if let Err(e) = run.stop(&services, Duration::from_secs(60)) {
-        let _ = run.start(&services);
-        let _ = std::fs::remove_file(&gate_file);
-        return Err(e);
-    }
     let db = run.args.state_dir.join(&run.args.db);
     let snapshot = slots.root.join("snapshot.redb");
     let have_db = db.exists();
-    if have_db && let Err(e) = copy_synced(&db, &snapshot) {
-        let _ = run.start(&services);
-        let _ = std::fs::remove_file(&gate_file);
-        return Err(e);
-    }
     let old = read_release(&slots.dir(active));
-    let mut st = slots.state()?;
-    st.trying = Some(Trying {
-        slot: target.clone(),
-        id: run.args.id.clone(),
-        version: manifest.version.clone(),
-        snapshot: have_db.then(|| snapshot.clone()),
-        db: have_db.then(|| db.clone()),
-        restore_db: manifest.schema != old.schema,
-    });
-    slots.write_state(&st)?;
-    slots.switch(&target)?;
-    run.status.active_slot = target.clone();
-    run.set(
-        Phase::Restarting,
-        format!(
-            "switched to slot {target}; starting {}",
-            services.join(", ")
-        ),
-    );
-    let since = run.start(&services)?;
-    run.set(
-        Phase::Gate,
-        format!(
-            "waiting up to {} s for {} to be ready",
-            deadline.as_secs(),
-            run.args.gate
-        ),
-    );
-    let verdict = run.gate(&services, since, deadline);
-    let trying = st.trying.take().expect("set above");
-    match verdict {
-        Ok(()) => {
+    let restore_db = manifest.schema != old.schema;
+    let prepared = (|| {
+        run.stop(&services, Duration::from_secs(60))?;
+        if have_db {
+            copy_synced(&db, &snapshot)?;
+        }
+        let mut st = slots.state()?;
+        st.trying = Some(Trying {
+            slot: target.clone(),
+            id: run.args.id.clone(),
+            version: manifest.version.clone(),
+            snapshot: have_db.then(|| snapshot.clone()),
+            db: have_db.then(|| db.clone()),
+            restore_db,
+        });
+        slots.write_state(&st)?;
+        Ok::<_, UpdaterError>(st)
+    })();
+    let mut st = match prepared {
+        Ok(st) => st,
+        Err(e) => return abandon(run, &services, &gate_file, e),
+    };
+    st.trying = None;
+    // From here on `trying` is on disk: a crash or reboot comes back on `st.good`.
+    let verdict = (|| {
+        slots.switch(&target)?;
+        run.status.active_slot = target.clone();
+        run.set(
+            Phase::Restarting,
+            format!(
+                "switched to slot {target}; starting {}",
+                services.join(", ")
+            ),
+        );
+        let since = run.start(&services)?;
+        run.set(
+            Phase::Gate,
+            format!(
+                "waiting up to {} s for {} to be ready",
+                deadline.as_secs(),
+                run.args.gate
+            ),
+        );
+        Ok::<_, UpdaterError>(run.gate(&services, since, deadline))
+    })();
+    let why = match verdict {
+        Ok(Ok(())) => {
             st.good = target.clone();
-            slots.write_state(&st)?;
-            let _ = std::fs::remove_file(&gate_file);
-            run.set(
-                Phase::Committed,
-                format!(
-                    "version {} is running (slot {target}); version {} stays in slot {active} for the next update",
-                    manifest.version, old.version
-                ),
-            );
-            Ok(())
-        }
-        Err(why) => {
-            println!(
-                "zigral-update: {}: health gate failed: {why}; rolling back",
-                run.args.id
-            );
-            run.stop(&services, Duration::from_secs(60))?;
-            slots.switch(active)?;
-            if trying.restore_db && have_db {
-                copy_synced(&snapshot, &db)?;
+            match slots.write_state(&st) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&gate_file);
+                    run.set(
+                        Phase::Committed,
+                        format!(
+                            "version {} is running (slot {target}); version {} stays in slot {active} for the next update",
+                            manifest.version, old.version
+                        ),
+                    );
+                    return 0;
+                }
+                Err(e) => {
+                    st.good = active.to_string();
+                    format!("the new slot could not be recorded as good: {e}")
+                }
             }
-            slots.write_state(&st)?;
-            run.status.active_slot = active.to_string();
-            let since = run.start(&services)?;
-            let back = run.gate(&services, since, deadline);
-            let _ = std::fs::remove_file(&gate_file);
-            run.set(
-                Phase::RolledBack,
-                format!(
-                    "version {} failed its health check ({why}); rolled back to version {} (slot {active}){}",
-                    manifest.version,
-                    old.version,
-                    match back {
-                        Ok(()) => String::new(),
-                        Err(e) => format!(", which is not healthy either: {e}"),
-                    }
-                ),
-            );
-            Ok(())
         }
-    }
+        Ok(Err(why)) => why,
+        Err(e) => e.to_string(),
+    };
+    println!(
+        "zigral-update: {}: health gate failed: {why}; rolling back",
+        run.args.id
+    );
+    let back = (|| {
+        run.stop(&services, Duration::from_secs(60))?;
+        slots.switch(active)?;
+        if restore_db && have_db {
+            copy_synced(&snapshot, &db)?;
+        }
+        slots.write_state(&st)?;
+        run.status.active_slot = active.to_string();
+        let since = run.start(&services)?;
+        Ok::<_, UpdaterError>(run.gate(&services, since, deadline))
+    })();
+    let _ = std::fs::remove_file(&gate_file);
+    let tail = match back {
+        Ok(Ok(())) => String::new(),
+        Ok(Err(e)) => format!(", which is not healthy either: {e}"),
+        // The slot state still says `trying`: the next start of zigral-init finishes this.
+        Err(e) => format!(
+            ", but switching back failed ({e}): a restart of the appliance completes the rollback"
+        ),
+    };
+    run.set(
+        Phase::RolledBack,
+        format!(
+            "version {} failed its health check ({why}); rolled back to version {} (slot {active}){tail}",
+            manifest.version, old.version
+        ),
+    );
+    1
 }
