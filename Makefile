@@ -5,13 +5,14 @@ CARGO ?= cargo
 PROFILE_DIR := target/release
 export ZIGRAL_BIN_DIR := $(CURDIR)/$(PROFILE_DIR)
 
-.PHONY: run test test-rust test-image build deps deps-test ui python lint fmt clippy bench image boot update-bundle clean-state help
+.PHONY: run test test-rust test-image build deps deps-test ui python lint fmt clippy bench image boot bench-boot update-bundle clean-state help
 
 help:
 	@echo "make run    - bring the appliance stack up in host mode (foreground; Ctrl-C stops it)"
 	@echo "make test   - install what the tests need, build once, run every test (incl. the VM image boot)"
 	@echo "make bench  - run the benchmarks against their peers (prints name: value lines)"
 	@echo "make image  - build the VM image (image/build/zigral.qcow2); make boot - boot it under QEMU"
+	@echo "make bench-boot - first-boot times of the VM image: direct kernel vs GRUB (name: value lines)"
 	@echo "make update-bundle - build and sign an update bundle (image/build/updates/) for POST /api/v1/admin/update"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
@@ -45,6 +46,10 @@ image: build ui
 
 boot:
 	image/boot.sh
+
+# First-boot times of the image, direct kernel vs GRUB, in one run (needs QEMU; minutes).
+bench-boot: image
+	image/boot-bench.sh
 
 update-bundle: build ui
 	scripts/update-bundle.sh
