@@ -252,8 +252,15 @@ fn a_recording_has_chapters_survives_the_control_plane_and_never_shows_a_secret(
         &sid,
         json!([{"action": "mouse_move", "x": 100, "y": 100}]),
     );
+    // 5 s by the recording's own clock (its first frame), not the test's: under load ffmpeg's
+    // first frame can come well after the start request was sent.
     wait_for(Duration::from_secs(30), "5 s recorded", || {
-        (t0.elapsed() >= Duration::from_secs(5)).then_some(())
+        let first = st.ok("GET", &base, &admin, None)[0]["first_frame_ms"].as_u64()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis() as u64;
+        (now >= first + 5000 && t0.elapsed() >= Duration::from_secs(5)).then_some(())
     });
 
     // Another user sees nothing of it.
