@@ -217,14 +217,18 @@ fn key_id(b64: &str) -> Option<String> {
     Some(id.iter().rev().map(|b| format!("{b:02X}")).collect())
 }
 
-/// The key id of a public key file's text (`untrusted comment: ...` + base64 line, or the
-/// bare base64 line).
-pub fn public_key_id(pubkey_text: &str) -> Result<String, UpdateError> {
-    let line = pubkey_text
+/// The base64 line of a public key file's text (after its optional untrusted comment).
+fn key_line(pubkey_text: &str) -> Option<&str> {
+    pubkey_text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-        .ok_or_else(|| UpdateError::BadKey("empty".into()))?;
+}
+
+/// The key id of a public key file's text (`untrusted comment: ...` + base64 line, or the
+/// bare base64 line).
+pub fn public_key_id(pubkey_text: &str) -> Result<String, UpdateError> {
+    let line = key_line(pubkey_text).ok_or_else(|| UpdateError::BadKey("empty".into()))?;
     minisign_verify::PublicKey::from_base64(line)
         .map_err(|e| UpdateError::BadKey(e.to_string()))?;
     key_id(line).ok_or_else(|| UpdateError::BadKey("not base64".into()))
@@ -238,12 +242,7 @@ pub fn verify(
     mut data: impl Read,
 ) -> Result<Manifest, UpdateError> {
     let trusted = public_key_id(pubkey_text)?;
-    let key_line = pubkey_text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-        .unwrap_or_default();
-    let pk = minisign_verify::PublicKey::from_base64(key_line)
+    let pk = minisign_verify::PublicKey::from_base64(key_line(pubkey_text).unwrap_or_default())
         .map_err(|e| UpdateError::BadKey(e.to_string()))?;
     let sig = minisign_verify::Signature::decode(sig_text.trim())
         .map_err(|e| UpdateError::BadSignatureFile(e.to_string()))?;
