@@ -10,8 +10,8 @@ profile=${1:-run}
 
 run_pkgs=(xvfb x11vnc chromium jq fonts-dejavu-core fonts-liberation2 fonts-noto-cjk x11-utils ca-certificates nftables passwd)
 test_pkgs=(tini xdotool scrot imagemagick xclip websockify novnc socat redis-server redis-tools hyperfine
-           ffmpeg python3-venv iproute2 curl procps util-linux psmisc minisign zstd)
-image_pkgs=(mmdebstrap e2fsprogs grub-pc-bin fdisk zstd packer openssh-client dosfstools minisign)
+           ffmpeg python3-venv iproute2 curl procps util-linux psmisc minisign zstd haproxy)
+image_pkgs=(mmdebstrap e2fsprogs grub-pc-bin fdisk zstd packer openssh-client dosfstools minisign xz-utils binutils)
 # qemu-system-x86 and qemu-utils must come from the same suite (see ARCHITECTURE.md / image/README.md):
 qemu_pkgs=(qemu-system-x86 qemu-utils)
 
