@@ -35,7 +35,9 @@ for mode in kernel disk; do
       --proxy-port "$proxy" --ssh-port "$ssh" --serial-log "$log" >/dev/null 2>&1 &
     pid=$!
     deadline=$((SECONDS + 600))
-    until curl -sf -o /dev/null "http://127.0.0.1:$http/readyz"; do
+    # --max-time: QEMU's user network accepts at once and retries the SYN to the guest with a growing
+    # backoff; a request that waited would see the control plane up to ~10 s late.
+    until curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$http/readyz"; do
       ((SECONDS < deadline)) && kill -0 "$pid" 2>/dev/null || { echo "boot-bench: $mode boot never got ready; console:" >&2; tail -20 "$log" >&2; exit 1; }
       sleep 0.2
     done

@@ -11,8 +11,9 @@
 #   --ssh-port N        host port -> guest 22   (SSH, the dev-mode door) (default 2222)
 #   --profile dev|network  force the listeners' bind address for this boot (kernel argument
 #                       ZIGRAL_BIND; implies --kernel-boot). Default: what the image was built with.
-#   --kernel-boot       boot the image's kernel and initramfs directly (IMAGE.vmlinuz and
-#                       IMAGE.initrd from image/build.sh, else vmlinuz/initrd.img beside it): the
+#   --kernel-boot       boot the image's kernel and initramfs directly (IMAGE.vmlinux, the
+#                       uncompressed kernel entered through its PVH note, else IMAGE.vmlinuz; and
+#                       IMAGE.initrd, from image/build.sh; else vmlinuz/initrd.img beside it): the
 #                       default when IMAGE.vmlinuz exists (skips BIOS disk reads by GRUB, seconds
 #                       faster under TCG)
 #   --disk-boot         boot the disk itself (GRUB in the MBR), as a cloud or another hypervisor does
@@ -107,6 +108,8 @@ if [[ "$kernel_boot" == auto ]]; then
 fi
 if ((kernel_boot)); then
   kernel="$image.vmlinuz" initrd="$image.initrd"
+  # The uncompressed kernel boots through PVH: no real-mode setup, no in-guest decompression.
+  [[ -f "$image.vmlinux" ]] && kernel="$image.vmlinux"
   if [[ ! -f "$kernel" || ! -f "$initrd" ]]; then
     kernel="$(dirname "$image")/vmlinuz" initrd="$(dirname "$image")/initrd.img"
   fi
@@ -135,8 +138,8 @@ if ((dry)); then printf '%q ' "${args[@]}"; echo; exit 0; fi
 profile_note=${profile:-"as built ($(sed -n 's/^profile=//p' "$image.release" 2>/dev/null || echo network))"}
 cat >&2 <<EOF
 Zigral appliance: booting $(basename "$disk") with QEMU ($accel, $smp vCPU, $mem MiB), profile $profile_note.
-Under TCG (no KVM) expect ~15-20 s to the control plane and ~25-30 s until Chromium is up
-(zigral-init prints the boot timeline on this console once everything is ready).
+Under TCG (no KVM) expect ~8 s to the control plane and ~20 s until Chromium is up (kernel
+boot; ~8 s more through GRUB). zigral-init prints the boot timeline once everything is ready.
   UI and API   http://127.0.0.1:$http_port/        (network profile)
   viewer proxy ws://127.0.0.1:$proxy_port/
   login        user 'admin'; the password is printed ONCE on this console at first boot

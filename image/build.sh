@@ -208,6 +208,10 @@ cp -L "$tree/initrd.img" "$(dirname "$out")/initrd.img"
 # by GRUB, several seconds faster under TCG); the disk's GRUB boots the same pair.
 cp -L "$tree/vmlinuz" "$out.vmlinuz"
 cp -L "$tree/initrd.img" "$out.initrd"
+# ... and the same kernel uncompressed, which QEMU enters through its PVH note (no real-mode
+# setup, no in-guest decompression: the kernel starts ~2 s sooner under TCG).
+rm -f "$out.vmlinux"
+"$here/lib/vmlinux.sh" "$out.vmlinuz" "$out.vmlinux" || [[ $? -eq 2 ]]
 cp "$work/payload/release" "$out.release"
 echo "$stamp" > "$out.stamp"
 rm -rf "$work"

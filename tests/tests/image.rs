@@ -13,6 +13,7 @@
 //! One VM at a time (a process-wide lock): TCG on two cores is slow enough without contention.
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -227,7 +228,7 @@ impl Vm {
     /// Waits until `/readyz` on host port `port` answers 200; returns seconds since QEMU started.
     fn wait_ready(&mut self, port: u16) -> f64 {
         self.wait(BOOT_TIMEOUT, "control plane /readyz", || {
-            matches!(http(port, "GET", "/readyz", None, None), Ok((200, _))).then_some(())
+            readyz(port).then_some(())
         });
         self.started.elapsed().as_secs_f64()
     }
@@ -251,6 +252,27 @@ impl Vm {
             ),
         }
     }
+}
+
+/// One `/readyz` probe with short timeouts. QEMU's user network accepts on the host port at
+/// once and forwards the SYN to the guest, retrying with a growing backoff while nothing
+/// listens there: a probe that waited would see the control plane up to ~10 s late.
+fn readyz(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
 fn post_message(port: u16, token: &str, session: &str, text: &str) -> std::io::Result<u16> {
