@@ -118,6 +118,8 @@ pub enum CtlCmd {
         #[arg(default_value = "poweroff", value_parser = ["poweroff", "reboot", "halt"])]
         action: String,
     },
+    /// Reads the config file again: stopped services and templates take their new definitions.
+    Reload,
 }
 
 fn overrides(a: &RunArgs, default_state: &Path) -> Result<Overrides, String> {
@@ -319,20 +321,42 @@ fn run(a: &RunArgs, pid1: bool) -> i32 {
             unsafe { std::env::set_var("HOME", "/root") };
         }
     }
-    if let Some(dir) = &cfg.settings.slots {
+    let mut cfg = cfg;
+    if let Some(dir) = cfg.settings.slots.clone() {
         // Before any service starts: an update cut short by a reboot goes back to the good slot.
         let status = cfg
             .state_dir
             .join(zigral_update::UPDATES_DIR)
             .join(zigral_update::STATUS_FILE);
-        match crate::update::slots::recover_at_boot(&crate::update::slots::Slots::new(dir), &status)
-        {
-            Ok(Some(line)) => println!("{line}"),
+        match crate::update::slots::recover_at_boot(
+            &crate::update::slots::Slots::new(&dir),
+            &status,
+        ) {
+            Ok(Some(line)) => {
+                println!("{line}");
+                // The config may live in the slot just switched back to: read it from there.
+                match load(a, Path::new(default_state), true) {
+                    Ok(c) => cfg = c,
+                    Err(e) => eprintln!(
+                        "zigral-init: {} after the rollback: {e}",
+                        a.config.display()
+                    ),
+                }
+            }
             Ok(None) => {}
             Err(e) => eprintln!("zigral-init: update slots {dir}: {e}"),
         }
     }
-    let sup = match Supervisor::new(cfg, Options { pid1 }, sigset) {
+    let config = overrides(a, Path::new(default_state))
+        .ok()
+        .map(|mut overrides| {
+            overrides.state_dir = Some(cfg.state_dir.clone());
+            crate::supervisor::ConfigSource {
+                path: a.config.clone(),
+                overrides,
+            }
+        });
+    let sup = match Supervisor::new(cfg, Options { pid1, config }, sigset) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -449,6 +473,7 @@ fn ctl_request(action: &CtlCmd) -> Result<control::Request, String> {
                 },
             }
         }
+        CtlCmd::Reload => R::Reload,
         CtlCmd::Shutdown { action } => R::Shutdown {
             action: match action.as_str() {
                 "reboot" => control::Action::Reboot,

@@ -10,9 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use zigral_init_protocol::{
-    BootTimeline, Destroyed, GroupLimits, GroupStatus, MAX_LINE, PauseReply, Reply, Request,
-    ServiceReply, ServiceState, ServiceStatus, ShutdownAction as Action, ShutdownReply, Spawned,
-    Status,
+    BootTimeline, Destroyed, GroupLimits, GroupStatus, MAX_LINE, PauseReply, ReloadReply, Reply,
+    Request, ServiceReply, ServiceState, ServiceStatus, ShutdownAction as Action, ShutdownReply,
+    Spawned, Status,
 };
 
 /// Parses one request line.

@@ -6,7 +6,9 @@
 //! update cut short by a restart of zigral-init comes back on the good slot.
 //!
 //! The updated "service" is a slot's `bin/zigral` shell script serving the slot directory with
-//! python's http.server, so `GET /release` shows which slot answers.
+//! python's http.server, so `GET /release` shows which slot answers. As in the image, the
+//! services' definitions live in the slot too (the config file is a link to
+//! `slots/current/init.toml`): `GET /note` shows the argument the active slot's definition gave.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -41,7 +43,7 @@ fn slot_tree(dir: &Path, version: &str, serial: u64, schema: u64, script: &str) 
     .unwrap();
 }
 
-const SERVE: &str = "#!/bin/sh\ncd \"$(dirname \"$0\")/..\" && exec python3 -m http.server --bind 127.0.0.1 \"$1\"\n";
+const SERVE: &str = "#!/bin/sh\ncd \"$(dirname \"$0\")/..\" && echo \"$2\" > note && exec python3 -m http.server --bind 127.0.0.1 \"$1\"\n";
 
 struct Keys {
     secret: PathBuf,
@@ -75,7 +77,12 @@ fn bundle(
     ]));
 }
 
-fn config(dir: &Path, port: u16, deadline: &str) -> String {
+/// Writes the slot's service definitions (`init.toml`), whose `app` gets `note` as argument.
+fn slot_config(slot: &Path, dir: &Path, port: u16, deadline: &str, note: &str) {
+    std::fs::write(slot.join("init.toml"), config(dir, port, deadline, note)).unwrap();
+}
+
+fn config(dir: &Path, port: u16, deadline: &str, note: &str) -> String {
     let slots = dir.join("slots");
     format!(
         r#"
@@ -85,7 +92,7 @@ slots = "{slots}"
 [[service]]
 name = "app"
 command = "{slots}/current/bin/zigral"
-args = ["{port}"]
+args = ["{port}", "{note}"]
 ready = {{ http = "http://127.0.0.1:{port}/release", timeout = "30s", interval = "100ms" }}
 stop_timeout = "3s"
 
@@ -140,6 +147,13 @@ fn apply(init: &Init, id: &str, force: bool) -> Value {
     }
 }
 
+/// What the running `app` was told by its slot's definition.
+fn note(port: u16) -> String {
+    let (code, body) = zigral_tests::http_get(port, "/note").unwrap();
+    assert_eq!(code, 200);
+    body.trim().to_string()
+}
+
 fn answering_version(port: u16) -> String {
     let (code, body) = zigral_tests::http_get(port, "/release").unwrap();
     assert_eq!(code, 200);
@@ -171,14 +185,16 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
         keys.secret.to_str().unwrap(),
     ]));
     // The image's layout: slot a holds version 1.0.0, `current` points to it.
-    slot_tree(&dir.join("slots/a"), "1.0.0", 1, 4, SERVE);
-    std::os::unix::fs::symlink("a", dir.join("slots/current")).unwrap();
     let port = zigral_tests::free_port();
+    slot_tree(&dir.join("slots/a"), "1.0.0", 1, 4, SERVE);
+    slot_config(&dir.join("slots/a"), &dir, port, "8s", "defined by 1.0.0");
+    std::os::unix::fs::symlink("a", dir.join("slots/current")).unwrap();
     let cfg = dir.join("services.toml");
-    std::fs::write(&cfg, config(&dir, port, "8s")).unwrap();
+    std::os::unix::fs::symlink(dir.join("slots/current/init.toml"), &cfg).unwrap();
     let init = Init::start(&dir, &cfg, &[]);
     init.wait_state("app", &["ready"], Duration::from_secs(30));
     assert_eq!(answering_version(port), "1.0.0");
+    assert_eq!(note(port), "defined by 1.0.0");
     let ready = init.state.join("updates/ready");
     let db = init.state.join("zigral.redb");
     std::fs::write(&db, "acknowledged before the updates\n").unwrap();
@@ -186,6 +202,16 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
     // A good bundle: committed, the new version answers from slot b.
     let good = dir.join("tree-good");
     slot_tree(&good, "1.0.1", 2, 4, SERVE);
+    // First without its service definitions: refused, nothing changed.
+    bundle(&keys, &good, &ready, "u0", "1.0.1", 2, 4);
+    let s = apply(&init, "u0", false);
+    assert_eq!(s["phase"], "failed", "{s}");
+    assert!(
+        s["message"].as_str().unwrap().contains("no init.toml"),
+        "{s}"
+    );
+    assert_eq!(active(&dir), "a");
+    slot_config(&good, &dir, port, "8s", "defined by 1.0.1");
     bundle(&keys, &good, &ready, "u1", "1.0.1", 2, 4);
     let s = apply(&init, "u1", false);
     assert_eq!(s["phase"], "committed", "{s}");
@@ -194,6 +220,11 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
         (Some("1.0.1"), Some("1.0.0"))
     );
     assert_eq!(answering_version(port), "1.0.1");
+    assert_eq!(
+        note(port),
+        "defined by 1.0.1",
+        "the new slot's definition runs"
+    );
     assert_eq!(active(&dir), "b");
     assert!(
         !init.state.join("updates/gate").exists(),
@@ -209,6 +240,7 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
     // A tampered byte: refused by the signature, nothing changed.
     let newer = dir.join("tree-newer");
     slot_tree(&newer, "1.0.2", 3, 4, SERVE);
+    slot_config(&newer, &dir, port, "8s", "defined by 1.0.2");
     bundle(&keys, &newer, &ready, "u2", "1.0.2", 3, 4);
     let f = ready.join("u2.tar.zst");
     let mut b = std::fs::read(&f).unwrap();
@@ -243,6 +275,7 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
             db.display()
         ),
     );
+    slot_config(&broken, &dir, port, "8s", "defined by 1.1.0");
     bundle(&keys, &broken, &ready, "u3", "1.1.0", 4, 5);
     let t0 = Instant::now();
     let s = apply(&init, "u3", false);
@@ -255,8 +288,8 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
     );
     assert!(took < Duration::from_secs(40), "rollback took {took:?}");
     assert_eq!(
-        (active(&dir), answering_version(port)),
-        ("b".into(), "1.0.1".into())
+        (active(&dir), answering_version(port), note(port)),
+        ("b".into(), "1.0.1".into(), "defined by 1.0.1".into())
     );
     assert_eq!(
         std::fs::read_to_string(&db).unwrap(),
@@ -265,7 +298,8 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
 
     // An update cut short: zigral-init stops (as at a reboot) while the broken bundle is in its
     // health gate; the next start puts slot b back before any service runs.
-    std::fs::write(&cfg, config(&dir, port, "600s")).unwrap();
+    // (A long gate deadline for this part: slot b's definitions, written through the link.)
+    slot_config(&dir.join("slots/b"), &dir, port, "600s", "defined by 1.0.1");
     init.stop_keeping_state(Duration::from_secs(30));
     let init = Init::start(&dir, &cfg, &[]);
     init.wait_state("app", &["ready"], Duration::from_secs(30));
@@ -289,8 +323,8 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
     let init = Init::start(&dir, &cfg, &[]);
     init.wait_state("app", &["ready"], Duration::from_secs(30));
     assert_eq!(
-        (active(&dir), answering_version(port)),
-        ("b".into(), "1.0.1".into())
+        (active(&dir), answering_version(port), note(port)),
+        ("b".into(), "1.0.1".into(), "defined by 1.0.1".into())
     );
     let s = status_file(&init);
     assert_eq!(s["phase"], "rolled_back", "{s}");

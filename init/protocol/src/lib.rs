@@ -85,10 +85,17 @@ pub enum Request {
         #[serde(default)]
         action: ShutdownAction,
     },
+    /// Reads the config file again (an update switched the slot it lives in) and takes the
+    /// new definitions of services that are not running and of templates (for instances
+    /// spawned from now on). Running services keep theirs until they are started anew after
+    /// the next boot; added or removed services and `[settings]` changes wait for the next
+    /// boot too. Answers a [`ReloadReply`]; an invalid file changes nothing.
+    Reload,
 }
 
 /// Names of the commands, for error messages.
-pub const COMMANDS: &str = "status|start|stop|restart|pause|resume|spawn|destroy|limits|shutdown";
+pub const COMMANDS: &str =
+    "status|start|stop|restart|pause|resume|spawn|destroy|limits|shutdown|reload";
 
 /// How long `pause` waits for every process of the service to be stopped, milliseconds.
 pub const PAUSE_TIMEOUT_MS: u64 = 2000;
@@ -411,6 +418,18 @@ pub struct PauseReply {
     pub paused: bool,
 }
 
+/// The `reload` result: service names (and `@template` names) by what happened to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReply {
+    /// New definitions taken (the next start uses them).
+    pub updated: Vec<String>,
+    /// Running with a changed definition: kept as they are until the next boot.
+    pub deferred: Vec<String>,
+    /// Added to or removed from the file: the next boot applies them.
+    pub next_boot: Vec<String>,
+    pub unchanged: usize,
+}
+
 /// The `shutdown` result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShutdownReply {
@@ -470,6 +489,7 @@ mod tests {
                 purge: true,
             })
         );
+        assert_eq!(Request::parse(r#"{"cmd":"reload"}"#), Ok(Request::Reload));
         assert_eq!(
             Request::parse(r#"{"cmd":"shutdown"}"#),
             Ok(Request::Shutdown {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::units::{Dur, Size};
 
 /// Supervisor-wide settings (`[settings]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// State directory when `--state-dir` is not given.
@@ -35,6 +35,11 @@ pub struct Settings {
     /// `/usr/lib/zigral/slots`). At start, before any service, an update that a reboot or
     /// power cut interrupted is rolled back to the good slot.
     pub slots: Option<String>,
+    /// A machine-local TOML file whose `[vars]` override this file's (declared variables
+    /// only; applied before `ZIGRAL_*` env and `--set`). A missing file is no override. The
+    /// appliance image keeps its profile there (`/etc/zigral/local.toml`: `bind`), since this
+    /// file itself lives in the update slot and is replaced by an update.
+    pub local_vars: Option<String>,
 }
 
 /// Ports per `private_ports` entry (desktop N of a template uses base + N).
@@ -48,7 +53,7 @@ pub const DEFAULT_VARS: &[(&str, &str)] = &[
 ];
 
 /// One readiness probe (`ready = { ... }`): exactly one of `path`, `tcp`, `http`, `x11`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadyDef {
     pub path: Option<String>,
@@ -75,7 +80,7 @@ pub enum Policy {
 }
 
 /// `restart = { ... }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartDef {
     #[serde(default)]
@@ -119,7 +124,7 @@ impl Default for RestartDef {
 }
 
 /// `limits = { ... }`: rlimits and (when a writable cgroup v2 exists) cpu/memory caps.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsDef {
     pub nofile: Option<u64>,
@@ -173,7 +178,7 @@ impl Default for LogDef {
 }
 
 /// `[[service.files]]`: a file seeded before the service starts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDef {
     pub path: String,
@@ -195,7 +200,7 @@ pub struct FileDef {
 }
 
 /// A `mkdir` entry: a path, or `{ path, mode, owner, group }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum DirDef {
     Path(String),
@@ -203,7 +208,7 @@ pub enum DirDef {
 }
 
 /// The table form of a `mkdir` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirFull {
     pub path: String,
@@ -221,7 +226,7 @@ pub struct DirFull {
 }
 
 /// One service as written in the file (`[[service]]` or `[[template.service]]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDef {
     pub name: String,
@@ -274,7 +279,7 @@ fn d_stop_timeout() -> Dur {
 }
 
 /// `[[template]]`: a group of services instantiated per number N (`desktop@N`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateDef {
     pub name: String,
@@ -317,7 +322,7 @@ impl<'de> Deserialize<'de> for Scalar {
 }
 
 /// `[[template]] limits = { ... }`: strings after variable substitution (`"${cpus}"`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupLimitsDef {
     /// `cpu.max` as a number of CPUs (`"2"`, `"0.5"`) or `"max"`.

@@ -481,6 +481,9 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
         }
     }
     let declared: BTreeSet<String> = vars.keys().cloned().collect();
+    if let Some(path) = &settings.local_vars {
+        local_vars(Path::new(path), &declared, &mut vars, &mut errs);
+    }
     for (k, v) in &ov.env {
         let Some(rest) = k.strip_prefix("ZIGRAL_") else {
             continue;
@@ -738,6 +741,57 @@ pub fn parse(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Applies `[settings] local_vars`: the `[vars]` of a machine-local file (if it exists) over
+/// the config's, for declared variables only.
+fn local_vars(path: &Path, declared: &BTreeSet<String>, vars: &mut Vars, errs: &mut Vec<String>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            errs.push(format!("local_vars {}: {e}", path.display()));
+            return;
+        }
+    };
+    let root: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            errs.push(format!("local_vars {}: {}", path.display(), e.message()));
+            return;
+        }
+    };
+    for k in root.keys().filter(|k| k.as_str() != "vars") {
+        errs.push(format!(
+            "local_vars {}: only a [vars] table belongs here, not `{k}`",
+            path.display()
+        ));
+    }
+    let Some(t) = root.get("vars").and_then(|v| v.as_table()) else {
+        return;
+    };
+    for (k, v) in t {
+        if !declared.contains(k) {
+            errs.push(format!(
+                "local_vars {}: unknown variable `{k}` (declared: {})",
+                path.display(),
+                declared.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        }
+        match v {
+            toml::Value::String(s) => vars.insert(k.clone(), s.clone()),
+            toml::Value::Integer(i) => vars.insert(k.clone(), i.to_string()),
+            toml::Value::Boolean(b) => vars.insert(k.clone(), b.to_string()),
+            _ => {
+                errs.push(format!(
+                    "local_vars {}: `{k}` must be a string, integer or boolean",
+                    path.display()
+                ));
+                continue;
+            }
+        };
+    }
+}
+
 /// Reads and parses the file at `path`.
 pub fn load(path: &Path, ov: &Overrides) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path)
@@ -748,6 +802,40 @@ pub fn load(path: &Path, ov: &Overrides) -> Result<Config, ConfigErrors> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_vars_override_the_file_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("zigral-local-vars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let local = dir.join("local.toml");
+        let text = |p: &Path| {
+            format!(
+                "[settings]\nlocal_vars = \"{}\"\n[vars]\nbind = \"0.0.0.0\"\n[[service]]\nname = \"a\"\ncommand = \"/bin/echo\"\nargs = [\"${{bind}}\"]\n",
+                p.display()
+            )
+        };
+        let ov = Overrides::for_tests();
+        // No file: the config's value.
+        let c = parse(&text(&local), &ov).unwrap();
+        assert_eq!(c.services[0].args, ["0.0.0.0"]);
+        std::fs::write(&local, "[vars]\nbind = \"127.0.0.1\"\n").unwrap();
+        let c = parse(&text(&local), &ov).unwrap();
+        assert_eq!(c.services[0].args, ["127.0.0.1"]);
+        // The environment still wins over the local file.
+        let mut env_ov = Overrides::for_tests();
+        env_ov.env = vec![("ZIGRAL_BIND".into(), "10.0.0.1".into())];
+        assert_eq!(
+            parse(&text(&local), &env_ov).unwrap().services[0].args,
+            ["10.0.0.1"]
+        );
+        std::fs::write(&local, "[vars]\nbnid = \"x\"\n[settings]\n").unwrap();
+        let e = parse(&text(&local), &ov).unwrap_err().to_string();
+        assert!(e.contains("unknown variable `bnid`"), "{e}");
+        assert!(e.contains("only a [vars] table"), "{e}");
+        std::fs::write(&local, "[vars\n").unwrap();
+        assert!(parse(&text(&local), &ov).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn reports_every_problem() {

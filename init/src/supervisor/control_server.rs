@@ -248,7 +248,73 @@ impl Supervisor {
                 self.begin_shutdown(action, "control socket");
                 control::ok_line(&control::ShutdownReply { action })
             }
+            Request::Reload => self.reload(),
         })
+    }
+
+    /// `reload`: the config file read again; see [`Request::Reload`] for what it changes.
+    fn reload(&mut self) -> String {
+        let Some(src) = &self.opts.config else {
+            return control::err_line("reload: this zigral-init was not started from a file");
+        };
+        let new = match crate::config::load(&src.path, &src.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                return control::err_line(&format!(
+                    "reload: {}: {e}; nothing changed",
+                    src.path.display()
+                ));
+            }
+        };
+        let mut r = control::ReloadReply::default();
+        let top = |s: &crate::config::ServiceSpec| s.group.is_none();
+        for svc in self.services.iter_mut().filter(|s| top(&s.spec)) {
+            let name = svc.spec.name.clone();
+            match new.services.iter().find(|n| top(n) && n.name == name) {
+                None => r.next_boot.push(name),
+                Some(n) if *n == svc.spec => r.unchanged += 1,
+                Some(n) if svc.pid.is_none() => {
+                    svc.spec = n.clone();
+                    r.updated.push(name);
+                }
+                Some(_) => r.deferred.push(name),
+            }
+        }
+        for n in new.services.iter().filter(|n| top(n)) {
+            if !self
+                .services
+                .iter()
+                .any(|s| top(&s.spec) && s.spec.name == n.name)
+            {
+                r.next_boot.push(n.name.clone());
+            }
+        }
+        for t in &new.templates {
+            match self.cfg.templates.iter_mut().find(|o| o.name == t.name) {
+                Some(o) if o == t => r.unchanged += 1,
+                Some(o) => {
+                    *o = t.clone();
+                    r.updated.push(format!("{}@", t.name));
+                }
+                None => r.next_boot.push(format!("{}@", t.name)),
+            }
+        }
+        for o in &self.cfg.templates {
+            if !new.templates.iter().any(|t| t.name == o.name) {
+                r.next_boot.push(format!("{}@", o.name));
+            }
+        }
+        // Instances spawned from now on expand the new variables.
+        self.cfg.vars = new.vars;
+        tracing::info!(
+            "reloaded {}: updated [{}], deferred [{}], next boot [{}], {} unchanged",
+            src.path.display(),
+            r.updated.join(", "),
+            r.deferred.join(", "),
+            r.next_boot.join(", "),
+            r.unchanged
+        );
+        control::ok_line(&r)
     }
 
     fn spawn_instance(

@@ -78,6 +78,15 @@ struct LogPipe {
 pub struct Options {
     /// Running as PID 1 (enables the power button and reboot(2) semantics).
     pub pid1: bool,
+    /// Where the config came from, for `reload`: None refuses it.
+    pub config: Option<ConfigSource>,
+}
+
+/// The config file and the overrides it was loaded with (`reload` reads it again with them).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: std::path::PathBuf,
+    pub overrides: crate::config::Overrides,
 }
 
 /// The supervisor and everything its event loop owns.

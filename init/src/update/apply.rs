@@ -191,6 +191,9 @@ fn open_nofollow(p: &Path) -> Result<std::fs::File, UpdaterError> {
         .map_err(|e| UpdaterError::io(format!("opening {}", p.display()), e))
 }
 
+/// The services' definitions inside a slot (zigral-init's config file in the image).
+const INIT_TOML: &str = "init.toml";
+
 fn read_release(dir: &Path) -> Release {
     std::fs::read_to_string(dir.join("release"))
         .ok()
@@ -235,6 +238,13 @@ fn prepare(run: &mut Run, slots: &Slots, active: &str) -> Result<Manifest, Updat
         return Err(UpdaterError::Corrupt(format!(
             "its release file says {} serial {}, its signature {} serial {}",
             rel.version, rel.serial, manifest.version, manifest.serial
+        )));
+    }
+    // The image reads the services' definitions from the slot (/etc/zigral/init.toml points
+    // into it): a bundle without them would leave nothing to start after the switch.
+    if slots.dir(active).join(INIT_TOML).exists() && !tmp.join(INIT_TOML).is_file() {
+        return Err(UpdaterError::Corrupt(format!(
+            "it has no {INIT_TOML}, which this appliance reads its services from"
         )));
     }
     nix::unistd::sync();
@@ -362,6 +372,8 @@ fn switch_and_gate(
     let verdict = (|| {
         slots.switch(&target)?;
         run.status.active_slot = target.clone();
+        // The services' definitions live in the slot too (init.toml): take the new ones.
+        run.call(&Request::Reload)?;
         run.set(
             Phase::Restarting,
             format!(
@@ -411,6 +423,7 @@ fn switch_and_gate(
     let back = (|| {
         run.stop(&services, Duration::from_secs(60))?;
         slots.switch(active)?;
+        run.call(&Request::Reload)?;
         if restore_db && have_db {
             copy_synced(&snapshot, &db)?;
         }
