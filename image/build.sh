@@ -111,9 +111,12 @@ make_payload() { # make_payload DIR
     cp -a "$ui_dir" "$p/ui"
   fi
   cp -a "$here/overlay" "$p/overlay"
-  # The init config with the profile's bind address (kernel arg ZIGRAL_BIND overrides it).
-  sed "s/^bind = .*/bind = \"$bind\"  # profile: $profile/" "$here/init.toml" > "$p/init.toml"
-  grep -q "^bind = \"$bind\"" "$p/init.toml" || die "image/init.toml has no 'bind = ...' line in [vars]"
+  # The services' definitions (into the update slot: an update brings its own) and, outside
+  # the slots, the machine's profile: its bind address (kernel arg ZIGRAL_BIND overrides it).
+  grep -q '^bind = ' "$here/init.toml" || die "image/init.toml has no 'bind = ...' line in [vars]"
+  cp "$here/init.toml" "$p/init.toml"
+  printf '# The machine-local side of /etc/zigral/init.toml (which an update replaces): the\n# profile (%s). Edit bind here to switch for good; kernel argument ZIGRAL_BIND overrides it.\n[vars]\nbind = "%s"\n' \
+    "$profile" "$bind" > "$p/local.toml"
   if [[ ${#ssh_keys[@]} -gt 0 ]]; then cat "${ssh_keys[@]}" > "$p/authorized_keys"; fi
   if [[ -n "$admin_pw" ]]; then (umask 077; printf '%s\n' "$admin_pw" > "$p/admin-password"); fi
   cp "$here/lib/layer.sh" "$p/layer.sh"

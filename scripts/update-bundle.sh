@@ -57,6 +57,8 @@ mkdir -p "$stage/bin"
 cp "$zigral" "$stage/bin/zigral"; chmod 0755 "$stage/bin/zigral"
 strip --strip-debug "$stage/bin/zigral" 2>/dev/null || true
 cp -a "$ui_dir" "$stage/ui"
+# The services' definitions (the image reads them from the slot); the profile is machine-local.
+cp "$repo/image/init.toml" "$stage/init.toml"
 printf 'version=%s\nserial=%s\nschema=%s\ngit=%s\nzigral_sha256=%s\n' "$version" "$serial" "$schema" "$git" \
   "$(sha256sum < "$stage/bin/zigral" | cut -c1-16)" > "$stage/release"
 mkdir -p "$out"

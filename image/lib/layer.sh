@@ -4,12 +4,12 @@
 # inside a running VM (TREE=/). Replaces files by unlink+create (never writes through an
 # existing inode: the build tree shares inodes with the cached base layer).
 # Usage: image/lib/layer.sh TREE PAYLOAD_DIR
-# PAYLOAD_DIR: bin/zigral, bin/zigral-init, [ui/], overlay/, init.toml, update.pub,
+# PAYLOAD_DIR: bin/zigral, bin/zigral-init, [ui/], overlay/, init.toml, local.toml, update.pub,
 #              [authorized_keys], [admin-password], release
 set -euo pipefail
 T=${1%/} P=$2
 [[ -d "$T/usr/sbin" && -d "$T/etc" ]] || { echo "layer: $T is not a root file system" >&2; exit 1; }
-for f in bin/zigral bin/zigral-init overlay init.toml release update.pub; do
+for f in bin/zigral bin/zigral-init overlay init.toml local.toml release update.pub; do
   [[ -e "$P/$f" ]] || { echo "layer: payload $P lacks $f" >&2; exit 1; }
 done
 put() { # put MODE SRC DST
@@ -23,6 +23,9 @@ rm -rf "$T$S"; mkdir -p "$T$S/a/bin"
 install -m 0755 "$P/bin/zigral" "$T$S/a/bin/zigral"
 if [[ -d "$P/ui" ]]; then cp -a "$P/ui" "$T$S/a/ui"; fi
 install -m 0644 "$P/release" "$T$S/a/release"
+# The services' definitions too: zigral-init reads /etc/zigral/init.toml through `current`
+# (and `reload`s it when an update switches); the profile stays in /etc/zigral/local.toml.
+install -m 0644 "$P/init.toml" "$T$S/a/init.toml"
 ln -s a "$T$S/current"
 rm -f "$T/usr/bin/zigral"; ln -s "$S/current/bin/zigral" "$T/usr/bin/zigral"
 put 0755 "$P/bin/zigral-init" /usr/sbin/zigral-init
@@ -31,7 +34,9 @@ rm -f "$T/usr/sbin/init"; ln -s zigral-init "$T/usr/sbin/init"
 rm -rf "$T/usr/share/zigral/ui"
 mkdir -p "$T/usr/share/zigral"; ln -s "$S/current/ui" "$T/usr/share/zigral/ui"
 cp -a --remove-destination "$P/overlay/." "$T/"
-put 0644 "$P/init.toml" /etc/zigral/init.toml
+mkdir -p "$T/etc/zigral"
+rm -f "$T/etc/zigral/init.toml"; ln -s "$S/current/init.toml" "$T/etc/zigral/init.toml"
+put 0644 "$P/local.toml" /etc/zigral/local.toml
 put 0644 "$P/release" /etc/zigral/release
 put 0644 "$P/update.pub" /etc/zigral/update.pub
 if [[ -s "$P/authorized_keys" ]]; then put 0644 "$P/authorized_keys" /etc/zigral/authorized_keys; fi
