@@ -88,6 +88,13 @@ pub struct Args {
     /// Largest accepted update bundle, bytes [default: 536870912 (512 MiB)].
     #[arg(long, value_name = "N")]
     pub update_max_bytes: Option<u64>,
+    /// This appliance's name in a fleet: a DNS label such as zigral-3 [default: the host
+    /// name].
+    #[arg(long, value_name = "NAME")]
+    pub appliance_name: Option<String>,
+    /// Answer HAProxy's agent-check here, e.g. 0.0.0.0:8001 (empty: off) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub agent_listen: Option<String>,
 }
 
 /// Keeps the resident set small: password hashing allocates ~19 MiB per argon2 call, which
@@ -138,6 +145,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         update_key: args.update_key,
         release_file: args.release_file,
         update_max_bytes: args.update_max_bytes,
+        appliance_name: args.appliance_name,
+        agent_listen: args.agent_listen,
         ..Layer::default()
     };
     let cfg = file.overlay(env).overlay(flags).resolve()?;
@@ -155,6 +164,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let local = listener.local_addr()?;
+    // The fleet's capacity agent: a port that cannot be had stops the start, like the API's.
+    let agent_listener = crate::fleet::bind_agent(&cfg).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{local}/");
 
@@ -167,6 +178,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let state = AppState::new(cfg, store.clone(), key);
+    let _agent = match agent_listener {
+        Some(l) => Some(crate::fleet::serve_agent(l, state.clone())?),
+        None => None,
+    };
     // Managed mode: reconcile with zigral-init, fill the warm pool, reap idle desktops.
     state.vdi().start();
     // Recordings whose ffmpeg kept running while this process was down are adopted.
@@ -186,7 +201,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
-    tracing::info!(%url, "zigral control listening");
+    tracing::info!(%url, appliance = %state.config().appliance_name, "zigral control listening");
     let shutdown = async {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (

@@ -69,6 +69,11 @@ pub struct Config {
     pub release_file: Option<PathBuf>,
     /// Largest accepted update bundle, bytes.
     pub update_max_bytes: u64,
+    /// This appliance's name in a fleet (a DNS label; the fleet routes `/a/<name>/` here).
+    /// Default: the host name (see [`crate::fleet::default_name`]).
+    pub appliance_name: String,
+    /// Where HAProxy's agent-check is answered (see [`crate::fleet`]); `None`: off.
+    pub agent_listen: Option<SocketAddr>,
 }
 
 /// Whether the control plane creates desktops through zigral-init.
@@ -193,6 +198,8 @@ impl std::fmt::Debug for Config {
             .field("update_key", &self.update_key)
             .field("release_file", &self.release_file)
             .field("update_max_bytes", &self.update_max_bytes)
+            .field("appliance_name", &self.appliance_name)
+            .field("agent_listen", &self.agent_listen)
             .finish()
     }
 }
@@ -228,6 +235,8 @@ impl Config {
             update_key: None,
             release_file: None,
             update_max_bytes: DEFAULT_UPDATE_MAX_BYTES,
+            appliance_name: crate::fleet::default_name(),
+            agent_listen: None,
         }
     }
 
@@ -289,6 +298,9 @@ pub struct Layer {
     pub update_key: Option<PathBuf>,
     pub release_file: Option<PathBuf>,
     pub update_max_bytes: Option<u64>,
+    pub appliance_name: Option<String>,
+    /// An address such as `127.0.0.1:8001`; empty: off.
+    pub agent_listen: Option<String>,
 }
 
 /// Why the configuration could not be built.
@@ -309,6 +321,17 @@ pub const DEFAULT_UPDATE_MAX_BYTES: u64 = 512 << 20;
 
 /// The proxy's default port.
 const DEFAULT_LIVE_VIEW_PORT: u16 = 6081;
+
+/// `agent_listen`: empty = off, else an address.
+fn parse_agent_listen(v: &str) -> Result<Option<SocketAddr>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse().map(Some).map_err(|e| {
+        format!("'{v}': {e} (expected an address such as 127.0.0.1:8001, or empty for off)")
+    })
+}
 
 impl Layer {
     /// Parses a TOML file.
@@ -381,6 +404,11 @@ impl Layer {
                 "UPDATE_KEY" => l.update_key = Some(v.into()),
                 "RELEASE_FILE" => l.release_file = Some(v.into()),
                 "UPDATE_MAX_BYTES" => l.update_max_bytes = Some(num(&v).map_err(bad)?),
+                "APPLIANCE_NAME" => l.appliance_name = Some(v),
+                "AGENT_LISTEN" => {
+                    parse_agent_listen(&v).map_err(bad)?;
+                    l.agent_listen = Some(v);
+                }
                 // Other ZIGRAL_* variables belong to other tools (ZIGRAL_LOG, ...).
                 _ => {}
             }
@@ -429,7 +457,9 @@ impl Layer {
             live_view_port,
             update_key,
             release_file,
-            update_max_bytes
+            update_max_bytes,
+            appliance_name,
+            agent_listen
         );
         self
     }
@@ -509,6 +539,18 @@ impl Layer {
                 return Err(ConfigError::Invalid("update_max_bytes must be > 0".into()));
             }
             c.update_max_bytes = x;
+        }
+        // An empty name (`ZIGRAL_APPLIANCE_NAME=`) means unset: the host name.
+        c.appliance_name = match self.appliance_name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                crate::fleet::check_name(&n).map_err(ConfigError::Invalid)?;
+                n
+            }
+            None => crate::fleet::default_name(),
+        };
+        if let Some(a) = &self.agent_listen {
+            c.agent_listen = parse_agent_listen(a)
+                .map_err(|m| ConfigError::Invalid(format!("agent_listen {m}")))?;
         }
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(
@@ -758,6 +800,67 @@ mod tests {
         .resolve()
         .expect_err("port 0");
         assert!(e.to_string().contains("live_view_port"), "{e}");
+    }
+
+    #[test]
+    fn fleet_settings_layer_validate_and_default_to_the_host_name() {
+        let c = Layer::default().resolve().expect("cfg");
+        let host = crate::fleet::hostname().expect("hostname");
+        assert_eq!(
+            c.appliance_name,
+            crate::fleet::name_from_host(&host),
+            "default: the host name"
+        );
+        for (h, want) in [
+            ("Zigral-3.example.com", "zigral-3"),
+            ("build_host", "build-host"),
+            ("-edge-", "edge"),
+            ("", "zigral"),
+            ("___", "zigral"),
+        ] {
+            assert_eq!(crate::fleet::name_from_host(h), want, "{h:?}");
+        }
+        assert_eq!(c.agent_listen, None, "the agent is off by default");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "appliance_name = \"zigral-3\"\nagent_listen = \"0.0.0.0:8001\"\n",
+        )
+        .expect("write");
+        let file = Layer::from_file(&f).expect("file");
+        let c = file.clone().resolve().expect("cfg");
+        assert_eq!(c.appliance_name, "zigral-3");
+        assert_eq!(c.agent_listen, Some("0.0.0.0:8001".parse().expect("addr")));
+        // The environment wins; an empty agent_listen switches it off again.
+        let env = Layer::from_env([
+            ("ZIGRAL_APPLIANCE_NAME".to_string(), "zigral-4".to_string()),
+            ("ZIGRAL_AGENT_LISTEN".to_string(), String::new()),
+        ])
+        .expect("env");
+        let c = file.overlay(env).resolve().expect("cfg");
+        assert_eq!(
+            (c.appliance_name.as_str(), c.agent_listen),
+            ("zigral-4", None)
+        );
+        for bad in ["Zigral-3", "zigral_3", "-z", "z-", "a.b"] {
+            let e = Layer::from_env([("ZIGRAL_APPLIANCE_NAME".into(), bad.into())])
+                .expect("env")
+                .resolve()
+                .expect_err(bad);
+            let m = e.to_string();
+            assert!(m.contains(bad) && m.contains("DNS label"), "{m}");
+        }
+        let e =
+            Layer::from_env([("ZIGRAL_AGENT_LISTEN".into(), "8001".into())]).expect_err("no host");
+        assert!(e.to_string().contains("ZIGRAL_AGENT_LISTEN"), "{e}");
+        let e = Layer {
+            agent_listen: Some("localhost".into()),
+            ..Layer::default()
+        }
+        .resolve()
+        .expect_err("not an address");
+        assert!(e.to_string().contains("agent_listen"), "{e}");
     }
 
     #[test]

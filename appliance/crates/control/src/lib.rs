@@ -17,6 +17,7 @@ pub mod control_lease;
 pub mod desktops;
 pub mod error;
 pub mod events;
+pub mod fleet;
 pub mod hitl;
 pub mod keyfile;
 pub mod mcp;

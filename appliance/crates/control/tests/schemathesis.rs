@@ -88,6 +88,8 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
             // Powers the host off through the supervisor: tested with the real zigral-init in
             // tests/process.rs instead.
             .args(["--exclude-path", "/api/v1/admin/shutdown"])
+            // Draining refuses every new session (503) for the rest of the run.
+            .args(["--exclude-path", "/api/v1/admin/draining"])
             .env("SCHEMATHESIS_HOOKS", "")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

@@ -1,6 +1,7 @@
 //! `GET /api/v1/info`: what the web app needs before anyone logs in: the control plane's
-//! version, the running slot's release and the port its live view connects to (the proxy, on
-//! the same host name).
+//! version, the running slot's release, the port its live view connects to (the proxy, on
+//! the same host name) and the appliance's place in a fleet (name, draining, free desktop
+//! slots; see [`crate::fleet`]).
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -28,9 +29,12 @@ pub struct Info {
     /// The running slot's release (its `release` file; without one: this build's version,
     /// serial 0, the store's schema, git `unknown`).
     pub release: crate::update::ReleaseInfo,
+    /// This appliance in a fleet: its name, whether it is draining and its desktop slots.
+    pub appliance: crate::fleet::ApplianceInfo,
 }
 
-/// The version and the live view's port. No authentication.
+/// The version, the live view's port and the appliance's name, draining switch and free
+/// desktop slots. No authentication.
 #[utoipa::path(get, path = "/info", tag = "health", security(()),
     responses((status = 200, body = Info)))]
 async fn info(State(st): State<AppState>) -> Json<Info> {
@@ -38,5 +42,6 @@ async fn info(State(st): State<AppState>) -> Json<Info> {
         version: VERSION.to_owned(),
         live_view_port: st.config().live_view_port(),
         release: crate::update::running_release(st.config()).into(),
+        appliance: crate::fleet::info(&st),
     })
 }

@@ -72,6 +72,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(messages::routes())
         .merge(events::routes())
         .merge(admin::routes())
+        .merge(crate::fleet::routes())
         .merge(actions::routes())
         .merge(agents::routes())
         .merge(chat::routes())

@@ -68,18 +68,21 @@ fn check_prompt(p: &str) -> Result<(), ApiError> {
 /// Creates a session owned by the caller. In managed mode it gets a desktop of its owner (the
 /// owner's existing one under the per-user policy, a warm-pool one, or a new one) and the
 /// reply comes once that desktop is ready; a quota refuses with 429 (the user's) or 409 (the
-/// appliance's), naming the limit.
+/// appliance's), naming the limit. While the appliance is draining (`PUT
+/// /api/v1/admin/draining`) it answers 503 `appliance_draining`: create the session through
+/// the fleet address instead.
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = NewSession,
     responses((status = 201, body = SessionRecord),
         (status = 409, description = "the appliance runs as many desktops as it may (max_desktops)", body = crate::error::ErrorBody),
         (status = 429, description = "the user holds as many desktops as they may (max_desktops_per_user)", body = crate::error::ErrorBody),
-        (status = 503, description = "the desktop could not be started", body = crate::error::ErrorBody),
+        (status = 503, description = "the desktop could not be started (`desktop_unavailable`), or the appliance is draining (`appliance_draining`)", body = crate::error::ErrorBody),
         CommonErrors))]
 async fn create_session(
     State(st): State<AppState>,
     who: Principal,
     Json(body): Json<NewSession>,
 ) -> ApiResult<(StatusCode, Json<SessionRecord>)> {
+    crate::fleet::refuse_new_session(&st)?;
     let managed = st.vdi().managed();
     if managed && body.desktop.is_some() {
         return Err(ApiError::invalid(
