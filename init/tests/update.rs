@@ -341,4 +341,41 @@ fn updates_commit_refuse_roll_back_and_survive_a_restart() {
         std::fs::read_to_string(&db).unwrap(),
         "acknowledged before the updates\n"
     );
+
+    // An updater killed before it switched (its gate file and an unfinished status left
+    // behind, as after SIGKILL in the unpacking phase): the next start of zigral-init lifts
+    // the gate and marks the update failed, nothing changed.
+    let mut s = status_file(&init);
+    s["id"] = json!("u9");
+    s["phase"] = json!("unpacking");
+    s["message"] = json!("unpacking 9.9.9 into slot a");
+    s["finished_ms"] = Value::Null;
+    std::fs::write(
+        init.state.join("updates/status.json"),
+        serde_json::to_vec(&s).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(init.state.join("updates/gate"), "update in progress\n").unwrap();
+    init.stop_keeping_state(Duration::from_secs(30));
+    let init = Init::start(&dir, &cfg, &[]);
+    init.wait_state("app", &["ready"], Duration::from_secs(30));
+    assert!(!init.state.join("updates/gate").exists(), "stale gate kept");
+    let s = status_file(&init);
+    assert_eq!(
+        (s["id"].as_str(), s["phase"].as_str()),
+        (Some("u9"), Some("failed")),
+        "{s}"
+    );
+    assert!(
+        s["message"].as_str().unwrap().contains("nothing changed"),
+        "{s}"
+    );
+    assert!(
+        init.output()
+            .contains("zigral-update: update u9: interrupted")
+    );
+    assert_eq!(
+        (active(&dir), answering_version(port)),
+        ("b".into(), "1.0.1".into())
+    );
 }

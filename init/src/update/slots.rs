@@ -173,6 +173,28 @@ pub fn copy_synced(from: &Path, to: &Path) -> Result<(), UpdaterError> {
     sync_dir(to.parent().unwrap_or(Path::new("/")))
 }
 
+/// An update whose status never finished although it had not switched yet (its updater was
+/// killed, or the machine went down, before `trying` was recorded): marked failed, since
+/// nothing changed. Returns the line to print.
+fn interrupted_before_switch(status_file: &Path) -> Option<String> {
+    let mut s: UpdateStatus = serde_json::from_slice(&std::fs::read(status_file).ok()?).ok()?;
+    if s.phase.finished() {
+        return None;
+    }
+    s.phase = Phase::Failed;
+    s.message = format!(
+        "interrupted while {} before switching slots; nothing changed",
+        s.message.trim_end_matches('.')
+    );
+    s.finished_ms = Some(super::now_ms());
+    let _ = write_atomic(
+        status_file,
+        &serde_json::to_vec_pretty(&s).expect("status serializes"),
+        0o644,
+    );
+    Some(format!("zigral-update: update {}: {}", s.id, s.message))
+}
+
 /// At boot, before any service starts: an update that was still trying a slot when the
 /// machine went down (power cut, reboot, crash) is rolled back — `current` back to the good
 /// slot, the pre-update database restored when the schema changed — and its status says so.
@@ -182,7 +204,13 @@ pub fn recover_at_boot(slots: &Slots, status_file: &Path) -> Result<Option<Strin
         return Ok(None);
     }
     let mut st = slots.state()?;
+    // No updater runs yet: a gate file left behind (an updater killed before it could remove
+    // it) would keep the control plane refusing writes.
+    if let Some(dir) = status_file.parent() {
+        let _ = std::fs::remove_file(dir.join(zigral_update::GATE_FILE));
+    }
     let Some(t) = st.trying.take() else {
+        let stopped = interrupted_before_switch(status_file);
         // A switch is only ever made with `trying` recorded first, so `current` must be good.
         if slots.active()? != st.good {
             slots.switch(&st.good)?;
@@ -191,7 +219,7 @@ pub fn recover_at_boot(slots: &Slots, status_file: &Path) -> Result<Option<Strin
                 st.good
             )));
         }
-        return Ok(None);
+        return Ok(stopped);
     };
     slots.switch(&st.good)?;
     if t.restore_db
@@ -201,9 +229,6 @@ pub fn recover_at_boot(slots: &Slots, status_file: &Path) -> Result<Option<Strin
         copy_synced(snap, db)?;
     }
     slots.write_state(&st)?;
-    if let Some(dir) = status_file.parent() {
-        let _ = std::fs::remove_file(dir.join(zigral_update::GATE_FILE));
-    }
     let msg = format!(
         "a restart interrupted the update to {} (id {}); back on slot {}",
         t.version, t.id, st.good
