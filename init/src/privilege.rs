@@ -88,6 +88,25 @@ pub fn ensure_user(name: &str, home: &Path) -> Result<User, PrivilegeError> {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("/bin/false");
+    // One useradd at a time among zigral-inits on this machine (tests run several at once):
+    // concurrent useradds were seen to lose each other's entries (two users, one uid). The
+    // lock is released when the file is closed, on every return below.
+    let _serial = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open("/run/zigral-init-useradd.lock")
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(|e| PrivilegeError::CreateUser {
+            name: name.to_owned(),
+            reason: format!("cannot take the user-creation lock: {e}"),
+        })?;
+    // Another zigral-init may have created it while this one waited.
+    if let Some(u) = User::from_name(name)? {
+        return Ok(u);
+    }
     let mut last = String::new();
     // useradd takes a lock on /etc/passwd; a concurrent useradd makes it fail with exit 1
     // ("cannot lock"): retry a few times, then report what it said.
