@@ -86,13 +86,19 @@ function signedOut(notice: string): void {
   navigate('/login');
 }
 
+/** Counts route() calls: a page whose code arrives after a newer route began is not mounted
+ * (two quick hash changes must not end with the older page over the newer one's hash). */
+let routeGen = 0;
+
 async function route(): Promise<void> {
+  const gen = ++routeGen;
   const path = location.hash.replace(/^#/, '') || '/';
   if (unmount) unmount();
   unmount = undefined;
   if (path === '/login' || !me) {
     if (path !== '/login') sessionStorage.setItem('zigral.after-login', path);
     const { mountLogin } = await import('./pages/login');
+    if (gen !== routeGen) return;
     unmount = mountLogin(main, loginNotice, async (user) => {
       me = user;
       loginNotice = '';
@@ -116,6 +122,7 @@ async function route(): Promise<void> {
     }
     const ctx: Ctx = { me, navigate, setTitle };
     const page = await r.load();
+    if (gen !== routeGen) return;
     main.replaceChildren();
     unmount = page.mount(main, ctx, m.slice(1).map((x) => (x === undefined ? '' : decodeURIComponent(x))));
     main.focus({ preventScroll: true });
