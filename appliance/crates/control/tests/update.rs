@@ -3,7 +3,7 @@
 //! `updates/ready/` and a real zigral-init spawns its `updater` template (here a harmless
 //! `/bin/sleep 30`) with the bundle's id; the updater's status shows in the API; writes wait
 //! while the health gate is on; the updates folder takes a good pair and refuses a bad one;
-//! an update's outcome is audited once.
+//! an update's outcome is audited once; a gate left by a killed updater is lifted.
 //!
 //! Needs the `minisign` CLI and `cargo build --release -p zigral-init`.
 
@@ -78,6 +78,7 @@ params = { id = "none", force = "0" }
 name = "updater"
 command = "/bin/sleep"
 args = ["30"]
+restart = { policy = "never" }
 "#;
 
 async fn init(dir: &Path, config: &str) -> Init {
@@ -659,4 +660,57 @@ async fn an_updates_outcome_is_audited_once() {
     .await;
     assert_eq!(r.audit("update.rolled_back").len(), 1);
     assert_eq!(r.audit("update.committed").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_left_by_a_killed_updater_is_lifted() {
+    let r = rig(Some(UPDATER_TEMPLATE), |_| {}).await;
+    let (f, sig) = r.sign("good", &manifest("1.3.0", 9));
+    let (s, v) = r.upload_file(&f, &sig, &[]).await;
+    assert_eq!(s, 202, "{v}");
+    // The running updater (here `sleep 30`) holds the gate.
+    let dir = r.updates_mk();
+    std::fs::write(dir.join("gate"), "update in progress\n").unwrap();
+    zigral_control::update::start_watcher(r.srv.state.clone());
+    // A refused pair takes the watcher two rounds (seen, then taken), so once it is refused
+    // the stale-gate check has run at least once while the updater was alive.
+    std::fs::write(dir.join("junk.tar.zst"), b"not a bundle").unwrap();
+    std::fs::write(dir.join("junk.tar.zst.minisig"), b"not a signature").unwrap();
+    until("the junk pair is refused", || {
+        let p = dir.join("junk.refused.txt");
+        async move { p.exists().then_some(()) }
+    })
+    .await;
+    assert!(
+        dir.join("gate").exists(),
+        "the gate of a running updater stays"
+    );
+
+    // The updater is killed before it could lift the gate: the watcher lifts it.
+    let socket = r.init.as_ref().unwrap().socket.clone();
+    let st = zigral_control::vdi::init::status(&socket).await.unwrap();
+    let pid = st
+        .group_services("updater@0")
+        .find_map(|s| s.pid)
+        .expect("the updater's pid");
+    let ok = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    until("the stale gate is lifted", || {
+        let p = dir.join("gate");
+        async move { (!p.exists()).then_some(()) }
+    })
+    .await;
+    let (s, v) = r
+        .srv
+        .call(
+            Method::PUT,
+            "/api/v1/admin/config/colour",
+            Some(&r.admin),
+            Some(json!({"colour": "blue"})),
+        )
+        .await;
+    assert_eq!(s, 200, "writes resume: {v}");
 }

@@ -282,6 +282,13 @@ fn group() -> String {
     format!("{TEMPLATE}@{INSTANCE}")
 }
 
+/// Whether zigral-init runs an updater (a service of `updater@0` neither stopped nor failed).
+pub(crate) fn updater_live(status: &zigral_init_protocol::Status) -> bool {
+    status
+        .group_services(&group())
+        .any(|s| !matches!(s.state, ServiceState::Stopped | ServiceState::Failed))
+}
+
 fn unreachable(e: &SupervisorError) -> Refusal {
     Refusal::Unavailable(format!(
         "updates are unavailable: zigral-init, which applies them, does not answer ({e})"
@@ -301,11 +308,7 @@ pub async fn apply(st: &AppState, offer: &Offer) -> Result<Accepted, Refusal> {
     let status = crate::vdi::init::status(&cfg.init_socket)
         .await
         .map_err(|e| unreachable(&e))?;
-    let group = group();
-    let live = status
-        .group_services(&group)
-        .any(|s| !matches!(s.state, ServiceState::Stopped | ServiceState::Failed));
-    if live {
+    if updater_live(&status) {
         return Err(Refusal::InProgress(in_progress_message(cfg)));
     }
     if let Some(s) = read_status(cfg)

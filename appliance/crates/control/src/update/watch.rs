@@ -2,7 +2,8 @@
 //! `<state>/updates/` (`NAME.tar.zst` with `NAME.tar.zst.minisig`) goes through the same
 //! checks as an upload once both files stopped changing for one tick; a refused pair is
 //! renamed `*.refused` with `NAME.refused.txt` saying why. The same task audits how each
-//! update ended (from the updater's `status.json`), once per update id across restarts.
+//! update ended (from the updater's `status.json`), once per update id across restarts, and
+//! lifts a health gate that a killed updater left behind.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,6 +38,7 @@ pub fn start(st: AppState) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             scan(&st, &mut seen).await;
             note_outcome(&st).await;
+            lift_stale_gate(&st).await;
         }
     })
 }
@@ -149,6 +151,25 @@ async fn take(st: &AppState, dir: &Path, stem: &str) {
             )
             .await;
         }
+    }
+}
+
+/// Removes the health gate's file when no updater runs any more: the updater removes it
+/// itself before it exits, so one left behind belongs to an updater that was killed, and would
+/// keep every write refused (503) until the appliance restarts.
+async fn lift_stale_gate(st: &AppState) {
+    if !super::gate_active(st.config()) {
+        return;
+    }
+    let Ok(status) = crate::vdi::init::status(&st.config().init_socket).await else {
+        return;
+    };
+    if super::updater_live(&status) {
+        return;
+    }
+    // The updater may have removed it between the two looks: then there is nothing to do.
+    if std::fs::remove_file(super::gate_file(st.config())).is_ok() {
+        tracing::warn!("no updater runs but its health gate was still on: lifted, writes resume");
     }
 }
 
