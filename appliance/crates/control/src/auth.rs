@@ -3,7 +3,9 @@
 //!
 //! Credentials: a login token (from `POST /auth/login`, sent as `Authorization: Bearer` or as
 //! the HttpOnly `zigral_session` cookie) or an API token. Only SHA-256 hashes of tokens and
-//! argon2id hashes of passwords are stored. GET/HEAD requests need the `read` scope, every
+//! argon2id hashes of passwords are stored. In a fleet, a fleet user's login token is a
+//! `zgf_` token signed with the fleet key, checked here without a stored record (see
+//! [`crate::fleet_auth`]). GET/HEAD requests need the `read` scope, every
 //! other method `write`; handlers ask for `control` or `admin` explicitly.
 
 use std::collections::HashMap;
@@ -29,8 +31,8 @@ use crate::state::AppState;
 pub const SESSION_ROUTES: &str = "/api/v1/sessions/{id}";
 /// Name of the login session cookie.
 pub const COOKIE: &str = "zigral_session";
-/// Longest credential we look at.
-const MAX_TOKEN_LEN: usize = 256;
+/// Longest credential we look at (a fleet token carries its claims: up to ~300 bytes).
+const MAX_TOKEN_LEN: usize = 512;
 
 /// A permission carried by a credential.
 #[derive(
@@ -249,6 +251,96 @@ fn cookie(parts: &Parts) -> Option<&str> {
     None
 }
 
+/// The caller of a token this appliance issued (stored by hash).
+fn local_principal(state: &AppState, token: &str, via_cookie: bool) -> Result<Principal, ApiError> {
+    let rec = state
+        .store()
+        .token_by_hash(&token_hash(token))?
+        .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    if rec.expires_at.is_some_and(|e| e <= state.now_ms()) {
+        return Err(ApiError::unauthorized("token expired"));
+    }
+    if via_cookie && rec.kind != TokenKind::Login {
+        return Err(ApiError::unauthorized("invalid or revoked token"));
+    }
+    let user = state
+        .store()
+        .get_user(&rec.user_id)?
+        .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+    if user.disabled {
+        return Err(ApiError::forbidden(
+            "this account is disabled; ask an administrator",
+        ));
+    }
+    let allowed = login_scopes(user.is_admin);
+    let scopes: Vec<Scope> = match rec.kind {
+        TokenKind::Login => allowed,
+        TokenKind::Api => rec
+            .scopes
+            .iter()
+            .filter_map(|s| Scope::parse(s))
+            .filter(|s| allowed.contains(s))
+            .collect(),
+    };
+    Ok(Principal {
+        user_id: user.id,
+        username: user.username,
+        is_admin: user.is_admin,
+        scopes,
+        kind: match (rec.kind, via_cookie) {
+            (_, true) => CredentialKind::SessionCookie,
+            (TokenKind::Login, false) => CredentialKind::User,
+            (TokenKind::Api, false) => CredentialKind::ApiToken,
+        },
+        token_id: rec.id,
+    })
+}
+
+/// The caller of a fleet login token (any appliance of the fleet signed it; see
+/// [`crate::fleet_auth`]): the listed user of that name, as this appliance's store has them.
+fn fleet_principal(state: &AppState, token: &str, via_cookie: bool) -> Result<Principal, ApiError> {
+    let fleet = &state.config().fleet;
+    if !fleet.enabled() {
+        return Err(ApiError::unauthorized(
+            "invalid or revoked token (this appliance is not in a fleet)",
+        ));
+    }
+    let claims =
+        crate::fleet_auth::verify(&fleet.keys, token, state.now_ms()).map_err(|e| match e {
+            crate::fleet_auth::TokenError::Expired => ApiError::unauthorized("token expired"),
+            crate::fleet_auth::TokenError::UnknownKey(k) => ApiError::unauthorized(format!(
+                "invalid fleet token: signed with key '{k}', which this appliance does not have"
+            )),
+            _ => ApiError::unauthorized("invalid or revoked token"),
+        })?;
+    if fleet.user(&claims.u).is_none() {
+        return Err(ApiError::unauthorized(
+            "this fleet token's user is not a fleet user on this appliance",
+        ));
+    }
+    let user = state
+        .store()
+        .get_user_by_name(&claims.u)?
+        .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+    if user.disabled {
+        return Err(ApiError::forbidden(
+            "this account is disabled; ask an administrator",
+        ));
+    }
+    Ok(Principal {
+        user_id: user.id,
+        username: user.username,
+        is_admin: user.is_admin,
+        scopes: login_scopes(user.is_admin),
+        kind: if via_cookie {
+            CredentialKind::SessionCookie
+        } else {
+            CredentialKind::User
+        },
+        token_id: claims.jti,
+    })
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -268,46 +360,10 @@ impl FromRequestParts<AppState> for Principal {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::unauthorized("invalid or revoked token"));
         }
-        let rec = state
-            .store()
-            .token_by_hash(&token_hash(token))?
-            .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
-        if rec.expires_at.is_some_and(|e| e <= state.now_ms()) {
-            return Err(ApiError::unauthorized("token expired"));
-        }
-        if via_cookie && rec.kind != TokenKind::Login {
-            return Err(ApiError::unauthorized("invalid or revoked token"));
-        }
-        let user = state
-            .store()
-            .get_user(&rec.user_id)?
-            .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
-        if user.disabled {
-            return Err(ApiError::forbidden(
-                "this account is disabled; ask an administrator",
-            ));
-        }
-        let allowed = login_scopes(user.is_admin);
-        let scopes: Vec<Scope> = match rec.kind {
-            TokenKind::Login => allowed,
-            TokenKind::Api => rec
-                .scopes
-                .iter()
-                .filter_map(|s| Scope::parse(s))
-                .filter(|s| allowed.contains(s))
-                .collect(),
-        };
-        let p = Principal {
-            user_id: user.id,
-            username: user.username,
-            is_admin: user.is_admin,
-            scopes,
-            kind: match (rec.kind, via_cookie) {
-                (_, true) => CredentialKind::SessionCookie,
-                (TokenKind::Login, false) => CredentialKind::User,
-                (TokenKind::Api, false) => CredentialKind::ApiToken,
-            },
-            token_id: rec.id,
+        let p = if token.starts_with(crate::fleet_auth::PREFIX) {
+            fleet_principal(state, token, via_cookie)?
+        } else {
+            local_principal(state, token, via_cookie)?
         };
         let base = if matches!(parts.method, Method::GET | Method::HEAD) {
             Scope::Read

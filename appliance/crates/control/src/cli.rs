@@ -176,6 +176,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         AdminOutcome::Exists => {}
     }
+    if !cfg.fleet.users.is_empty() {
+        let r =
+            crate::fleet_auth::sync_users(&store, &cfg.fleet.users, zigral_store::now_ms()).await?;
+        tracing::info!(
+            created = r.created,
+            updated = r.updated,
+            unchanged = r.unchanged,
+            "fleet users brought in line with fleet_users"
+        );
+    }
 
     let state = AppState::new(cfg, store.clone(), key);
     let _agent = match agent_listener {

@@ -74,6 +74,8 @@ pub struct Config {
     pub appliance_name: String,
     /// Where HAProxy's agent-check is answered (see [`crate::fleet`]); `None`: off.
     pub agent_listen: Option<SocketAddr>,
+    /// Fleet keys, users and members (see [`crate::fleet_auth`]); empty: not in a fleet.
+    pub fleet: crate::fleet_auth::FleetSettings,
 }
 
 /// Whether the control plane creates desktops through zigral-init.
@@ -200,6 +202,7 @@ impl std::fmt::Debug for Config {
             .field("update_max_bytes", &self.update_max_bytes)
             .field("appliance_name", &self.appliance_name)
             .field("agent_listen", &self.agent_listen)
+            .field("fleet", &self.fleet)
             .finish()
     }
 }
@@ -237,6 +240,7 @@ impl Config {
             update_max_bytes: DEFAULT_UPDATE_MAX_BYTES,
             appliance_name: crate::fleet::default_name(),
             agent_listen: None,
+            fleet: Default::default(),
         }
     }
 
@@ -301,6 +305,12 @@ pub struct Layer {
     pub appliance_name: Option<String>,
     /// An address such as `127.0.0.1:8001`; empty: off.
     pub agent_listen: Option<String>,
+    /// `KID:SECRET` entries (secret).
+    pub fleet_keys: Option<String>,
+    /// `NAME:ROLE:PHC` entries.
+    pub fleet_users: Option<String>,
+    /// Appliance names; `NAME-{A..B}` ranges.
+    pub fleet_members: Option<String>,
 }
 
 /// Why the configuration could not be built.
@@ -405,6 +415,9 @@ impl Layer {
                 "RELEASE_FILE" => l.release_file = Some(v.into()),
                 "UPDATE_MAX_BYTES" => l.update_max_bytes = Some(num(&v).map_err(bad)?),
                 "APPLIANCE_NAME" => l.appliance_name = Some(v),
+                "FLEET_KEYS" => l.fleet_keys = Some(v),
+                "FLEET_USERS" => l.fleet_users = Some(v),
+                "FLEET_MEMBERS" => l.fleet_members = Some(v),
                 "AGENT_LISTEN" => {
                     parse_agent_listen(&v).map_err(bad)?;
                     l.agent_listen = Some(v);
@@ -459,7 +472,10 @@ impl Layer {
             release_file,
             update_max_bytes,
             appliance_name,
-            agent_listen
+            agent_listen,
+            fleet_keys,
+            fleet_users,
+            fleet_members
         );
         self
     }
@@ -551,6 +567,21 @@ impl Layer {
         if let Some(a) = &self.agent_listen {
             c.agent_listen = parse_agent_listen(a)
                 .map_err(|m| ConfigError::Invalid(format!("agent_listen {m}")))?;
+        }
+        let fleet_err =
+            |e: crate::fleet_auth::FleetConfigError| ConfigError::Invalid(e.to_string());
+        c.fleet = crate::fleet_auth::FleetSettings {
+            keys: crate::fleet_auth::parse_keys(self.fleet_keys.as_deref().unwrap_or(""))
+                .map_err(fleet_err)?,
+            users: crate::fleet_auth::parse_users(self.fleet_users.as_deref().unwrap_or(""))
+                .map_err(fleet_err)?,
+            members: crate::fleet_auth::parse_members(self.fleet_members.as_deref().unwrap_or(""))
+                .map_err(fleet_err)?,
+        };
+        if !c.fleet.users.is_empty() && !c.fleet.enabled() {
+            return Err(fleet_err(
+                crate::fleet_auth::FleetConfigError::UsersWithoutKeys,
+            ));
         }
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             return Err(ConfigError::Invalid(

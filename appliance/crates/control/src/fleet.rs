@@ -148,6 +148,49 @@ pub struct ApplianceInfo {
     /// An administrator marked it draining: it takes no new session.
     pub draining: bool,
     pub desktops: Capacity,
+    /// `/a/<name>` when this request came through the fleet's pinned route (HAProxy's
+    /// `X-Forwarded-Prefix`): links to this appliance start with it, the live view included.
+    pub prefix: Option<String>,
+    /// The fleet this appliance belongs to (`fleet_keys` set), else `null`.
+    pub fleet: Option<FleetInfo>,
+}
+
+/// The fleet as one appliance knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FleetInfo {
+    /// `fleet_members`: every appliance name of the fleet (some may not be running); just
+    /// this appliance when the setting is empty.
+    pub members: Vec<String>,
+}
+
+/// The header HAProxy sets on requests of the pinned route `/a/<name>/...`.
+pub const PREFIX_HEADER: &str = "x-forwarded-prefix";
+
+/// `/a/<name>` if the request came through the fleet's pinned route to this appliance (its
+/// `X-Forwarded-Prefix` names exactly this appliance; anything else is ignored).
+pub fn forwarded_prefix(st: &AppState, headers: &axum::http::HeaderMap) -> Option<String> {
+    let want = format!("/a/{}", st.config().appliance_name);
+    headers
+        .get(PREFIX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.trim_end_matches('/') == want)
+        .map(|_| want)
+}
+
+/// 409 `fleet_managed` for a user of the fleet's list: a change through one appliance would
+/// hold there only (the list in `fleet_users` is the source, on every appliance).
+pub fn refuse_managed_user(st: &AppState, username: &str) -> ApiResult<()> {
+    if st.config().fleet.user(username).is_some() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            crate::fleet_auth::MANAGED_ERROR,
+            format!(
+                "user '{username}' is managed by the fleet (fleet_users): change them in the \
+                 fleet's settings, which every appliance reads"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The free desktop slots now.
@@ -179,8 +222,9 @@ pub fn draining(st: &AppState) -> Result<bool, StoreError> {
     })
 }
 
-/// Name, draining and capacity (a store error reads as not draining, logged).
-pub fn info(st: &AppState) -> ApplianceInfo {
+/// Name, draining, capacity and fleet (a store error reads as not draining, logged);
+/// `headers`: the request's, for its prefix.
+pub fn info(st: &AppState, headers: &axum::http::HeaderMap) -> ApplianceInfo {
     ApplianceInfo {
         name: st.config().appliance_name.clone(),
         draining: draining(st).unwrap_or_else(|e| {
@@ -188,6 +232,14 @@ pub fn info(st: &AppState) -> ApplianceInfo {
             false
         }),
         desktops: capacity(st),
+        prefix: forwarded_prefix(st, headers),
+        fleet: st.config().fleet.enabled().then(|| FleetInfo {
+            members: if st.config().fleet.members.is_empty() {
+                vec![st.config().appliance_name.clone()]
+            } else {
+                st.config().fleet.members.clone()
+            },
+        }),
     }
 }
 

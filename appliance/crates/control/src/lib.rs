@@ -18,6 +18,7 @@ pub mod desktops;
 pub mod error;
 pub mod events;
 pub mod fleet;
+pub mod fleet_auth;
 pub mod hitl;
 pub mod keyfile;
 pub mod mcp;

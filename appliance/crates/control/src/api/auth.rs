@@ -118,13 +118,23 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| hash_password(&new_id()).unwrap_or_default())
 }
 
-/// The `Set-Cookie` value for a login token (`Secure` under TLS).
-fn session_cookie(st: &AppState, token: &str, max_age: u64) -> Option<HeaderValue> {
+/// The `Set-Cookie` value for a login token (`Secure` under TLS). `path`: `/`, or this
+/// appliance's `/a/<name>/` for a token only it accepts, reached through the fleet.
+fn session_cookie(st: &AppState, token: &str, max_age: u64, path: &str) -> Option<HeaderValue> {
     let secure = if st.config().tls() { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
     .ok()
+}
+
+/// The cookie path of a token: a fleet token is good fleet-wide (`/`); this appliance's own
+/// token, handed out through the fleet's `/a/<name>/`, only under that prefix.
+fn cookie_path(st: &AppState, headers: &HeaderMap, fleet_token: bool) -> String {
+    match crate::fleet::forwarded_prefix(st, headers) {
+        Some(prefix) if !fleet_token => format!("{prefix}/"),
+        _ => "/".to_owned(),
+    }
 }
 
 /// Logs in with user name and password. Sets the HttpOnly, SameSite=Strict session cookie and
@@ -140,6 +150,7 @@ fn session_cookie(st: &AppState, token: &str, max_age: u64) -> Option<HeaderValu
 async fn login(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
+    req_headers: HeaderMap,
     Json(body): Json<LoginRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let LoginRequest { username, password } = body;
@@ -197,29 +208,53 @@ async fn login(
             "this account is disabled; ask an administrator",
         ));
     }
-    let token = new_token(TokenKind::Login);
     let ttl = st.config().login_ttl_secs;
     let now = st.now_ms();
-    let rec = TokenRecord {
-        id: new_id(),
-        user_id: user.id.clone(),
-        kind: TokenKind::Login,
-        name: "login".into(),
-        scopes: Vec::new(),
-        created_at: now,
-        expires_at: Some(now + ttl * 1000),
-    };
     let expires_at = now + ttl * 1000;
-    st.store().put_token(token_hash(&token), rec).await?;
+    let fleet = &st.config().fleet;
+    // A fleet user gets a token every appliance of the fleet accepts; anyone else one that
+    // only this appliance knows.
+    let fleet_token = if fleet.enabled() && fleet.user(&user.username).is_some() {
+        crate::fleet_auth::mint(
+            &fleet.keys,
+            &crate::fleet_auth::Claims {
+                u: user.username.clone(),
+                iat: now,
+                exp: expires_at,
+                jti: new_id(),
+            },
+        )
+    } else {
+        None
+    };
+    let is_fleet = fleet_token.is_some();
+    let token = match fleet_token {
+        Some(t) => t,
+        None => {
+            let token = new_token(TokenKind::Login);
+            let rec = TokenRecord {
+                id: new_id(),
+                user_id: user.id.clone(),
+                kind: TokenKind::Login,
+                name: "login".into(),
+                scopes: Vec::new(),
+                created_at: now,
+                expires_at: Some(expires_at),
+            };
+            st.store().put_token(token_hash(&token), rec).await?;
+            token
+        }
+    };
     st.audit(
         &format!("user:{}", user.id),
         "auth.login",
         &user.username,
-        json!({"ip": ip.map(|i| i.to_string())}),
+        json!({"ip": ip.map(|i| i.to_string()), "fleet": is_fleet}),
     )
     .await;
     let mut headers = HeaderMap::new();
-    if let Some(c) = session_cookie(&st, &token, ttl) {
+    let path = cookie_path(&st, &req_headers, is_fleet);
+    if let Some(c) = session_cookie(&st, &token, ttl, &path) {
         headers.insert(header::SET_COOKIE, c);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -235,20 +270,37 @@ async fn login(
 }
 
 /// Ends the current login session (revokes its token and clears the cookie). API tokens are
-/// revoked with `DELETE /api/v1/tokens/{id}` instead.
+/// revoked with `DELETE /api/v1/tokens/{id}` instead. A fleet login token is not stored
+/// anywhere: the cookie is cleared, and the token itself stays valid until it expires.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth",
     responses((status = 204, description = "logged out"), CommonErrors))]
-async fn logout(State(st): State<AppState>, who: Principal) -> ApiResult<impl IntoResponse> {
+async fn logout(
+    State(st): State<AppState>,
+    req_headers: HeaderMap,
+    who: Principal,
+) -> ApiResult<impl IntoResponse> {
     if who.kind == CredentialKind::ApiToken {
         return Err(ApiError::bad_request(
             "API tokens are revoked with DELETE /api/v1/tokens/{id}",
         ));
     }
-    st.store().revoke_token(&who.token_id).await?;
-    st.audit(&who.actor(), "auth.logout", &who.username, json!({}))
-        .await;
+    let fleet = st.config().fleet.enabled() && st.config().fleet.user(&who.username).is_some();
+    let local = match st.store().revoke_token(&who.token_id).await {
+        Ok(_) => true,
+        // A fleet token has no record here.
+        Err(zigral_store::StoreError::NotFound(_)) if fleet => false,
+        Err(e) => return Err(e.into()),
+    };
+    st.audit(
+        &who.actor(),
+        "auth.logout",
+        &who.username,
+        json!({"fleet": !local}),
+    )
+    .await;
     let mut headers = HeaderMap::new();
-    if let Some(c) = session_cookie(&st, "", 0) {
+    let path = cookie_path(&st, &req_headers, !local);
+    if let Some(c) = session_cookie(&st, "", 0, &path) {
         headers.insert(header::SET_COOKIE, c);
     }
     Ok((StatusCode::NO_CONTENT, headers))
@@ -273,6 +325,7 @@ async fn change_password(
     if who.kind == CredentialKind::ApiToken {
         return Err(ApiError::forbidden("log in with a password to change it"));
     }
+    crate::fleet::refuse_managed_user(&st, &who.username)?;
     check_password_rules(&body.new_password)?;
     let user = st
         .store()

@@ -37,11 +37,11 @@ pub struct Info {
 /// desktop slots. No authentication.
 #[utoipa::path(get, path = "/info", tag = "health", security(()),
     responses((status = 200, body = Info)))]
-async fn info(State(st): State<AppState>) -> Json<Info> {
+async fn info(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Json<Info> {
     Json(Info {
         version: VERSION.to_owned(),
         live_view_port: st.config().live_view_port(),
         release: crate::update::running_release(st.config()).into(),
-        appliance: crate::fleet::info(&st),
+        appliance: crate::fleet::info(&st, &headers),
     })
 }

@@ -40,6 +40,25 @@ pub struct NewSession {
     pub desktop: Option<u32>,
 }
 
+/// A session as the API shows it: the stored record and the appliance it lives on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    #[serde(flatten)]
+    pub session: SessionRecord,
+    /// The appliance (`appliance_name`) this session lives on: through a fleet, every later
+    /// request for it goes to `/a/<appliance>/...`.
+    pub appliance: String,
+}
+
+impl SessionView {
+    pub fn new(st: &AppState, session: SessionRecord) -> SessionView {
+        SessionView {
+            session,
+            appliance: st.config().appliance_name.clone(),
+        }
+    }
+}
+
 /// Session changes; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,7 +91,7 @@ fn check_prompt(p: &str) -> Result<(), ApiError> {
 /// /api/v1/admin/draining`) it answers 503 `appliance_draining`: create the session through
 /// the fleet address instead.
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = NewSession,
-    responses((status = 201, body = SessionRecord),
+    responses((status = 201, body = SessionView),
         (status = 409, description = "the appliance runs as many desktops as it may (max_desktops)", body = crate::error::ErrorBody),
         (status = 429, description = "the user holds as many desktops as they may (max_desktops_per_user)", body = crate::error::ErrorBody),
         (status = 503, description = "the desktop could not be started (`desktop_unavailable`), or the appliance is draining (`appliance_draining`)", body = crate::error::ErrorBody),
@@ -81,7 +100,7 @@ async fn create_session(
     State(st): State<AppState>,
     who: Principal,
     Json(body): Json<NewSession>,
-) -> ApiResult<(StatusCode, Json<SessionRecord>)> {
+) -> ApiResult<(StatusCode, Json<SessionView>)> {
     crate::fleet::refuse_new_session(&st)?;
     let managed = st.vdi().managed();
     if managed && body.desktop.is_some() {
@@ -146,42 +165,51 @@ async fn create_session(
         Some(&s.owner),
         json!({"title": s.title, "desktop": s.desktop, "owner": s.owner}),
     ));
-    Ok((StatusCode::CREATED, Json(s)))
+    Ok((StatusCode::CREATED, Json(SessionView::new(&st, s))))
 }
 
 /// Lists sessions: your own; administrators see every session.
 #[utoipa::path(get, path = "/sessions", tag = "sessions",
-    responses((status = 200, body = Vec<SessionRecord>), CommonErrors))]
+    responses((status = 200, body = Vec<SessionView>), CommonErrors))]
 async fn list_sessions(
     State(st): State<AppState>,
     who: Principal,
-) -> ApiResult<Json<Vec<SessionRecord>>> {
+) -> ApiResult<Json<Vec<SessionView>>> {
     let owner = (!who.is_admin).then_some(who.user_id.as_str());
-    Ok(Json(st.store().list_sessions(owner)?))
+    Ok(Json(
+        st.store()
+            .list_sessions(owner)?
+            .into_iter()
+            .map(|s| SessionView::new(&st, s))
+            .collect(),
+    ))
 }
 
 /// One session.
 #[utoipa::path(get, path = "/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = SessionRecord), CommonErrors))]
+    responses((status = 200, body = SessionView), CommonErrors))]
 async fn get_session(
     State(st): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<SessionRecord>> {
-    Ok(Json(authorize_session(&st, &who, &id)?))
+) -> ApiResult<Json<SessionView>> {
+    Ok(Json(SessionView::new(
+        &st,
+        authorize_session(&st, &who, &id)?,
+    )))
 }
 
 /// Changes a session's title, system prompt or state.
 #[utoipa::path(patch, path = "/sessions/{id}", tag = "sessions", request_body = SessionUpdate,
     params(("id" = String, Path, description = "session id")),
-    responses((status = 200, body = SessionRecord), CommonErrors))]
+    responses((status = 200, body = SessionView), CommonErrors))]
 async fn update_session(
     State(st): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
     Json(body): Json<SessionUpdate>,
-) -> ApiResult<Json<SessionRecord>> {
+) -> ApiResult<Json<SessionView>> {
     authorize_session(&st, &who, &id)?;
     if let Some(t) = &body.title {
         check_title(t)?;
@@ -207,7 +235,7 @@ async fn update_session(
         Some(&s.owner),
         json!({"title": s.title, "state": s.state}),
     ));
-    Ok(Json(s))
+    Ok(Json(SessionView::new(&st, s)))
 }
 
 /// Deletes a session with its messages, actions, feedback, checkpoints and summaries.

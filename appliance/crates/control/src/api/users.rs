@@ -133,6 +133,9 @@ async fn update_user(
     if body.disabled == Some(true) && id == who.user_id {
         return Err(ApiError::conflict("you cannot disable yourself"));
     }
+    if body.disabled.is_some_and(|d| d != cur.disabled) {
+        crate::fleet::refuse_managed_user(&st, &cur.username)?;
+    }
     let mut limits = cur.limits;
     if let Some(c) = &body.limits {
         apply_limits(&mut limits, c)?;
@@ -183,9 +186,10 @@ async fn reset_password(
 ) -> ApiResult<StatusCode> {
     who.require_admin()?;
     check_password_rules(&body.password)?;
-    if st.store().get_user(&id)?.is_none() {
+    let Some(target) = st.store().get_user(&id)? else {
         return Err(ApiError::not_found(format!("user {id} not found")));
-    }
+    };
+    crate::fleet::refuse_managed_user(&st, &target.username)?;
     let hash = blocking_crypto(&st, move || {
         let mut p = body.password;
         let h = hash_password(&p);
@@ -309,6 +313,9 @@ async fn delete_user(
     who.require_admin()?;
     if id == who.user_id {
         return Err(ApiError::conflict("you cannot delete yourself"));
+    }
+    if let Some(target) = st.store().get_user(&id)? {
+        crate::fleet::refuse_managed_user(&st, &target.username)?;
     }
     let u = st.store().delete_user(&id).await?;
     st.vdi().release_user(&id).await;
