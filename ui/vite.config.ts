@@ -11,7 +11,9 @@ const proxy = process.env.ZIGRAL_PROXY ?? 'http://127.0.0.1:6081';
 
 export default defineConfig({
   root: 'app',
-  base: '/',
+  // Relative asset URLs: the control plane serves the app at /, a fleet's HAProxy also at
+  // /a/<name>/ (the app computes its API's URL from the page's directory too: src/api.ts).
+  base: './',
   build: {
     outDir: '../dist/app',
     emptyOutDir: true,

@@ -1,8 +1,21 @@
-// The control plane's REST API (`/api/v1`), authenticated by the HttpOnly session cookie that
-// `POST /auth/login` sets. Every failure becomes an `ApiError` with a sentence a person can
-// read; a 401 also tells the app the session is over (it returns to the login page).
+// The control plane's REST API (`api/v1` next to the page), authenticated by the HttpOnly
+// session cookie that `POST /auth/login` sets. Every failure becomes an `ApiError` with a
+// sentence a person can read; a 401 also tells the app the session is over (it returns to the
+// login page).
+//
+// Every URL is relative to the page's directory: the control plane serves the app at `/`, a
+// fleet's HAProxy serves the same files at `/a/<name>/` (one appliance) and at `/` (any).
 
-export const API = '/api/v1';
+/** The page's directory: `/`, or `/a/<name>/` through a fleet (hash routing keeps it a directory). */
+export const BASE = location.pathname.slice(0, location.pathname.lastIndexOf('/') + 1);
+
+/** The REST API's root for this page: `/api/v1`, or `/a/<name>/api/v1` through a fleet. */
+export const API = `${BASE}api/v1`;
+
+/** The `ws:`/`wss:` URL of a path (absolute from the origin, e.g. `${API}/events`) on this origin. */
+export function wsUrl(path: string): string {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
+}
 
 export class ApiError extends Error {
   constructor(
@@ -32,9 +45,16 @@ export function explain(e: unknown): string {
 }
 
 export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  return apiAt<T>(API, method, path, body);
+}
+
+/** Like `api`, on another REST root (in a fleet: `/a/<name>/api/v1`, one appliance's).
+ * `signOut: false` keeps a 401 from ending the app's session (a fan-out over a fleet's
+ * appliances reports each one's failure instead). */
+export async function apiAt<T = unknown>(root: string, method: string, path: string, body?: unknown, opts: { signOut?: boolean } = {}): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(API + path, {
+    res = await fetch(root + path, {
       method,
       credentials: 'same-origin',
       // A FormData body (file uploads) goes as multipart, with the browser's own boundary.
@@ -44,7 +64,7 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
   } catch {
     throw new ApiError(0, 'network', 'The appliance cannot be reached. Check the connection and try again.');
   }
-  if (res.status === 401 && path !== '/auth/login') unauthorized.forEach((f) => f());
+  if (res.status === 401 && path !== '/auth/login' && opts.signOut !== false) unauthorized.forEach((f) => f());
   const text = await res.text();
   let data: unknown = null;
   if (text) {
@@ -55,8 +75,9 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
     }
   }
   if (!res.ok) {
-    const d = (data ?? {}) as { error?: string; message?: string };
-    throw new ApiError(res.status, d.error ?? `http_${res.status}`, d.message ?? `The appliance answered ${res.status}.`);
+    // The control plane says `message`; a fleet's HAProxy (503 appliance_unavailable) says `detail`.
+    const d = (data ?? {}) as { error?: string; message?: string; detail?: string };
+    throw new ApiError(res.status, d.error ?? `http_${res.status}`, d.message ?? d.detail ?? `The appliance answered ${res.status}.`);
   }
   return data as T;
 }

@@ -1,6 +1,8 @@
-// The events websocket (`/api/v1/events`): one connection for the whole app, reconnecting
+// The events websocket (`api/v1/events` next to the page): one connection for the whole app, reconnecting
 // with backoff; pages subscribe to event kinds (prefix match: `session.` gets all session
 // events) and unsubscribe when they unmount.
+
+import { API, wsUrl } from './api';
 
 export interface AppEvent {
   kind: string;
@@ -17,8 +19,7 @@ let stopped = true;
 const stateListeners = new Set<(up: boolean) => void>();
 
 function open(): void {
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  ws = new WebSocket(`${scheme}://${location.host}/api/v1/events`);
+  ws = new WebSocket(wsUrl(`${API}/events`));
   ws.onopen = () => {
     retry = 500;
     stateListeners.forEach((f) => f(true));

@@ -1,9 +1,11 @@
 // The app shell: who is signed in, the top bar, and the hash router (#/sessions/ID, …).
-// Pages live in pages/; each exports `mount` (see ctx.ts).
+// Pages live in pages/; each exports `mount` (see ctx.ts). In a fleet (fleet.ts) the top bar
+// names the appliance the page is on.
 import './style.css';
 import { ApiError, get, post, onUnauthorized, type Me } from './api';
 import { h, fill, toast } from './dom';
 import { startEvents, stopEvents, onEventsState } from './events';
+import { fleet, loadFleet, pinnedTo } from './fleet';
 import type { Ctx, Mount } from './ctx';
 
 const main = document.getElementById('main') as HTMLElement;
@@ -33,10 +35,20 @@ function setTitle(title: string): void {
   document.title = `${title} · Zigral`;
 }
 
+/** In a fleet: which appliance this page talks to ("on zigral-1"), or that any may answer. */
+function applianceLabel(): HTMLElement | null {
+  const f = fleet();
+  if (!f) return null;
+  const here = pinnedTo();
+  return here
+    ? h('span', { class: 'appliance', 'data-testid': 'appliance', title: `This page works with appliance ${here} of the fleet.` }, `on ${here}`)
+    : h('span', { class: 'appliance', 'data-testid': 'appliance', title: 'Any appliance of the fleet answers this page; each session opens on its own appliance.' }, 'on the fleet');
+}
+
 function renderTopbar(): void {
   if (!me) {
     unfollowEvents();
-    fill(topbar, h('span', { class: 'brand' }, 'Zigral'));
+    fill(topbar, h('span', { class: 'brand' }, 'Zigral'), applianceLabel());
     return;
   }
   const link = (href: string, text: string) =>
@@ -52,6 +64,7 @@ function renderTopbar(): void {
   fill(
     topbar,
     h('a', { class: 'brand', href: '#/' }, 'Zigral'),
+    applianceLabel(),
     h(
       'nav',
       { 'aria-label': 'Main' },
@@ -139,6 +152,8 @@ onUnauthorized(() => {
 window.addEventListener('hashchange', () => void route());
 
 async function boot(): Promise<void> {
+  // Whether the app is in a fleet decides the pages' links: known before the first page.
+  const inFleet = loadFleet();
   try {
     me = await get<Me>('/auth/me');
     startEvents();
@@ -146,6 +161,7 @@ async function boot(): Promise<void> {
     me = null;
     if (!(e instanceof ApiError && e.status === 401)) toast(String((e as Error).message), 'error');
   }
+  await inFleet;
   renderTopbar();
   await route();
 }

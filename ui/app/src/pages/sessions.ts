@@ -1,6 +1,9 @@
 // The Sessions page: the user's sessions with state, desktop and who drives; create and delete.
+// In a fleet it lists the sessions of every appliance (with an Appliance column), talks to each
+// session's own appliance, and a new session opens on the appliance that got it.
 import type { Mount } from '../ctx';
-import { get, post, put, del, explain } from '../api';
+import { apiAt, get, explain } from '../api';
+import { applianceApi, createApi, elsewhere, fleet, fleetSessions, locateSession, pinnedTo, sessionHref } from '../fleet';
 import { h, fill, ago } from '../dom';
 import { subscribe, type AppEvent } from '../events';
 import { act, errorLine } from './session/act';
@@ -17,9 +20,12 @@ interface Row {
 export const mount: Mount = (root, ctx) => {
   root.classList.add('sessions-page');
   ctx.setTitle('Sessions');
+  const f = fleet();
   const rows = new Map<string, Row>();
   const status = h('p', { class: 'muted', role: 'status' }, 'Loading your sessions…');
   const listErr = errorLine();
+  /** In a fleet: one sentence per appliance that could not be asked for its sessions. */
+  const fleetErr = h('div', { class: 'fleet-problems', 'data-testid': 'fleet-problems', 'aria-live': 'polite' });
   const tbody = h('tbody');
   const table = h(
     'div',
@@ -34,7 +40,7 @@ export const mount: Mount = (root, ctx) => {
         h(
           'tr',
           null,
-          ...['Title', 'State', 'Desktop', 'Who drives', 'Created', 'Actions'].map((t) => h('th', { scope: 'col' }, t)),
+          ...['Title', ...(f ? ['Appliance'] : []), 'State', 'Desktop', 'Who drives', 'Created', 'Actions'].map((t) => h('th', { scope: 'col' }, t)),
         ),
       ),
       tbody,
@@ -48,6 +54,7 @@ export const mount: Mount = (root, ctx) => {
     h('div', { class: 'row page-head' }, h('h1', null, 'Sessions'), newBtn),
     formSlot,
     listErr,
+    fleetErr,
     status,
     table,
   );
@@ -75,7 +82,7 @@ export const mount: Mount = (root, ctx) => {
       const no = h('button', { type: 'button', class: 'secondary', onclick: () => { fill(actions, delBtn, err); delBtn.focus(); } }, 'Cancel');
       yes.onclick = () =>
         void act(yes, err, async () => {
-          await del(`/sessions/${encodeURIComponent(r.s.id)}`);
+          await apiAt(applianceApi(r.s.appliance), 'DELETE', `/sessions/${encodeURIComponent(r.s.id)}`);
           rows.delete(r.s.id);
           render();
         });
@@ -84,8 +91,9 @@ export const mount: Mount = (root, ctx) => {
     }
     return h(
       'tr',
-      { dataset: { session: r.s.id } },
-      h('td', { 'data-label': 'Title' }, h('a', { href: `#/sessions/${encodeURIComponent(r.s.id)}` }, title)),
+      { dataset: f ? { session: r.s.id, appliance: r.s.appliance ?? '' } : { session: r.s.id } },
+      h('td', { 'data-label': 'Title' }, h('a', { href: sessionHref(r.s.id, r.s.appliance) }, title)),
+      f ? h('td', { class: 'appliance', 'data-label': 'Appliance' }, r.s.appliance || '—') : null,
       h('td', { 'data-label': 'State' }, h('span', { class: 'badge' }, r.s.state || '—')),
       h('td', { 'data-label': 'Desktop' }, String(r.s.desktop)),
       h('td', { class: 'driver', 'data-label': 'Who drives' }, driver(r)),
@@ -103,14 +111,23 @@ export const mount: Mount = (root, ctx) => {
 
   async function details(r: Row): Promise<void> {
     const id = encodeURIComponent(r.s.id);
-    const [c, a] = await Promise.allSettled([get<ControlStatus>(`/sessions/${id}/control`), get<AgentView>(`/sessions/${id}/agent`)]);
+    const at = applianceApi(r.s.appliance);
+    const [c, a] = await Promise.allSettled([apiAt<ControlStatus>(at, 'GET', `/sessions/${id}/control`), apiAt<AgentView>(at, 'GET', `/sessions/${id}/agent`)]);
     if (c.status === 'fulfilled') r.control = c.value;
     if (a.status === 'fulfilled') r.agent = a.value;
   }
 
+  /** The user's sessions: this appliance's, or in a fleet every member's (naming the ones that failed). */
+  async function fetchList(): Promise<SessionRecord[]> {
+    if (!f) return get<SessionRecord[]>('/sessions');
+    const { sessions, problems } = await fleetSessions(f);
+    fill(fleetErr, ...problems.map((p) => h('p', { class: 'form-error' }, p)));
+    return sessions;
+  }
+
   async function load(): Promise<void> {
     try {
-      const list = await get<SessionRecord[]>('/sessions');
+      const list = await fetchList();
       rows.clear();
       for (const s of list) rows.set(s.id, { s, control: null, agent: null });
       render();
@@ -124,7 +141,13 @@ export const mount: Mount = (root, ctx) => {
 
   async function refreshOne(id: string): Promise<void> {
     try {
-      const s = await get<SessionRecord>(`/sessions/${encodeURIComponent(id)}`);
+      // In a fleet the session is on its row's appliance; a new one on the appliance whose
+      // events these are (the pinned one), or, at the fleet's root, wherever it is found.
+      let where = rows.get(id)?.s.appliance ?? (f ? pinnedTo() : null);
+      if (f && !where) where = await locateSession(f, id);
+      if (f && !where) return;
+      const s = await apiAt<SessionRecord>(applianceApi(where), 'GET', `/sessions/${encodeURIComponent(id)}`);
+      if (f && !s.appliance && where) s.appliance = where;
       const r = rows.get(id) ?? { s, control: null, agent: null };
       r.s = s;
       rows.set(id, r);
@@ -167,15 +190,19 @@ export const mount: Mount = (root, ctx) => {
         try {
           const body: Record<string, unknown> = {};
           if (title.value.trim()) body.title = title.value.trim();
-          const s = await post<SessionRecord>('/sessions', body);
+          // In a fleet the fleet's root creates it (HAProxy picks the appliance) and the
+          // session's own appliance is told the rest.
+          const s = await apiAt<SessionRecord>(createApi(), 'POST', '/sessions', body);
           if (profile.value) {
             try {
-              await put(`/sessions/${encodeURIComponent(s.id)}/agent`, { profile: profile.value });
+              await apiAt(applianceApi(s.appliance), 'PUT', `/sessions/${encodeURIComponent(s.id)}/agent`, { profile: profile.value });
             } catch (e) {
               sessionStorage.setItem('zigral.session-notice', `The session was created, but its agent profile was not set: ${explain(e)}`);
             }
           }
-          ctx.navigate(`/sessions/${encodeURIComponent(s.id)}`);
+          // In a fleet the session's page is on its appliance: a full navigation to /a/<name>/.
+          if (elsewhere(s.appliance)) location.assign(sessionHref(s.id, s.appliance));
+          else ctx.navigate(`/sessions/${encodeURIComponent(s.id)}`);
         } finally {
           note.textContent = '';
         }

@@ -5,6 +5,7 @@ import { subscribe, type AppEvent } from '../../events';
 import type { Section } from './index';
 import { KeyedTable, Messages, fmtBytes, makeSwitch, stateBadge, type Switch } from './util';
 import type { SessionRecord } from '../session/types';
+import { sessionHref } from '../../fleet';
 
 /** `GET /desktops` (a `DesktopView`: the record flattened with its usage). */
 export interface Desktop {
@@ -208,7 +209,7 @@ export const render: Section = (root) => {
   // ---- tables ------------------------------------------------------------------------------
   const sessionLinks = (ss: Session[]) =>
     ss.length
-      ? h('ul', { class: 'adm-plain' }, ss.map((s) => h('li', null, h('a', { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id))))
+      ? h('ul', { class: 'adm-plain' }, ss.map((s) => h('li', null, h('a', { href: sessionHref(s.id, s.appliance) }, s.title || s.id))))
       : '—';
 
   const desktopTable = new KeyedTable<Desktop>(
@@ -233,7 +234,7 @@ export const render: Section = (root) => {
   const sessionTable = new KeyedTable<Session>(
     'Sessions',
     [
-      { head: 'Session', rowHeader: true, cell: (s) => h('a', { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id) },
+      { head: 'Session', rowHeader: true, cell: (s) => h('a', { href: sessionHref(s.id, s.appliance) }, s.title || s.id) },
       { head: 'Owner', cell: (s) => userName(s.owner) },
       { head: 'Desktop', cell: (s) => String(s.desktop) },
       { head: 'Agent profile', cell: (s) => (s.agent ? (agents.get(s.agent) ?? s.agent) : 'none') },

@@ -1,5 +1,5 @@
 // Dashboard services: the appliance's services under zigral-init (state, pid, restarts, last exit), versions, readiness and software updates.
-import { ApiError, explain, get } from '../../api';
+import { ApiError, BASE, explain, get } from '../../api';
 import { h } from '../../dom';
 import type { Section } from './index';
 import { updatePanel } from './update';
@@ -67,7 +67,7 @@ export const render: Section = (root) => {
 
   async function readiness(): Promise<HTMLElement> {
     try {
-      const r = await fetch('/readyz', { credentials: 'same-origin' });
+      const r = await fetch(`${BASE}readyz`, { credentials: 'same-origin' });
       const type = r.headers.get('content-type') ?? '';
       if (!type.includes('json')) return card('Readiness', 'not reachable from this page (a development server?)', 'warn');
       const j = (await r.json()) as { ready?: boolean; store?: string; supervisor?: string };

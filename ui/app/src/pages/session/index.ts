@@ -1,8 +1,10 @@
 // A session's page: the live view large on the left; needs-you prompts, chat, steps and
-// recording on the right (stacked on a narrow window).
+// recording on the right (stacked on a narrow window). In a fleet the page belongs on the
+// session's appliance (`/a/<name>/`): opened anywhere else, it goes there.
 import type { Mount } from '../../ctx';
 import { ApiError, explain, get } from '../../api';
 import { h, fill } from '../../dom';
+import { elsewhere, fleet, locateSession, sessionHref } from '../../fleet';
 import { subscribe, type AppEvent } from '../../events';
 import { LiveView } from './live';
 import { Control } from './control';
@@ -23,9 +25,11 @@ export const mount: Mount = (root, ctx, params) => {
   let gone = false;
   ctx.setTitle('Session');
   fill(root, h('p', { class: 'muted', role: 'status' }, 'Loading the session…'));
-  get<SessionRecord>(`/sessions/${encodeURIComponent(id)}`)
+  load(id)
     .then((s) => {
-      if (!gone) cleanup = render(root, ctx, s);
+      if (gone) return;
+      if (s && elsewhere(s.appliance)) moveTo(root, s.id, s.appliance);
+      else if (s) cleanup = render(root, ctx, s);
     })
     .catch((e) => {
       if (gone) return;
@@ -43,6 +47,27 @@ export const mount: Mount = (root, ctx, params) => {
     root.classList.remove('session-page');
   };
 };
+
+/** The session; in a fleet, when this page's appliance does not have it, null after sending
+ * the page to the appliance that does. */
+async function load(id: string): Promise<SessionRecord | null> {
+  try {
+    return await get<SessionRecord>(`/sessions/${encodeURIComponent(id)}`);
+  } catch (e) {
+    const f = fleet();
+    if (!(f && e instanceof ApiError && e.status === 404)) throw e;
+    const where = await locateSession(f, id);
+    if (!where || !elsewhere(where)) throw e;
+    moveTo(null, id, where);
+    return null;
+  }
+}
+
+/** Replaces this page with the session's page on its appliance (a full navigation). */
+function moveTo(root: HTMLElement | null, id: string, appliance: string | undefined): void {
+  if (root) fill(root, h('p', { class: 'muted', role: 'status' }, `Opening the session on ${appliance}…`));
+  location.replace(sessionHref(id, appliance));
+}
 
 function render(root: HTMLElement, ctx: Parameters<Mount>[1], s: SessionRecord): () => void {
   const title = s.title || `Session ${s.id.slice(0, 8)}`;

@@ -1,6 +1,6 @@
 // Recording of the session's desktop: start and stop, the list with downloads, and a player that
 // seeks to an agent step's chapter.
-import { ApiError, api, del, get, post } from '../../api';
+import { API, ApiError, api, del, get, post } from '../../api';
 import { fill, fmtBytes, h } from '../../dom';
 import type { AppEvent } from '../../events';
 import { act, errorLine } from './act';
@@ -82,7 +82,7 @@ export class Recording {
       const started = new Date(ms(r.started_at));
       const size = r.size_bytes != null ? fmtBytes(r.size_bytes) : '';
       const dur = r.duration_ms != null ? `${Math.round(r.duration_ms / 1000)} s` : '';
-      const url = `/api/v1/desktops/${this.desktop}/recordings/${encodeURIComponent(r.id)}`;
+      const url = `${API}/desktops/${this.desktop}/recordings/${encodeURIComponent(r.id)}`;
       return h(
         'li',
         { dataset: { recording: r.id, state: r.state } },
@@ -126,7 +126,7 @@ export class Recording {
   }
 
   private play(id: string, startMs: number): void {
-    const url = `/api/v1/desktops/${this.desktop}/recordings/${encodeURIComponent(id)}`;
+    const url = `${API}/desktops/${this.desktop}/recordings/${encodeURIComponent(id)}`;
     this.video.hidden = false;
     const seek = () => {
       this.video.currentTime = startMs / 1000;

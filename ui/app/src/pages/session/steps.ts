@@ -1,5 +1,6 @@
 // The steps timeline: each agent step with its screens before and after, streaming in from the
 // events; a click seeks the desktop's recording to that step's chapter when there is one.
+import { API } from '../../api';
 import { h } from '../../dom';
 import type { AppEvent } from '../../events';
 
@@ -38,7 +39,7 @@ export class Steps {
   }
 
   private thumb(n: number): string {
-    return `/api/v1/sessions/${encodeURIComponent(this.sessionId)}/agent/steps/${n}/thumbnail`;
+    return `${API}/sessions/${encodeURIComponent(this.sessionId)}/agent/steps/${n}/thumbnail`;
   }
 
   /** Steps 1..total that happened before the page opened (thumbnails of the newest are kept). */

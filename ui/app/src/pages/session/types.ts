@@ -10,6 +10,8 @@ export interface SessionRecord {
   updated_at: number;
   message_count: number;
   agent?: string | null;
+  /** The appliance the session is on (its name; in a fleet its page is `/a/<appliance>/`). */
+  appliance?: string;
 }
 
 export interface LeaseHolder {

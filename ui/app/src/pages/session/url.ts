@@ -1,20 +1,18 @@
-// Where the live view's websocket is: the page's own origin in development, else the proxy's port.
+// Where the live view's websocket is: through a fleet, the page's own origin under the
+// appliance's prefix (`/a/<name>/websockify`, which HAProxy sends to that appliance's proxy);
+// in development the page's own origin; else the proxy's port on the page's host name.
 /// <reference types="vite/client" />
-import { get } from '../../api';
-
-let port: Promise<number> | null = null;
-
-function livePort(): Promise<number> {
-  port ??= get<{ live_view_port?: number }>('/info')
-    .then((i) => (typeof i.live_view_port === 'number' ? i.live_view_port : 6081))
-    .catch(() => 6081);
-  return port;
-}
+import { wsUrl } from '../../api';
+import { info } from '../../info';
 
 /** The websocket URL of desktop `n` for a signed token. */
 export async function liveUrl(token: string, n: number): Promise<string> {
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   const q = `websockify?token=${encodeURIComponent(token)}&desktop=${n}`;
-  if (import.meta.env.DEV) return `${scheme}://${location.host}/${q}`;
-  return `${scheme}://${location.hostname}:${await livePort()}/${q}`;
+  const i = await info();
+  const prefix = i?.appliance?.prefix;
+  if (prefix) return wsUrl(`${prefix.replace(/\/+$/, '')}/${q}`);
+  if (import.meta.env.DEV) return wsUrl(`/${q}`);
+  const port = typeof i?.live_view_port === 'number' ? i.live_view_port : 6081;
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  return `${scheme}://${location.hostname}:${port}/${q}`;
 }
