@@ -18,6 +18,9 @@ enum Cmd {
     Proxy(zigral_proxy::cli::Args),
     /// The control plane: REST API, events, MCP, UI.
     Control(zigral_control::cli::Args),
+    /// Makes fleet settings: a signing key (`key KID`), a user entry (`user NAME --role R`).
+    #[command(subcommand)]
+    Fleet(zigral_control::fleet_tool::FleetCmd),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,8 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(zigral_control::cli::run(args)),
+        Cmd::Fleet(cmd) => {
+            zigral_control::fleet_tool::run(cmd, std::io::stdin().lock(), std::io::stdout().lock())
+        }
     }
 }

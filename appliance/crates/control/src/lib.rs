@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod fleet;
 pub mod fleet_auth;
+pub mod fleet_tool;
 pub mod hitl;
 pub mod keyfile;
 pub mod mcp;
