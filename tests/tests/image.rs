@@ -1130,3 +1130,322 @@ fn vm_init_config_is_valid() {
         }
     }
 }
+
+/// `n` random bytes from the kernel.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("read /dev/urandom");
+    b
+}
+
+/// base64url without padding (RFC 4648 §5), the fleet keys' encoding.
+fn base64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=c.len() {
+            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// A minimal ISO 9660 image labelled `label` with `files` (sorted, names without a version)
+/// in its root directory, as KubeVirt's cloudInitNoCloud attaches its `cidata` disk. No Rock
+/// Ridge or Joliet: Linux shows `META-DATA.;1` as `meta-data`.
+fn iso9660(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    const S: usize = 2048;
+    fn both32(v: u32) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&v.to_le_bytes());
+        b[4..].copy_from_slice(&v.to_be_bytes());
+        b
+    }
+    fn both16(v: u16) -> [u8; 4] {
+        let mut b = [0u8; 4];
+        b[..2].copy_from_slice(&v.to_le_bytes());
+        b[2..].copy_from_slice(&v.to_be_bytes());
+        b
+    }
+    fn record(name: &[u8], extent: u32, len: u32, dir: bool) -> Vec<u8> {
+        let mut r = vec![0u8; 33];
+        r[2..10].copy_from_slice(&both32(extent));
+        r[10..18].copy_from_slice(&both32(len));
+        r[18..25].copy_from_slice(&[126, 1, 1, 0, 0, 0, 0]);
+        r[25] = if dir { 2 } else { 0 };
+        r[28..32].copy_from_slice(&both16(1));
+        r[32] = u8::try_from(name.len()).expect("short name");
+        r.extend_from_slice(name);
+        if r.len() % 2 == 1 {
+            r.push(0);
+        }
+        r[0] = u8::try_from(r.len()).expect("short record");
+        r
+    }
+    // Sectors: 0-15 system area, 16 primary volume descriptor, 17 terminator, 18/19 path
+    // tables (little/big endian), 20 the root directory, then the files.
+    const ROOT: u32 = 20;
+    let mut extents = Vec::new();
+    let mut next = ROOT + 1;
+    for (_, data) in files {
+        extents.push(next);
+        next += u32::try_from(data.len().div_ceil(S).max(1)).expect("small file");
+    }
+    let mut img = vec![0u8; next as usize * S];
+    let sector = S as u32;
+    let p = &mut img[16 * S..17 * S];
+    p[0] = 1;
+    p[1..6].copy_from_slice(b"CD001");
+    p[6] = 1;
+    p[8..72].fill(b' ');
+    p[40..40 + label.len()].copy_from_slice(label.as_bytes());
+    p[80..88].copy_from_slice(&both32(next));
+    p[120..124].copy_from_slice(&both16(1));
+    p[124..128].copy_from_slice(&both16(1));
+    p[128..132].copy_from_slice(&both16(2048));
+    p[132..140].copy_from_slice(&both32(10));
+    p[140..144].copy_from_slice(&18u32.to_le_bytes());
+    p[148..152].copy_from_slice(&19u32.to_be_bytes());
+    p[156..190].copy_from_slice(&record(&[0], ROOT, sector, true));
+    p[190..813].fill(b' ');
+    for d in [813, 830, 847, 864] {
+        p[d..d + 16].fill(b'0');
+    }
+    p[881] = 1;
+    let t = &mut img[17 * S..18 * S];
+    t[0] = 255;
+    t[1..6].copy_from_slice(b"CD001");
+    t[6] = 1;
+    // Path tables: the root directory only (name length 1, extent, parent 1, name 0, pad).
+    img[18 * S..18 * S + 10].copy_from_slice(&[1, 0, ROOT as u8, 0, 0, 0, 1, 0, 0, 0]);
+    img[19 * S..19 * S + 10].copy_from_slice(&[1, 0, 0, 0, 0, ROOT as u8, 0, 1, 0, 0]);
+    let mut dir = record(&[0], ROOT, sector, true);
+    dir.extend(record(&[1], ROOT, sector, true));
+    for ((name, data), &ext) in files.iter().zip(&extents) {
+        let id = format!("{}.;1", name.to_ascii_uppercase());
+        let len = u32::try_from(data.len()).expect("small file");
+        dir.extend(record(id.as_bytes(), ext, len, false));
+        let at = ext as usize * S;
+        img[at..at + data.len()].copy_from_slice(data);
+    }
+    assert!(dir.len() <= S, "the root directory fits one sector");
+    let at = ROOT as usize * S;
+    img[at..at + dir.len()].copy_from_slice(&dir);
+    img
+}
+
+/// One line from HAProxy's agent-check port (connect, read up to the newline), or None when
+/// nothing answers yet (QEMU's user network accepts on the host port and closes when the
+/// guest does not).
+fn agent_line(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 64 {
+        match s.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => {
+                return Some(String::from_utf8_lossy(&line).trim_end().to_owned());
+            }
+            Ok(1) => line.push(b[0]),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Fleet provisioning as the engines do it (deploy/README.md): Nomad's QEMU fw_cfg entries
+/// (`opt/zigral/appliance_name`, `opt/zigral/user-data`) together with KubeVirt's NoCloud seed
+/// (an ISO 9660 `cidata` disk: JSON meta-data with `local-hostname`, a user-data of its own).
+/// The name from fw_cfg wins over meta-data, fw_cfg's user-data over the seed's; the admin
+/// password from user-data logs in; `/api/v1/info` shows the name and the 8 fleet members;
+/// the capacity agent answers `N%` through a forwarded port; settings the appliance does not
+/// take are named on the console, and no secret value reaches the console or the service logs.
+#[test]
+#[ignore = "boots the VM image under QEMU for minutes: run by scripts/test.sh (make test) with --ignored"]
+fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
+    require_tools(VM_TOOLS);
+    let _g = vm_lock();
+    let image = image();
+    let dir = TempDir::new("fleet");
+    let key = ssh_keypair(&dir);
+    let password = format!("pw-{}", base64url(&random_bytes(18)));
+    let fleet_secret = base64url(&random_bytes(32));
+    assert_eq!(fleet_secret.len(), 43);
+    let user_data = dir.path("user-data");
+    std::fs::write(
+        &user_data,
+        format!(
+            "# fleet settings (Nomad: fw_cfg opt/zigral/user-data)\n\
+             ZIGRAL_ADMIN_PASSWORD={password}\n\
+             ZIGRAL_FLEET_MEMBERS=zigral-{{0..7}}\n\
+             \n\
+             ZIGRAL_FLEET_KEYS=k1:{fleet_secret}\n\
+             ZIGRAL_NOT_ALLOWED=x\n"
+        ),
+    )
+    .expect("write user-data");
+    let seed = dir.path("seed.iso");
+    std::fs::write(
+        &seed,
+        iso9660(
+            "cidata",
+            &[
+                (
+                    "meta-data",
+                    br#"{"instance-id":"5d1f9a0e-zigral-test","local-hostname":"zigral-3"}"#,
+                ),
+                (
+                    "user-data",
+                    b"ZIGRAL_FLEET_MEMBERS=zigral-{0..3}\nZIGRAL_SEED_ONLY=1\n",
+                ),
+            ],
+        ),
+    )
+    .expect("write the NoCloud seed");
+
+    let (http_port, proxy, ssh, agent) = (free_port(), free_port(), free_port(), free_port());
+    let serial = dir.path("fleet-serial.log");
+    let monitor = dir.path("fleet-monitor.sock");
+    let mut cmd = Command::new(repo_root().join("image/boot.sh"));
+    cmd.arg("--image")
+        .arg(&image)
+        .arg("--overlay")
+        .arg(dir.path("disk.qcow2"))
+        .args(["--accel", "tcg"])
+        .args(["--http-port", &http_port.to_string()])
+        .args(["--proxy-port", &proxy.to_string()])
+        .args(["--ssh-port", &ssh.to_string()])
+        .args(["--agent-port", &agent.to_string()])
+        .args(["--appliance-name", "zigral-7"])
+        .arg("--user-data")
+        .arg(&user_data)
+        .arg("--seed")
+        .arg(&seed)
+        .arg("--ssh-key")
+        .arg(key.with_extension("pub"))
+        .arg("--serial-log")
+        .arg(&serial)
+        .arg("--monitor")
+        .arg(&monitor)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut vm = Vm {
+        qemu: Proc::spawn(cmd),
+        serial,
+        monitor,
+        http: http_port,
+        proxy,
+        ssh,
+        started: Instant::now(),
+    };
+    let ready_s = vm.wait_ready(vm.http);
+    eprintln!("fleet_boot_to_control_ready_s: {ready_s:.1}");
+
+    // The admin password from user-data (nothing generated, nothing printed).
+    let token = login(vm.http, &password);
+    assert!(!token.is_empty());
+    assert!(
+        !vm.serial_text().contains("admin password (user 'admin')"),
+        "a password from user-data must not be generated or printed"
+    );
+
+    // The name from fw_cfg (not meta-data's zigral-3); the members from fw_cfg's user-data
+    // (not the seed's zigral-{0..3}).
+    let info = json_ok(vm.http, "GET", "/api/v1/info", None, None);
+    let appliance = &info["appliance"];
+    assert_eq!(appliance["name"], "zigral-7", "/api/v1/info: {info}");
+    let members: Vec<&str> = appliance["fleet"]["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("appliance.fleet.members in /api/v1/info: {info}"))
+        .iter()
+        .map(|m| m.as_str().expect("member name"))
+        .collect();
+    let want: Vec<String> = (0..8).map(|i| format!("zigral-{i}")).collect();
+    assert_eq!(members, want, "/api/v1/info: {info}");
+
+    // HAProxy's agent-check through the forwarded port: one line, the free desktop share.
+    let line = vm.wait(
+        Duration::from_secs(120),
+        "the capacity agent's line on the forwarded port",
+        || agent_line(agent),
+    );
+    let pct = line.strip_suffix('%').and_then(|n| n.parse::<u8>().ok());
+    assert!(
+        pct.is_some_and(|p| p <= 100),
+        "agent answer {line:?}, want N%"
+    );
+
+    // The console reports by name: the seed was read (its meta-data and its own user-data),
+    // the settings that are not taken, the name's source.
+    let console = vm.serial_text();
+    for needle in [
+        "NoCloud seed /dev/vdb",
+        "local-hostname zigral-3",
+        "ZIGRAL_NOT_ALLOWED is not a setting",
+        "ZIGRAL_SEED_ONLY is not a setting",
+        "appliance name zigral-7 (from fw_cfg opt/zigral/appliance_name)",
+        "fleet settings for the control plane: ZIGRAL_APPLIANCE_NAME ZIGRAL_FLEET_KEYS ZIGRAL_FLEET_MEMBERS",
+    ] {
+        assert!(
+            console.contains(needle),
+            "no {needle:?} on the console:\n{}",
+            vm.tail()
+        );
+    }
+    for (what, secret) in [
+        ("the admin password", password.as_str()),
+        ("the fleet key's secret", fleet_secret.as_str()),
+    ] {
+        assert!(
+            !console.contains(secret),
+            "{what} appears on the serial console"
+        );
+    }
+
+    // Inside the VM (root over SSH): the host name, the settings file root's own and private,
+    // the seed unmounted, and no secret in any service log. The secrets go in on stdin.
+    let check = "hostname; stat -c '%a %U' /run/zigral/fleet.env; \
+                 test -s /var/lib/zigral/logs/control.log && echo control-log; \
+                 grep -q ' /run/zigral/seed' /proc/mounts && echo seed-mounted; \
+                 grep -rlF -f - /var/lib/zigral/logs && echo secret-in-logs; echo checked";
+    let ssh_port = vm.ssh;
+    let out = vm.wait(BOOT_TIMEOUT, "a shell over SSH", || {
+        let mut c = ssh_base(&key, ssh_port);
+        c.args(["root@127.0.0.1", check])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().ok()?;
+        child
+            .stdin
+            .take()?
+            .write_all(format!("{password}\n{fleet_secret}\n").as_bytes())
+            .ok()?;
+        let o = child.wait_with_output().ok()?;
+        // 255: ssh itself failed (sshd not up yet); anything else is the commands' answer.
+        (o.status.code() != Some(255)).then(|| {
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+        })
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["zigral-7", "600 root", "control-log", "checked"],
+        "in the VM: host name, /run/zigral/fleet.env, control log, no seed mount, no secret in logs"
+    );
+
+    vm.power_button();
+    let st = vm.wait_poweroff(POWEROFF_TIMEOUT);
+    assert!(st.success(), "QEMU exit status after power-off: {st}");
+}
