@@ -63,7 +63,7 @@ bench: deps-test ui build
 	$(CARGO) bench -p zigral-control --bench agent_step
 	$(CARGO) bench -p zigral-tests --bench desktops
 	$(CARGO) bench -p zigral-tests --bench recording
-	$(CARGO) bench --workspace --bench fleet
+	$(CARGO) bench -p zigral-tests --bench fleet
 
 fmt:
 	$(CARGO) fmt --all
