@@ -140,9 +140,18 @@ pub fn rfb_greeting(proxy_port: u16, token: &str) -> std::io::Result<String> {
 
 /// [`rfb_greeting`], keeping the connection open: a live viewer while the stream is held.
 pub fn open_viewer(proxy_port: u16, token: &str) -> std::io::Result<(TcpStream, String)> {
+    open_viewer_at(proxy_port, "", token)
+}
+
+/// [`open_viewer`] under a path prefix (a fleet's `/a/<name>`).
+pub fn open_viewer_at(
+    port: u16,
+    prefix: &str,
+    token: &str,
+) -> std::io::Result<(TcpStream, String)> {
     let mut s = websocket(
-        proxy_port,
-        &format!("/websockify?token={token}"),
+        port,
+        &format!("{prefix}/websockify?token={token}"),
         "Sec-WebSocket-Protocol: binary\r\n",
         Duration::from_secs(30),
     )?;
@@ -170,9 +179,14 @@ pub fn view_token(port: u16, token: &str, session: &str) -> String {
 
 /// Opens the control plane's events websocket (`/api/v1/events`) with a bearer token.
 pub fn events(port: u16, token: &str) -> std::io::Result<TcpStream> {
+    events_at(port, "", token)
+}
+
+/// [`events`] under a path prefix (a fleet's `/a/<name>`).
+pub fn events_at(port: u16, prefix: &str, token: &str) -> std::io::Result<TcpStream> {
     websocket(
         port,
-        "/api/v1/events",
+        &format!("{prefix}/api/v1/events"),
         &format!("Authorization: Bearer {token}\r\n"),
         Duration::from_secs(120),
     )

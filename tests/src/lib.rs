@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod fake_llm;
+pub mod haproxy;
 pub mod procs;
 pub mod stack;
 

@@ -34,13 +34,25 @@ impl Stack {
     /// Starts a stack whose state dir is `<tmp>/desktops-<tag>-<pid>` (`tmp`: the caller's
     /// `CARGO_TARGET_TMPDIR`); `env` sets `ZIGRAL_*` settings of the services.
     pub fn start(tmp: &Path, tag: &str, slots: u16, env: &[(&str, &str)]) -> Stack {
+        Stack::start_at(tmp, tag, slots, env, free_port(), free_port())
+    }
+
+    /// [`Stack::start`] with the proxy and the control plane on the given ports (a fleet test
+    /// names an appliance's ports before it exists).
+    pub fn start_at(
+        tmp: &Path,
+        tag: &str,
+        slots: u16,
+        env: &[(&str, &str)],
+        proxy: u16,
+        control: u16,
+    ) -> Stack {
         assert!(
             nix::unistd::geteuid().is_root(),
             "this test needs root: desktops run as their own Unix users"
         );
         let claim = claim_displays(u32::from(slots));
         let (vnc_base, cdp_base) = (free_port_range(slots), free_port_range(slots));
-        let (proxy, control) = (free_port(), free_port());
         let state = tmp.join(format!("desktops-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         let log = std::fs::File::create(state.with_extension("log")).expect("stack log file");

@@ -20,14 +20,14 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use zigral_tests::{Proc, free_port, http_get, repo_root, wait_for};
+use zigral_tests::haproxy::{Appliance, Haproxy, backends};
+use zigral_tests::{free_port, http_get, repo_root, wait_for};
 
 /// A directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -311,83 +311,41 @@ fn get(port: u16, path: &str) -> (u16, serde_json::Value) {
     (status, v)
 }
 
-fn runtime_api(sock: &Path, cmd: &str) -> String {
-    let mut s = UnixStream::connect(sock).unwrap();
-    writeln!(s, "{cmd}").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-/// The admin state column of `show servers state` for be_pool/<server>: bit 0x08 = drain
-/// (set through the runtime API or the agent).
-fn drained(sock: &Path, server: &str) -> bool {
-    runtime_api(sock, "show servers state be_pool")
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.get(3) == Some(&server))
-        .and_then(|f| f.get(6)?.parse::<u32>().ok())
-        .is_some_and(|admin| admin & 0x08 != 0)
+/// Whether HAProxy has `server` of be_pool in drain (admin state bit 0x08: set through the
+/// runtime API or by the agent).
+fn drained(h: &Haproxy, server: &str) -> bool {
+    h.server_state("be_pool", server)
+        .is_some_and(|(_, admin)| admin & 0x08 != 0)
 }
 
 #[test]
 fn haproxy_config_pins_each_request_to_its_appliance() {
-    let haproxy = which("haproxy").expect("haproxy not found in PATH: apt-get install haproxy");
     let tmp = TempDir::new("route");
-    let root = repo_root();
 
     // zigral-0 and zigral-1 are up (zigral-1 with a capacity agent); zigral-2 is down.
     let agent1_drain = Arc::new(AtomicBool::new(false));
-    let list = format!(
-        "zigral-0 127.0.0.1 {} {} {}\nzigral-1 127.0.0.1 {} {} {}\nzigral-2 127.0.0.1 {} {} {}\n",
-        serve_http("zigral-0", "control"),
-        serve_http("zigral-0", "viewer"),
-        free_port(), // no agent: HAProxy must carry on without one
-        serve_http("zigral-1", "control"),
-        serve_http("zigral-1", "viewer"),
-        serve_agent(agent1_drain.clone()),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
-    let mut gen_cmd = Command::new("bash");
-    gen_cmd
-        .arg(root.join("deploy/haproxy/gen-backends.sh"))
-        .arg("static")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut gen_child = gen_cmd.spawn().unwrap();
-    gen_child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(list.as_bytes())
-        .unwrap();
-    let gen_out = gen_child.wait_with_output().unwrap();
-    assert!(gen_out.status.success(), "gen-backends.sh static failed");
-    let backends = tmp.0.join("backends.cfg");
-    fs::write(&backends, &gen_out.stdout).unwrap();
-
-    let (fleet, stats) = (free_port(), free_port());
-    let sock = tmp.0.join("admin.sock");
-    let log = fs::File::create(tmp.0.join("haproxy.log")).unwrap();
-    let mut cmd = Command::new(haproxy);
-    cmd.arg("-f")
-        .arg(root.join("deploy/haproxy/haproxy.cfg"))
-        .arg("-f")
-        .arg(&backends)
-        .env("ZIGRAL_FLEET_BIND", format!("127.0.0.1:{fleet}"))
-        .env("ZIGRAL_HAPROXY_STATS", format!("127.0.0.1:{stats}"))
-        .env("ZIGRAL_HAPROXY_SOCKET", &sock)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    let _haproxy = Proc::spawn(cmd);
-    wait_for(Duration::from_secs(10), "HAProxy's /healthz", || {
-        http_get(stats, "/healthz").ok().filter(|(s, _)| *s == 200)
-    });
-    wait_for(Duration::from_secs(10), "the runtime API socket", || {
-        UnixStream::connect(&sock).ok()
-    });
+    let list = [
+        Appliance {
+            name: "zigral-0",
+            control: serve_http("zigral-0", "control"),
+            viewer: serve_http("zigral-0", "viewer"),
+            agent: free_port(), // no agent: HAProxy must carry on without one
+        },
+        Appliance {
+            name: "zigral-1",
+            control: serve_http("zigral-1", "control"),
+            viewer: serve_http("zigral-1", "viewer"),
+            agent: serve_agent(agent1_drain.clone()),
+        },
+        Appliance {
+            name: "zigral-2",
+            control: free_port(),
+            viewer: free_port(),
+            agent: free_port(),
+        },
+    ];
+    let h = Haproxy::start(&tmp.0, &backends(&list));
+    let fleet = h.port;
 
     // /a/<name>/...: that appliance's control plane, prefix stripped, query kept.
     for name in ["zigral-0", "zigral-1"] {
@@ -466,29 +424,20 @@ fn haproxy_config_pins_each_request_to_its_appliance() {
     assert_eq!(all, ["zigral-0", "zigral-1"]);
 
     // Drained through the runtime API: no new work for zigral-0, its sessions go on.
-    let out = runtime_api(&sock, "set server be_pool/zigral-0 state drain");
+    let out = h.runtime("set server be_pool/zigral-0 state drain");
     assert!(out.trim().is_empty(), "runtime API: {out}");
-    assert!(drained(&sock, "zigral-0"));
+    assert!(drained(&h, "zigral-0"));
     assert_eq!(seen(6).into_iter().collect::<Vec<_>>(), ["zigral-1"]);
     assert_eq!(get(fleet, "/a/zigral-0/x").1["appliance"], "zigral-0");
-    runtime_api(&sock, "set server be_pool/zigral-0 state ready");
+    h.runtime("set server be_pool/zigral-0 state ready");
 
     // Drained by its own capacity agent ("drain" on the agent port): same for zigral-1.
     agent1_drain.store(true, Ordering::SeqCst);
     wait_for(
         Duration::from_secs(20),
         "HAProxy's agent-check to drain zigral-1",
-        || drained(&sock, "zigral-1").then_some(()),
+        || drained(&h, "zigral-1").then_some(()),
     );
     assert_eq!(seen(6).into_iter().collect::<Vec<_>>(), ["zigral-0"]);
     assert_eq!(get(fleet, "/a/zigral-1/x").1["appliance"], "zigral-1");
-}
-
-fn which(prog: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(prog))
-        .find(|p| p.is_file())
 }
