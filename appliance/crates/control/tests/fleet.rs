@@ -211,7 +211,8 @@ async fn capacity_agent_and_draining_switch() {
     // Empty: the name, both slots free, full weight.
     assert_eq!(
         info().await,
-        json!({"name": "zigral-7", "draining": false, "desktops": {"max": 2, "free": 2}})
+        json!({"name": "zigral-7", "draining": false, "desktops": {"max": 2, "free": 2},
+               "prefix": null, "fleet": null})
     );
     assert_eq!(agent(port).await, "100%\n");
     // Each session of a new user takes a slot; full is 0% (no new work from the pool).
@@ -292,6 +293,26 @@ async fn capacity_agent_and_draining_switch() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
+    // The generic configuration API does not set or clear it behind the switch's back.
+    let cfg_key = format!("/api/v1/admin/config/{}", fleet::DRAINING_KEY);
+    let (s, v) = srv
+        .call(
+            Method::PUT,
+            &cfg_key,
+            Some(&admin),
+            Some(json!({"on": true})),
+        )
+        .await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("PUT /api/v1/admin/draining"),
+        "{v}"
+    );
+    let (s, _) = srv.call(Method::DELETE, &cfg_key, Some(&admin), None).await;
+    assert_eq!(s, 409);
     assert_eq!(info().await["draining"], false);
     assert_eq!(
         agent(port).await,
@@ -407,7 +428,8 @@ async fn capacity_agent_and_draining_switch() {
     assert_eq!(agent(port).await, "ready 0%\n");
     assert_eq!(
         info().await,
-        json!({"name": "zigral-7", "draining": false, "desktops": {"max": 2, "free": 0}})
+        json!({"name": "zigral-7", "draining": false, "desktops": {"max": 2, "free": 0},
+               "prefix": null, "fleet": null})
     );
 
     // Documented in the OpenAPI document.

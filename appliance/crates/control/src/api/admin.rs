@@ -117,6 +117,17 @@ fn check_key(k: &str) -> Result<(), ApiError> {
     }
 }
 
+/// 409 for a key that has its own endpoint (which checks the value, audits and publishes the
+/// change): the draining switch.
+fn check_not_dedicated(k: &str) -> Result<(), ApiError> {
+    if k == crate::fleet::DRAINING_KEY {
+        return Err(ApiError::conflict(format!(
+            "'{k}' is set with PUT /api/v1/admin/draining"
+        )));
+    }
+    Ok(())
+}
+
 /// Asks the supervisor to power the appliance off cleanly (`{"cmd":"shutdown",
 /// "action":"poweroff"}` on its control socket). 503 if the supervisor cannot be reached.
 #[utoipa::path(post, path = "/admin/shutdown", tag = "admin",
@@ -206,6 +217,7 @@ async fn put_config(
 ) -> ApiResult<Json<ConfigEntry>> {
     who.require_admin()?;
     check_key(&key)?;
+    check_not_dedicated(&key)?;
     st.store().put_config(&key, value.clone()).await?;
     st.audit(&who.actor(), "config.set", &key, json!({})).await;
     Ok(Json(ConfigEntry { key, value }))
@@ -222,6 +234,7 @@ async fn delete_config(
 ) -> ApiResult<StatusCode> {
     who.require_admin()?;
     check_key(&key)?;
+    check_not_dedicated(&key)?;
     st.store().delete_config(&key).await?;
     st.audit(&who.actor(), "config.delete", &key, json!({}))
         .await;
