@@ -1,5 +1,6 @@
 # Zigral appliances on Nomad: N VMs under the QEMU task driver, one allocation each.
-#   nomad var put nomad/jobs/zigral admin_password=... fleet_key=...   (see deploy/README.md)
+#   nomad var put nomad/jobs/zigral admin_password=@admin.pw fleet_keys=@fleet_keys \
+#     fleet_users=@fleet_users fleet_members='zigral-{0..15}'   (one line each; deploy/README.md)
 #   nomad job run deploy/nomad/zigral.nomad.hcl
 #   nomad job scale zigral appliance 5
 # Appliance name = "zigral-<allocation index>" (zigral-0, zigral-1, ...): handed to the VM and
@@ -70,8 +71,9 @@ job "zigral" {
       }
     }
 
-    # Capacity agent for HAProxy's agent-check ("up 40%", "drain"). No check: until the agent
-    # exists (issue 17's control-plane work) HAProxy ignores the silent port.
+    # Capacity agent for HAProxy's agent-check: the control plane's agent_listen, which the
+    # image sets to port 8001. One line per connection: "N%" (free desktop slots), "drain",
+    # "ready N%". No Nomad check: HAProxy polls it, and /readyz decides whether the VM is up.
     service {
       name     = "zigral-agent"
       provider = "nomad"
@@ -95,20 +97,29 @@ job "zigral" {
 
       # Fleet secrets from Nomad Variables (nomad/jobs/zigral), rendered into the task's secrets
       # dir and handed to the VM through QEMU fw_cfg (config.args below).
-      # opt/zigral/admin_password: read by the image's first-boot provisioning today.
+      # opt/zigral/admin_password: the local admin's first password (first boot only).
       template {
         destination = "secrets/admin_password"
         perms       = "0400"
         data        = "{{ with nomadVar \"nomad/jobs/zigral\" }}{{ .admin_password }}{{ end }}"
       }
-      # opt/zigral/user-data: the fleet settings (same format as the KubeVirt Secret's
-      # "userdata"); read once issue 17's provisioning work lands.
+      # opt/zigral/user-data: the fleet settings, one ZIGRAL_<SETTING>=value line each (the
+      # format of the KubeVirt Secret's "userdata"), read by the image at every boot:
+      #   fleet_keys     KID:SECRET[,KID:SECRET...]  (secret; the first signs, all verify)
+      #   fleet_users    NAME:ROLE:PHC ...           (white-space separated; role admin|user|disabled)
+      #   fleet_members  zigral-{0..15}              (the names the web app lists sessions from)
+      # Each variable item must be a single line. change_mode "noop": a changed variable
+      # restarts no VM by itself (all at once would end every desktop of the fleet); roll the
+      # allocations one at a time (deploy/README.md "Roll the fleet").
       template {
         destination = "secrets/user-data"
         perms       = "0400"
+        change_mode = "noop"
         data        = <<-EOT
           {{- with nomadVar "nomad/jobs/zigral" -}}
-          ZIGRAL_FLEET_KEY={{ .fleet_key }}
+          ZIGRAL_FLEET_KEYS={{ .fleet_keys }}
+          ZIGRAL_FLEET_USERS={{ .fleet_users }}
+          ZIGRAL_FLEET_MEMBERS={{ .fleet_members }}
           {{- end }}
         EOT
       }

@@ -31,14 +31,14 @@
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
-use zigral_tests::{Proc, free_port, http_get, repo_root, wait_for};
+use zigral_tests::haproxy::{Appliance, Haproxy, backends};
+use zigral_tests::{free_port, http_get, wait_for};
 
 /// The appliance the pinned routes name.
 const NAME: &str = "zigral-0";
@@ -456,35 +456,6 @@ impl Drop for TempDir {
     }
 }
 
-fn which(prog: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(prog))
-        .find(|p| p.is_file())
-}
-
-/// The backends file for `list` (NAME HOST CONTROL VIEWER AGENT lines), from gen-backends.sh.
-fn gen_backends(list: &str) -> Vec<u8> {
-    let mut child = Command::new("bash")
-        .arg(repo_root().join("deploy/haproxy/gen-backends.sh"))
-        .arg("static")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(list.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "gen-backends.sh static failed");
-    out.stdout
-}
-
 // ------------------------------------------------------------------------------ figures
 
 fn median_p99(mut v: Vec<u64>) -> (f64, f64) {
@@ -523,54 +494,37 @@ struct Fleet {
     control0: u16,
     viewer0: u16,
     nbthread: String,
-    _proxy: Proc,
+    _proxy: Haproxy,
     _tmp: TempDir,
 }
 
 impl Fleet {
-    fn start(haproxy: &Path, tag: &str) -> Fleet {
+    fn start(tag: &str) -> Fleet {
         let tmp = TempDir::new(tag);
         // Two appliances as the fleet lists them; the figures use zigral-0. No capacity
         // agents: only new work (be_pool) would look at them.
         let (control0, viewer0) = (serve(NAME, "control"), serve(NAME, "viewer"));
-        let list = format!(
-            "{NAME} 127.0.0.1 {control0} {viewer0} {}\nzigral-1 127.0.0.1 {} {} {}\n",
-            free_port(),
-            serve("zigral-1", "control"),
-            serve("zigral-1", "viewer"),
-            free_port(),
-        );
-        let backends = tmp.0.join("backends.cfg");
-        fs::write(&backends, gen_backends(&list)).unwrap();
-
-        let (port, stats) = (free_port(), free_port());
-        let sock = tmp.0.join("admin.sock");
-        let log_path = tmp.0.join("haproxy.log");
-        let log = fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(haproxy);
-        cmd.arg("-f")
-            .arg(repo_root().join("deploy/haproxy/haproxy.cfg"))
-            .arg("-f")
-            .arg(&backends)
-            .env("ZIGRAL_FLEET_BIND", format!("127.0.0.1:{port}"))
-            .env("ZIGRAL_HAPROXY_STATS", format!("127.0.0.1:{stats}"))
-            .env("ZIGRAL_HAPROXY_SOCKET", &sock)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let mut proxy = Proc::spawn(cmd);
+        let list = [
+            Appliance {
+                name: NAME,
+                control: control0,
+                viewer: viewer0,
+                agent: free_port(),
+            },
+            Appliance {
+                name: "zigral-1",
+                control: serve("zigral-1", "control"),
+                viewer: serve("zigral-1", "viewer"),
+                agent: free_port(),
+            },
+        ];
+        let proxy = Haproxy::start(&tmp.0, &backends(&list));
+        let port = proxy.port;
         let routed = format!("/a/{NAME}/healthz");
         let first = wait_for(
             Duration::from_secs(10),
             "HAProxy routing to zigral-0",
-            || {
-                if let Ok(Some(st)) = proxy.child.try_wait() {
-                    panic!(
-                        "haproxy exited ({st}):\n{}",
-                        fs::read_to_string(&log_path).unwrap_or_default()
-                    );
-                }
-                http_get(port, &routed).ok().filter(|(s, _)| *s == 200)
-            },
+            || http_get(port, &routed).ok().filter(|(s, _)| *s == 200),
         );
 
         // The measured paths are the real ones: pinned, prefix stripped, prefix header set.
@@ -595,11 +549,8 @@ impl Fleet {
         assert_eq!((st, &direct["prefix"]), (200, &"".into()), "{direct}");
 
         // How many threads HAProxy chose (its default: one per CPU it may run on).
-        let mut s = UnixStream::connect(&sock).unwrap();
-        s.write_all(b"show info\n").unwrap();
-        let mut info = String::new();
-        s.read_to_string(&mut info).unwrap();
-        let nbthread = info
+        let nbthread = proxy
+            .runtime("show info")
             .lines()
             .find_map(|l| l.strip_prefix("Nbthread: "))
             .unwrap_or("?")
@@ -709,13 +660,10 @@ fn measure(f: &Fleet, sfx: &str) {
 }
 
 fn main() {
-    let haproxy = which("haproxy").unwrap_or_else(|| {
-        panic!(
-            "haproxy not found (PATH, /usr/sbin, /sbin): install it with scripts/install-deps.sh \
-             (Debian package haproxy)"
-        )
-    });
-    let version = Command::new(&haproxy).arg("-v").output().unwrap();
+    let version = Command::new(zigral_tests::haproxy::binary())
+        .arg("-v")
+        .output()
+        .unwrap();
     let version = String::from_utf8_lossy(&version.stdout);
     let me = Pid::from_raw(0);
     let cpus = sched_getaffinity(me).unwrap();
@@ -733,7 +681,7 @@ fn main() {
     let started = Instant::now();
 
     // As the scheduler places things (HAProxy's default threads, one per CPU).
-    let fleet = Fleet::start(&haproxy, "default");
+    let fleet = Fleet::start("default");
     measure(&fleet, "");
     drop(fleet);
 
@@ -744,7 +692,7 @@ fn main() {
     let mut pin = CpuSet::new();
     pin.set(one).unwrap();
     sched_setaffinity(me, &pin).unwrap();
-    let fleet = Fleet::start(&haproxy, "one-core");
+    let fleet = Fleet::start("one-core");
     measure(&fleet, "_one_core");
     drop(fleet);
     sched_setaffinity(me, &cpus).unwrap();

@@ -298,6 +298,31 @@ fn a_fleet_of_stacks_behind_haproxy_keeps_each_session_on_its_appliance() {
         "{v}"
     );
 
+    // What a person sees: the web app at the fleet's address (Playwright, ui/e2e/fleet.mjs):
+    // one login, alice's sessions of every appliance in one list, a new session's page on its
+    // appliance with the live view through the pinned route. Screenshots in target/ui-artifacts-fleet.
+    let mine: Vec<Value> = sessions
+        .iter()
+        .filter(|(t, _, _)| *t == alice)
+        .map(|(_, a, id)| json!({"id": id, "appliance": a}))
+        .collect();
+    let out = Command::new(std::env::var("ZIGRAL_NODE").unwrap_or_else(|_| "node".into()))
+        .arg(zigral_tests::repo_root().join("ui/e2e/fleet.mjs"))
+        .env("ZIGRAL_E2E_FLEET", format!("http://127.0.0.1:{}/", h.port))
+        .env(
+            "ZIGRAL_E2E_ARTIFACTS",
+            zigral_tests::repo_root().join("target/ui-artifacts-fleet"),
+        )
+        .env("ZIGRAL_E2E_USER", "alice")
+        .env("ZIGRAL_E2E_USER_PASSWORD", "alice-fleet-password")
+        .env("ZIGRAL_E2E_SESSIONS", Value::from(mine).to_string())
+        .output()
+        .expect("run node ui/e2e/fleet.mjs (Node.js: scripts/install-deps.sh)");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("{said}");
+    assert!(out.status.success(), "ui/e2e/fleet.mjs failed:\n{said}");
+
     // zigral-1 dies (its whole process tree, at once): only its sessions are lost.
     let victim = stacks.remove(&1).unwrap();
     for pid in procs::tree(victim.init.pid()) {

@@ -1282,6 +1282,27 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
     let password = format!("pw-{}", base64url(&random_bytes(18)));
     let fleet_secret = base64url(&random_bytes(32));
     assert_eq!(fleet_secret.len(), 43);
+    // A fleet user, made as an operator would (`zigral fleet user`, password on stdin).
+    let ada_pw = format!("ada-{}", base64url(&random_bytes(12)));
+    let ada = {
+        let mut c = Command::new(zigral_tests::bin("zigral"))
+            .args(["fleet", "user", "ada", "--role", "user"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("zigral fleet user");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{ada_pw}\n").as_bytes())
+            .expect("password to zigral fleet user");
+        let o = c.wait_with_output().expect("zigral fleet user");
+        assert!(o.status.success(), "zigral fleet user failed");
+        String::from_utf8(o.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned()
+    };
     let user_data = dir.path("user-data");
     std::fs::write(
         &user_data,
@@ -1291,6 +1312,7 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
              ZIGRAL_FLEET_MEMBERS=zigral-{{0..7}}\n\
              \n\
              ZIGRAL_FLEET_KEYS=k1:{fleet_secret}\n\
+             ZIGRAL_FLEET_USERS={ada}\n\
              ZIGRAL_NOT_ALLOWED=x\n"
         ),
     )
@@ -1360,6 +1382,13 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
         "a password from user-data must not be generated or printed"
     );
 
+    // The fleet user (read from /run/zigral/fleet-users) gets a fleet token.
+    let ada_token = zigral_tests::api::login_as(vm.http, "ada", &ada_pw);
+    assert!(
+        ada_token.starts_with("zgf_k1."),
+        "ada's login: {ada_token:.12}…"
+    );
+
     // The name from fw_cfg (not meta-data's zigral-3); the members from fw_cfg's user-data
     // (not the seed's zigral-{0..3}).
     let info = json_ok(vm.http, "GET", "/api/v1/info", None, None);
@@ -1395,7 +1424,7 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
         "ZIGRAL_NOT_ALLOWED is not a setting",
         "ZIGRAL_SEED_ONLY is not a setting",
         "appliance name zigral-7 (from fw_cfg opt/zigral/appliance_name)",
-        "fleet settings for the control plane: ZIGRAL_APPLIANCE_NAME ZIGRAL_FLEET_KEYS ZIGRAL_FLEET_MEMBERS",
+        "fleet settings for the control plane: ZIGRAL_APPLIANCE_NAME ZIGRAL_FLEET_KEYS ZIGRAL_FLEET_USERS ZIGRAL_FLEET_MEMBERS",
     ] {
         assert!(
             console.contains(needle),
@@ -1406,6 +1435,7 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
     for (what, secret) in [
         ("the admin password", password.as_str()),
         ("the fleet key's secret", fleet_secret.as_str()),
+        ("the fleet user's password", ada_pw.as_str()),
     ] {
         assert!(
             !console.contains(secret),
@@ -1416,6 +1446,7 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
     // Inside the VM (root over SSH): the host name, the settings file root's own and private,
     // the seed unmounted, and no secret in any service log. The secrets go in on stdin.
     let check = "hostname; stat -c '%a %U' /run/zigral/fleet.env; \
+                 stat -c '%a %U %G' /run/zigral/fleet-users; \
                  test -s /var/lib/zigral/logs/control.log && echo control-log; \
                  grep -q ' /run/zigral/seed' /proc/mounts && echo seed-mounted; \
                  grep -rlF -f - /var/lib/zigral/logs && echo secret-in-logs; echo checked";
@@ -1430,7 +1461,7 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
         child
             .stdin
             .take()?
-            .write_all(format!("{password}\n{fleet_secret}\n").as_bytes())
+            .write_all(format!("{password}\n{fleet_secret}\n{ada_pw}\n").as_bytes())
             .ok()?;
         let o = child.wait_with_output().ok()?;
         // 255: ssh itself failed (sshd not up yet); anything else is the commands' answer.
@@ -1441,8 +1472,15 @@ fn fleet_settings_from_fw_cfg_and_nocloud_seed() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
-        ["zigral-7", "600 root", "control-log", "checked"],
-        "in the VM: host name, /run/zigral/fleet.env, control log, no seed mount, no secret in logs"
+        [
+            "zigral-7",
+            "600 root",
+            "640 root zigral",
+            "control-log",
+            "checked"
+        ],
+        "in the VM: host name, /run/zigral/fleet.env, the users file (the control plane's \
+         group reads it), control log, no seed mount, no secret in logs"
     );
 
     vm.power_button();

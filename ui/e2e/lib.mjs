@@ -229,3 +229,33 @@ export function rgb(hex) {
   const n = parseInt(hex.replace('#', ''), 16);
   return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
+
+/** The centre pixel of the live view's noVNC canvas, or null before it has drawn. */
+export function canvasPixelMatches(page, [r, g, b]) {
+  return page.waitForFunction(
+    ([r, g, b]) => {
+      const region = document.querySelector('[aria-label="Live view"]');
+      const canvas = region?.querySelector('canvas');
+      if (!canvas || !canvas.width || !canvas.height) return false;
+      const ctx = canvas.getContext('2d', { willReadFrequently: true });
+      if (!ctx) return false;
+      const [pr, pg, pb] = ctx.getImageData(Math.floor(canvas.width / 2), Math.floor(canvas.height / 2), 1, 1).data;
+      const near = (a, c) => Math.abs(a - c) <= 12;
+      return near(pr, r) && near(pg, g) && near(pb, b) ? [pr, pg, pb] : false;
+    },
+    [r, g, b],
+    { timeout: 30_000, polling: 200 },
+  );
+}
+
+export function liveStatus(page) {
+  return page.getByRole('region', { name: 'Live view' }).getByTestId('live-status');
+}
+
+export async function waitLive(page, state) {
+  await page.waitForFunction(
+    (want) => document.querySelector('[aria-label="Live view"] [data-testid="live-status"]')?.getAttribute('data-state') === want,
+    state,
+    { timeout: 30_000 },
+  );
+}

@@ -21,7 +21,7 @@
 // into the artifacts directory for the Rust test to check from outside.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Steps, StepFailed, apiClient, axe, env, launch, pageServer, rgb, shots, until } from './lib.mjs';
+import { Steps, StepFailed, apiClient, axe, canvasPixelMatches, env, launch, liveStatus, pageServer, rgb, shots, until, waitLive } from './lib.mjs';
 
 const BASE = env('ZIGRAL_E2E_BASE');
 const ART = env('ZIGRAL_E2E_ARTIFACTS');
@@ -106,36 +106,6 @@ async function cookieToken(page) {
   const c = (await page.context().cookies()).find((c) => c.name === 'zigral_session');
   if (!c) throw new Error('no zigral_session cookie after logging in');
   return c.value;
-}
-
-/** The centre pixel of the live view's noVNC canvas, or null before it has drawn. */
-function canvasPixelMatches(page, [r, g, b]) {
-  return page.waitForFunction(
-    ([r, g, b]) => {
-      const region = document.querySelector('[aria-label="Live view"]');
-      const canvas = region?.querySelector('canvas');
-      if (!canvas || !canvas.width || !canvas.height) return false;
-      const ctx = canvas.getContext('2d', { willReadFrequently: true });
-      if (!ctx) return false;
-      const [pr, pg, pb] = ctx.getImageData(Math.floor(canvas.width / 2), Math.floor(canvas.height / 2), 1, 1).data;
-      const near = (a, c) => Math.abs(a - c) <= 12;
-      return near(pr, r) && near(pg, g) && near(pb, b) ? [pr, pg, pb] : false;
-    },
-    [r, g, b],
-    { timeout: 30_000, polling: 200 },
-  );
-}
-
-function liveStatus(page) {
-  return page.getByRole('region', { name: 'Live view' }).getByTestId('live-status');
-}
-
-async function waitLive(page, state) {
-  await page.waitForFunction(
-    (want) => document.querySelector('[aria-label="Live view"] [data-testid="live-status"]')?.getAttribute('data-state') === want,
-    state,
-    { timeout: 30_000 },
-  );
 }
 
 /** Polls the desktop's page title through the actions API until `pred` holds. */

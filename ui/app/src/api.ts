@@ -12,6 +12,12 @@ export const BASE = location.pathname.slice(0, location.pathname.lastIndexOf('/'
 /** The REST API's root for this page: `/api/v1`, or `/a/<name>/api/v1` through a fleet. */
 export const API = `${BASE}api/v1`;
 
+/** A URL the appliance handed out (`/api/v1/...`, absolute from its own root) as this page
+ * reaches it: under the page's `/a/<name>/` through a fleet. Anything else is returned as is. */
+export function apiUrl(u: string): string {
+  return u.startsWith('/api/v1/') ? `${API}${u.slice('/api/v1'.length)}` : u;
+}
+
 /** The `ws:`/`wss:` URL of a path (absolute from the origin, e.g. `${API}/events`) on this origin. */
 export function wsUrl(path: string): string {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;

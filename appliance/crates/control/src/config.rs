@@ -309,6 +309,9 @@ pub struct Layer {
     pub fleet_keys: Option<String>,
     /// `NAME:ROLE:PHC` entries.
     pub fleet_users: Option<String>,
+    /// A file of more `NAME:ROLE:PHC` entries (white-space separated): a list too long for
+    /// an environment variable (128 KiB, ~1,300 users).
+    pub fleet_users_file: Option<PathBuf>,
     /// Appliance names; `NAME-{A..B}` ranges.
     pub fleet_members: Option<String>,
 }
@@ -417,6 +420,7 @@ impl Layer {
                 "APPLIANCE_NAME" => l.appliance_name = Some(v),
                 "FLEET_KEYS" => l.fleet_keys = Some(v),
                 "FLEET_USERS" => l.fleet_users = Some(v),
+                "FLEET_USERS_FILE" => l.fleet_users_file = Some(v.into()),
                 "FLEET_MEMBERS" => l.fleet_members = Some(v),
                 "AGENT_LISTEN" => {
                     parse_agent_listen(&v).map_err(bad)?;
@@ -475,6 +479,7 @@ impl Layer {
             agent_listen,
             fleet_keys,
             fleet_users,
+            fleet_users_file,
             fleet_members
         );
         self
@@ -570,11 +575,22 @@ impl Layer {
         }
         let fleet_err =
             |e: crate::fleet_auth::FleetConfigError| ConfigError::Invalid(e.to_string());
+        let mut users = self.fleet_users.clone().unwrap_or_default();
+        if let Some(f) = self
+            .fleet_users_file
+            .as_ref()
+            .filter(|f| !f.as_os_str().is_empty())
+        {
+            let more = std::fs::read_to_string(f).map_err(|e| {
+                ConfigError::Invalid(format!("fleet_users_file {}: {e}", f.display()))
+            })?;
+            users.push('\n');
+            users.push_str(&more);
+        }
         c.fleet = crate::fleet_auth::FleetSettings {
             keys: crate::fleet_auth::parse_keys(self.fleet_keys.as_deref().unwrap_or(""))
                 .map_err(fleet_err)?,
-            users: crate::fleet_auth::parse_users(self.fleet_users.as_deref().unwrap_or(""))
-                .map_err(fleet_err)?,
+            users: crate::fleet_auth::parse_users(&users).map_err(fleet_err)?,
             members: crate::fleet_auth::parse_members(self.fleet_members.as_deref().unwrap_or(""))
                 .map_err(fleet_err)?,
         };
@@ -924,5 +940,45 @@ mod tests {
         let e = Layer::from_env([("ZIGRAL_UPDATE_MAX_BYTES".into(), "lots".into())])
             .expect_err("bad number");
         assert!(e.to_string().contains("ZIGRAL_UPDATE_MAX_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn fleet_keys_users_and_members_from_env_and_file() {
+        use base64::Engine;
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let h = crate::auth::hash_password("fleet-password").expect("hash");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("users");
+        std::fs::write(&f, format!("bob:user:{h}\ncarol:disabled:{h}\n")).expect("write");
+        let env = |extra: &[(&str, String)]| {
+            let mut v = vec![
+                ("ZIGRAL_FLEET_KEYS".to_string(), format!("k1:{secret}")),
+                ("ZIGRAL_FLEET_USERS".to_string(), format!("alice:admin:{h}")),
+                (
+                    "ZIGRAL_FLEET_MEMBERS".to_string(),
+                    "zigral-{0..3}".to_string(),
+                ),
+            ];
+            v.extend(extra.iter().map(|(k, x)| (k.to_string(), x.clone())));
+            Layer::from_env(v).expect("env").resolve()
+        };
+        let c = env(&[("ZIGRAL_FLEET_USERS_FILE", f.display().to_string())]).expect("cfg");
+        assert!(c.fleet.enabled());
+        let names: Vec<&str> = c.fleet.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["alice", "bob", "carol"]);
+        assert_eq!(c.fleet.members.len(), 4);
+        // The secrets never show in the configuration's debug form (logged at start).
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains(&secret) && !dbg.contains("argon2id"), "{dbg}");
+        // Bad input stops the start with a sentence, naming no secret.
+        let e = env(&[("ZIGRAL_FLEET_KEYS", "k1:dG9vLXNob3J0".into())]).expect_err("short");
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        let e = env(&[("ZIGRAL_FLEET_USERS_FILE", "/nonexistent/users".into())])
+            .expect_err("missing file");
+        assert!(e.to_string().contains("/nonexistent/users"), "{e}");
+        let e = env(&[("ZIGRAL_FLEET_KEYS", String::new())]).expect_err("users, no keys");
+        assert!(e.to_string().contains("fleet_keys is not"), "{e}");
+        let e = env(&[("ZIGRAL_FLEET_MEMBERS", "Zigral-0".into())]).expect_err("member");
+        assert!(e.to_string().contains("Zigral-0"), "{e}");
     }
 }

@@ -118,10 +118,25 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| hash_password(&new_id()).unwrap_or_default())
 }
 
-/// The `Set-Cookie` value for a login token (`Secure` under TLS). `path`: `/`, or this
-/// appliance's `/a/<name>/` for a token only it accepts, reached through the fleet.
-fn session_cookie(st: &AppState, token: &str, max_age: u64, path: &str) -> Option<HeaderValue> {
-    let secure = if st.config().tls() { "; Secure" } else { "" };
+/// The `Set-Cookie` value for a login token (`Secure` under TLS, ours or the fleet's:
+/// `X-Forwarded-Proto: https`). `path`: `/`, or this appliance's `/a/<name>/` for a token
+/// only it accepts, reached through the fleet.
+fn session_cookie(
+    st: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    max_age: u64,
+    path: &str,
+) -> Option<HeaderValue> {
+    let forwarded_tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = if st.config().tls() || forwarded_tls {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
         "{COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
@@ -254,7 +269,7 @@ async fn login(
     .await;
     let mut headers = HeaderMap::new();
     let path = cookie_path(&st, &req_headers, is_fleet);
-    if let Some(c) = session_cookie(&st, &token, ttl, &path) {
+    if let Some(c) = session_cookie(&st, &req_headers, &token, ttl, &path) {
         headers.insert(header::SET_COOKIE, c);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -300,7 +315,7 @@ async fn logout(
     .await;
     let mut headers = HeaderMap::new();
     let path = cookie_path(&st, &req_headers, !local);
-    if let Some(c) = session_cookie(&st, "", 0, &path) {
+    if let Some(c) = session_cookie(&st, &req_headers, "", 0, &path) {
         headers.insert(header::SET_COOKIE, c);
     }
     Ok((StatusCode::NO_CONTENT, headers))

@@ -1,6 +1,6 @@
 // "Needs you": what waits on a person — feedback prompts, approvals of gated actions, requests
 // for input such as a 2FA code — arriving live, loud (role=alert, highlighted); and undo.
-import { get, post } from '../../api';
+import { apiUrl, get, post } from '../../api';
 import { h, fill } from '../../dom';
 import type { AppEvent } from '../../events';
 import { act, errorLine } from './act';
@@ -89,7 +89,7 @@ export class Prompts {
   private async loadFeedback(): Promise<void> {
     try {
       const all = await get<FeedbackView[]>(this.path('/feedback'));
-      for (const f of all) this.onShots(f.feedback.step, f.before_url ?? null, f.after_url ?? null, f.feedback.call);
+      for (const f of all) this.onShots(f.feedback.step, f.before_url ? apiUrl(f.before_url) : null, f.after_url ? apiUrl(f.after_url) : null, f.feedback.call);
       this.feedback = all.filter((f) => f.feedback.status === 'pending' && f.feedback.kind === 'prompt');
       this.render();
     } catch (e) {
@@ -234,8 +234,8 @@ export class Prompts {
       h(
         'div',
         { class: 'row shots' },
-        shot(f.before_url, `Screen before step ${f.feedback.step}`),
-        shot(f.after_url, `Screen after step ${f.feedback.step}`),
+        shot(f.before_url ? apiUrl(f.before_url) : f.before_url, `Screen before step ${f.feedback.step}`),
+        shot(f.after_url ? apiUrl(f.after_url) : f.after_url, `Screen after step ${f.feedback.step}`),
       ),
       h('label', { for: `${id}-c` }, 'Comment (optional)'),
       comment,

@@ -1,6 +1,6 @@
 // The steps timeline: each agent step with its screens before and after, streaming in from the
 // events; a click seeks the desktop's recording to that step's chapter when there is one.
-import { API } from '../../api';
+import { API, apiUrl } from '../../api';
 import { h } from '../../dom';
 import type { AppEvent } from '../../events';
 
@@ -139,7 +139,7 @@ export class Steps {
       error: typeof d.error === 'string' ? d.error : null,
       ms: typeof d.duration_ms === 'number' ? d.duration_ms : null,
       at: e.timestamp,
-      after: typeof d.thumbnail === 'string' ? d.thumbnail : null,
+      after: typeof d.thumbnail === 'string' ? apiUrl(d.thumbnail) : null,
       before: this.steps.get(n)?.before ?? null,
     });
     this.list.scrollTop = this.list.scrollHeight;
