@@ -81,6 +81,7 @@ impl std::fmt::Debug for FleetUser {
 #[derive(Debug, Clone, Default)]
 pub struct FleetSettings {
     pub keys: Vec<FleetKey>,
+    /// Sorted by name, as [`parse_users`] returns them (looked up on every request).
     pub users: Vec<FleetUser>,
     pub members: Vec<String>,
 }
@@ -93,7 +94,10 @@ impl FleetSettings {
 
     /// The listed user of that name.
     pub fn user(&self, name: &str) -> Option<&FleetUser> {
-        self.users.iter().find(|u| u.name == name)
+        self.users
+            .binary_search_by(|u| u.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.users[i])
     }
 }
 
@@ -184,9 +188,10 @@ pub fn parse_keys(s: &str) -> Result<Vec<FleetKey>, FleetConfigError> {
     Ok(keys)
 }
 
-/// Parses `fleet_users` (white-space separated: PHC strings contain commas).
+/// Parses `fleet_users` (white-space separated: PHC strings contain commas); sorted by name.
 pub fn parse_users(s: &str) -> Result<Vec<FleetUser>, FleetConfigError> {
     let mut users: Vec<FleetUser> = Vec::new();
+    let mut seen = HashSet::new();
     for (i, e) in s.split_whitespace().enumerate() {
         let index = i + 1;
         let mut parts = e.splitn(3, ':');
@@ -220,7 +225,7 @@ pub fn parse_users(s: &str) -> Result<Vec<FleetUser>, FleetConfigError> {
                 name: name.to_owned(),
             });
         }
-        if users.iter().any(|u| u.name == name) {
+        if !seen.insert(name) {
             return Err(FleetConfigError::UserDuplicate(name.to_owned()));
         }
         users.push(FleetUser {
@@ -229,6 +234,7 @@ pub fn parse_users(s: &str) -> Result<Vec<FleetUser>, FleetConfigError> {
             hash: hash.to_owned(),
         });
     }
+    users.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(users)
 }
 
@@ -344,58 +350,79 @@ pub struct SyncReport {
     pub unchanged: usize,
 }
 
-/// Brings the local store in line with the fleet's user list.
+/// What [`sync_one`] did to one user.
+enum Synced {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Brings the local store in line with the fleet's user list. Up to 64 users at a time: the
+/// store's writer commits concurrent writes together, so a first boot with thousands of users
+/// takes a few commits' worth of fsyncs per batch, not one per user.
 pub async fn sync_users(
     store: &Store,
     users: &[FleetUser],
     now_ms: u64,
 ) -> Result<SyncReport, StoreError> {
-    let mut r = SyncReport::default();
-    for u in users {
-        let is_admin = u.role == FleetRole::Admin;
-        let disabled = u.role == FleetRole::Disabled;
-        match store.get_user_by_name(&u.name)? {
-            Some(rec)
-                if rec.password_hash == u.hash
-                    && rec.is_admin == is_admin
-                    && rec.disabled == disabled =>
-            {
-                r.unchanged += 1
+    use futures_util::{StreamExt, TryStreamExt};
+    futures_util::stream::iter(users)
+        .map(|u| sync_one(store, u, now_ms))
+        .buffer_unordered(64)
+        .try_fold(SyncReport::default(), |mut r, done| async move {
+            match done {
+                Synced::Created => r.created += 1,
+                Synced::Updated => r.updated += 1,
+                Synced::Unchanged => r.unchanged += 1,
             }
-            Some(rec) => {
-                let hash = u.hash.clone();
-                store
-                    .update_user(&rec.id, move |x| {
-                        x.password_hash = hash.clone();
-                        x.is_admin = is_admin;
-                        x.disabled = disabled;
-                    })
-                    .await?;
-                if disabled || rec.password_hash != u.hash {
-                    // Logins made with the old password (or before the user was disabled)
-                    // end here, as a password reset ends them.
-                    store.revoke_logins(&rec.id).await?;
-                }
-                r.updated += 1;
+            Ok(r)
+        })
+        .await
+}
+
+async fn sync_one(store: &Store, u: &FleetUser, now_ms: u64) -> Result<Synced, StoreError> {
+    let is_admin = u.role == FleetRole::Admin;
+    let disabled = u.role == FleetRole::Disabled;
+    match store.get_user_by_name(&u.name)? {
+        Some(rec)
+            if rec.password_hash == u.hash
+                && rec.is_admin == is_admin
+                && rec.disabled == disabled =>
+        {
+            Ok(Synced::Unchanged)
+        }
+        Some(rec) => {
+            let hash = u.hash.clone();
+            store
+                .update_user(&rec.id, move |x| {
+                    x.password_hash = hash.clone();
+                    x.is_admin = is_admin;
+                    x.disabled = disabled;
+                })
+                .await?;
+            if disabled || rec.password_hash != u.hash {
+                // Logins made with the old password (or before the user was disabled) end
+                // here, as a password reset ends them.
+                store.revoke_logins(&rec.id).await?;
             }
-            None => {
-                store
-                    .create_user(UserRecord {
-                        id: crate::auth::new_id(),
-                        username: u.name.clone(),
-                        password_hash: u.hash.clone(),
-                        is_admin,
-                        created_at: now_ms,
-                        disabled,
-                        persistent_profile: false,
-                        limits: Default::default(),
-                    })
-                    .await?;
-                r.created += 1;
-            }
+            Ok(Synced::Updated)
+        }
+        None => {
+            store
+                .create_user(UserRecord {
+                    id: crate::auth::new_id(),
+                    username: u.name.clone(),
+                    password_hash: u.hash.clone(),
+                    is_admin,
+                    created_at: now_ms,
+                    disabled,
+                    persistent_profile: false,
+                    limits: Default::default(),
+                })
+                .await?;
+            Ok(Synced::Created)
         }
     }
-    Ok(r)
 }
 
 #[cfg(test)]
@@ -441,6 +468,14 @@ mod tests {
         assert_eq!(u[0].role, FleetRole::Admin);
         assert_eq!(u[1].role, FleetRole::Disabled);
         assert!(!format!("{u:?}").contains("argon2id"));
+        // Looked up by name (sorted, whatever the order given).
+        let fleet = FleetSettings {
+            users: parse_users(&format!("zed:user:{h} alice:user:{h} mia:admin:{h}")).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(fleet.user("mia").map(|u| u.role), Some(FleetRole::Admin));
+        assert!(fleet.user("zed").is_some() && fleet.user("alice").is_some());
+        assert!(fleet.user("bob").is_none());
         assert!(matches!(
             parse_users(&format!("alice:root:{h}")),
             Err(FleetConfigError::UserRole { .. })

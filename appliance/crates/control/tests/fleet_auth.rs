@@ -316,3 +316,21 @@ async fn info_and_cookies_follow_the_fleet_route() {
         .unwrap();
     assert_eq!(v["appliance"]["fleet"], Value::Null, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_user_list_is_synced_once_and_then_left_alone() {
+    let srv = common::start(|_| {}).await;
+    let h = zigral_control::auth::hash_password("many-users-password").unwrap();
+    let list: String = (0..300).map(|i| format!("user{i}:user:{h}\n")).collect();
+    let users = fleet_auth::parse_users(&list).unwrap();
+    let store = srv.state.store();
+    let r = fleet_auth::sync_users(store, &users, zigral_store::now_ms())
+        .await
+        .unwrap();
+    assert_eq!((r.created, r.updated, r.unchanged), (300, 0, 0), "{r:?}");
+    let r = fleet_auth::sync_users(store, &users, zigral_store::now_ms())
+        .await
+        .unwrap();
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 300), "{r:?}");
+    assert!(store.get_user_by_name("user299").unwrap().is_some());
+}
