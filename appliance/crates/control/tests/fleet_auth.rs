@@ -288,15 +288,7 @@ async fn info_and_cookies_follow_the_fleet_route() {
     let fleet_cookie = cookie_of("alice", ALICE_PW).await;
     assert!(fleet_cookie.contains("; Path=/;"), "{fleet_cookie}");
     let root = a.login("root", ROOT_PW).await;
-    let (s, _) = a
-        .call(
-            Method::POST,
-            "/api/v1/users",
-            Some(&root),
-            Some(json!({"username": "bob", "password": "bob-password"})),
-        )
-        .await;
-    assert_eq!(s, 201);
+    a.user(&root, "bob").await; // a local user, password "bob-password"
     let local_cookie = cookie_of("bob", "bob-password").await;
     assert!(
         local_cookie.contains("; Path=/a/zigral-0/;"),
@@ -305,15 +297,7 @@ async fn info_and_cookies_follow_the_fleet_route() {
 
     // Not in a fleet: no fleet, no prefix.
     let lone = common::start(|_| {}).await;
-    let v: Value = lone
-        .http
-        .get(lone.url("/api/v1/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = lone.call(Method::GET, "/api/v1/info", None, None).await;
     assert_eq!(v["appliance"]["fleet"], Value::Null, "{v}");
 }
 
